@@ -1,0 +1,65 @@
+"""Typed cluster configuration.
+
+Field names follow kubeadm's v1beta4 ClusterConfiguration (camelCase in YAML,
+snake_case here). ``bootstrap.config.cluster`` loads, defaults and validates a
+YAML file into these objects; everything else in the toolkit reads only these.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+API_VERSION = "bootstrap.dev/v1alpha1"
+KIND = "ClusterConfiguration"
+
+ENCRYPTION_ALGORITHMS = ("RSA-2048", "RSA-3072", "RSA-4096", "ECDSA-P256")
+
+
+@dataclass(frozen=True)
+class Networking:
+    pod_subnet: str = "10.244.0.0/16"
+    service_subnet: str = "10.96.0.0/12"
+    dns_domain: str = "cluster.local"
+
+
+@dataclass(frozen=True)
+class LocalEtcd:
+    data_dir: str = "/var/lib/etcd"
+    extra_args: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ExternalEtcd:
+    endpoints: tuple[str, ...]
+    ca_file: str
+    cert_file: str
+    key_file: str
+
+
+@dataclass(frozen=True)
+class Etcd:
+    # Exactly one of these is set; ``local`` is the default (stacked etcd).
+    local: LocalEtcd | None = field(default_factory=LocalEtcd)
+    external: ExternalEtcd | None = None
+
+
+@dataclass(frozen=True)
+class APIServer:
+    cert_sans: tuple[str, ...] = ()
+    extra_args: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    cluster_name: str = "kubernetes"
+    kubernetes_version: str = ""  # empty means "the version of this toolkit's agents"
+    control_plane_endpoint: str = ""  # host[:port]; empty means the first control-plane node
+    networking: Networking = field(default_factory=Networking)
+    etcd: Etcd = field(default_factory=Etcd)
+    api_server: APIServer = field(default_factory=APIServer)
+    certificate_validity_period: timedelta = timedelta(days=365)
+    ca_certificate_validity_period: timedelta = timedelta(days=3650)
+    encryption_algorithm: str = "ECDSA-P256"
+    # Where the file came from, for error messages; not part of the YAML.
+    source: str = "<defaults>"
