@@ -7,6 +7,7 @@ YAML file into these objects; everything else in the toolkit reads only these.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -21,6 +22,22 @@ class Networking:
     pod_subnet: str = "10.244.0.0/16"
     service_subnet: str = "10.96.0.0/12"
     dns_domain: str = "cluster.local"
+
+    # Subnets may be dual-stack ("10.96.0.0/12,fd00:10:96::/108", as kubeadm
+    # allows); the first one is the primary family. Validated on load.
+    @property
+    def pod_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        return tuple(ipaddress.ip_network(c.strip()) for c in self.pod_subnet.split(","))
+
+    @property
+    def service_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        return tuple(ipaddress.ip_network(c.strip()) for c in self.service_subnet.split(","))
+
+    @property
+    def api_service_ip(self) -> str:
+        """The ``kubernetes`` Service's ClusterIP: first address of the primary
+        service subnet (kubeadm puts it in the apiserver certificate's SANs)."""
+        return str(self.service_networks[0].network_address + 1)
 
 
 @dataclass(frozen=True)
@@ -61,5 +78,6 @@ class ClusterConfig:
     certificate_validity_period: timedelta = timedelta(days=365)
     ca_certificate_validity_period: timedelta = timedelta(days=3650)
     encryption_algorithm: str = "ECDSA-P256"
-    # Where the file came from, for error messages; not part of the YAML.
-    source: str = "<defaults>"
+    # Where the file came from, for error messages; not part of the YAML, and
+    # not part of equality, so a dumped and re-read config compares equal.
+    source: str = field(default="<defaults>", compare=False)
