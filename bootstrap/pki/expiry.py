@@ -1,0 +1,158 @@
+"""Reading certificates back (``certs check-expiration``) and renewing them.
+
+Renewal re-signs with the existing CA and keeps everything the old
+certificate said (subject, SANs, usages) and, unless asked, its key, so
+nothing that pinned the key or trusts the CA notices.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from bootstrap.config.model import ClusterConfig
+from bootstrap.errors import UserError
+from bootstrap.pki._files import KEY_MODE, write_atomic
+from bootstrap.pki.catalog import CAS, LEAVES
+from bootstrap.pki.certs import now, read_cert_file, sign_leaf, spec_from_cert
+from bootstrap.pki.keys import generate_key, read_key_file, same_public_key
+from bootstrap.pki.kubeconfig import KUBECONFIGS, read_kubeconfig, render
+from bootstrap.pki.store import load_ca, write_pair
+
+# kubeadm's renewable set: the kubelet rotates its own client certificate.
+RENEWABLE_KUBECONFIGS = ("admin.conf", "super-admin.conf", "controller-manager.conf",
+                         "scheduler.conf")
+RENEWABLE = tuple(sorted(list(LEAVES) + list(RENEWABLE_KUBECONFIGS)))
+
+
+@dataclass(frozen=True)
+class ExpiryRow:
+    name: str
+    path: Path
+    expires: datetime | None   # None: file missing
+    ca: str                    # signing CA's name; "" for a CA
+    externally_managed: bool   # the signing CA's key is not here
+
+    @property
+    def missing(self) -> bool:
+        return self.expires is None
+
+    @property
+    def residual(self) -> timedelta | None:
+        return None if self.expires is None else self.expires - now()
+
+
+def short_duration(d: timedelta) -> str:
+    """kubeadm's ShortHumanDuration: 59s, 12m, 47h, 364d, 9y; '<invalid>' if past."""
+    s = int(d.total_seconds())
+    if s < -1:
+        return "<invalid>"
+    s = max(s, 0)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m"
+    if s < 48 * 3600:
+        return f"{s // 3600}h"
+    if s < 2 * 365 * 86400:
+        return f"{s // 86400}d"
+    return f"{s // (365 * 86400)}y"
+
+
+def _ca_external(cert_dir: Path, ca_name: str) -> bool:
+    return not (cert_dir / CAS[ca_name].key).exists()
+
+
+def _kubeconfig_row(file: str, kubeconfig_dir: Path, cert_dir: Path) -> ExpiryRow:
+    path = kubeconfig_dir / file
+    expires = read_kubeconfig(path).cert.not_valid_after_utc if path.exists() else None
+    return ExpiryRow(file, path, expires, "ca", _ca_external(cert_dir, "ca"))
+
+
+def check_expiration(cert_dir: str | Path, kubeconfig_dir: str | Path
+                     ) -> tuple[list[ExpiryRow], list[ExpiryRow]]:
+    """(renewable certificates, CAs), in kubeadm's table order."""
+    cert_dir, kubeconfig_dir = Path(cert_dir), Path(kubeconfig_dir)
+    rows = []
+    for name in RENEWABLE:
+        if name in LEAVES:
+            d = LEAVES[name]
+            path = cert_dir / d.crt
+            expires = read_cert_file(path).not_valid_after_utc if path.exists() else None
+            rows.append(ExpiryRow(name, path, expires, d.ca, _ca_external(cert_dir, d.ca)))
+        else:
+            rows.append(_kubeconfig_row(name, kubeconfig_dir, cert_dir))
+    cas = []
+    for name, d in CAS.items():
+        path = cert_dir / d.crt
+        expires = read_cert_file(path).not_valid_after_utc if path.exists() else None
+        cas.append(ExpiryRow(name, path, expires, "", _ca_external(cert_dir, name)))
+    return rows, cas
+
+
+def _signing_ca(cert_dir: Path, ca_name: str, what: str):
+    ca = load_ca(cert_dir, ca_name)
+    if ca is None or ca.external:
+        raise UserError(
+            f"cannot renew {what}: the CA key {cert_dir / CAS[ca_name].key} is not present "
+            "(externally managed)",
+            hint="renew it with the external CA that signed it",
+        )
+    return ca
+
+
+def renew(name: str, cert_dir: str | Path, kubeconfig_dir: str | Path,
+          config: ClusterConfig | None = None, new_key: bool = False) -> Path:
+    """Re-sign one renewable certificate (kubeadm name) in place; returns its path."""
+    config = config or ClusterConfig()
+    cert_dir, kubeconfig_dir = Path(cert_dir), Path(kubeconfig_dir)
+    validity = config.certificate_validity_period
+    if name in LEAVES:
+        d = LEAVES[name]
+        crt, keyp = cert_dir / d.crt, cert_dir / d.key
+        if not crt.exists():
+            raise UserError("nothing to renew: the certificate does not exist", where=str(crt),
+                            hint=f"create it with `bootstrap init phase certs {name}`")
+        ca = _signing_ca(cert_dir, d.ca, name)
+        old = read_cert_file(crt)
+        if new_key or not keyp.exists():
+            key = generate_key(config.encryption_algorithm)
+        else:
+            key = read_key_file(keyp)
+            if not same_public_key(key.public_key(), old.public_key()):
+                raise UserError("certificate does not match its key", where=str(crt),
+                                hint="renew with --new-key to replace both")
+        cert = sign_leaf(spec_from_cert(old), key.public_key(), ca.cert, ca.key, validity)
+        return write_pair(cert_dir, d.base, cert, key)
+    if name in RENEWABLE_KUBECONFIGS:
+        path = kubeconfig_dir / name
+        if not path.exists():
+            kind = next(k for k in KUBECONFIGS.values() if k.file == name)
+            raise UserError("nothing to renew: the kubeconfig does not exist", where=str(path),
+                            hint=f"create it with `bootstrap init phase kubeconfig {kind.name}`")
+        ca = _signing_ca(cert_dir, "ca", name)
+        old = read_kubeconfig(path)
+        key = generate_key(config.encryption_algorithm) if new_key else old.key
+        cert = sign_leaf(spec_from_cert(old.cert), key.public_key(), ca.cert, ca.key, validity)
+        text = render(old.cluster_name, old.server, ca.cert, old.user, cert, key)
+        write_atomic(path, text.encode(), KEY_MODE)
+        return path
+    raise UserError(f"unknown certificate {name!r}", hint="renewable: " + ", ".join(RENEWABLE))
+
+
+def renew_all(cert_dir: str | Path, kubeconfig_dir: str | Path,
+              config: ClusterConfig | None = None, new_key: bool = False
+              ) -> tuple[list[Path], list[str]]:
+    """Renew every renewable file present; returns (renewed paths, names skipped as missing)."""
+    rows, _ = check_expiration(cert_dir, kubeconfig_dir)
+    renewed, skipped = [], []
+    for row in rows:
+        if row.missing:
+            skipped.append(row.name)
+        else:
+            renewed.append(renew(row.name, cert_dir, kubeconfig_dir, config, new_key))
+    return renewed, skipped
+
+
+
