@@ -9,7 +9,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 APT_PACKAGES=(
   python3 python3-venv python3-dev gcc openssl ca-certificates
   iproute2 iptables util-linux procps kmod psmisc
-  systemd dbus openssh-server openssh-client
+  systemd dbus openssh-server openssh-client iputils-ping
   etcd-server etcd-client runc containernetworking-plugins haproxy conntrack
 )
 missing=()

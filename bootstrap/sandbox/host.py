@@ -1,0 +1,193 @@
+"""Boot and stop one sandbox host: namespaces, overlay root, systemd as PID 1.
+
+The launcher joins the host's cgroups, enters its network namespace and runs
+``unshare`` for new mount, UTS, IPC, cgroup and PID namespaces; the forked
+PID 1 runs INIT_SCRIPT, which builds the root (tmpfs-backed overlay over the
+machine's ``/``, fresh /proc, /sys, cgroup mounts, /dev, /run, /tmp),
+pivots into it and execs systemd. All mounts live only in the host's mount
+namespace, so they vanish with its processes.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from bootstrap.sandbox import cgroups
+
+CONTAINER_ENV = "bootstrap-sandbox"
+# Device nodes a host gets in its private /dev (major, minor, mode).
+DEV_NODES = {
+    "null": (1, 3), "zero": (1, 5), "full": (1, 7), "random": (1, 8), "urandom": (1, 9),
+    "tty": (5, 0), "net/tun": (10, 200), "fuse": (10, 229),
+}
+UPPER_SIZE = "16g"  # tmpfs pages are allocated lazily; this is only a ceiling
+
+
+def init_script(host_dir: Path, hostname: str) -> str:
+    """Shell run as the host's PID 1 before systemd (POSIX sh, fails fast)."""
+    q = shlex.quote
+    root, rw, seed = q(str(host_dir / "root")), q(str(host_dir / "rw")), q(str(host_dir / "seed"))
+    lines = [
+        "set -eu",
+        "mount --make-rprivate /",
+        f"mount -t tmpfs -o mode=0755,size={UPPER_SIZE} bootstrap-rw {rw}",
+        f"mkdir -p {rw}/upper {rw}/work",
+        # Upper/work on a tmpfs: overlayfs refuses layers that overlap on one filesystem.
+        f"mount -t overlay overlay -o lowerdir=/,upperdir={rw}/upper,workdir={rw}/work {root}",
+        f"cp -a {seed}/. {root}/",
+        f"cd {root}",
+        "mount -t proc -o nosuid,nodev,noexec proc proc",
+        "mount -t sysfs -o nosuid,nodev,noexec sysfs sys",
+        "mount -t tmpfs -o nosuid,nodev,noexec,mode=0755 cgroup sys/fs/cgroup",
+    ]
+    for h in cgroups.hierarchies():
+        rel = q(str(h.path.relative_to("/")))
+        lines.append(f"mkdir -p {rel}")
+        if h.fstype == "cgroup2":
+            lines.append(f"mount -t cgroup2 -o nosuid,nodev,noexec cgroup2 {rel}")
+        else:
+            lines.append(f"mount -t cgroup -o nosuid,nodev,noexec,{h.options} cgroup {rel}")
+    for alias, target in cgroups.symlinks().items():
+        lines.append(f"ln -s {q(target)} sys/fs/cgroup/{q(alias)}")
+    lines += [
+        "mount -t tmpfs -o nosuid,mode=0755,size=64m dev dev",
+        "mkdir -p dev/net dev/pts dev/shm",
+    ]
+    for node, (major, minor) in DEV_NODES.items():
+        lines.append(f"mknod -m 0666 dev/{node} c {major} {minor}")
+    lines += [
+        "mount -t devpts -o newinstance,nosuid,noexec,ptmxmode=0666,mode=0620,gid=5 devpts dev/pts",
+        "ln -s pts/ptmx dev/ptmx",
+        "mount -t tmpfs -o nosuid,nodev,mode=1777 shm dev/shm",
+        "ln -s /proc/self/fd dev/fd",
+        "ln -s /proc/self/fd/0 dev/stdin",
+        "ln -s /proc/self/fd/1 dev/stdout",
+        "ln -s /proc/self/fd/2 dev/stderr",
+        "mount -t tmpfs -o nosuid,nodev,mode=0755 run run",
+        "mount -t tmpfs -o nosuid,nodev,mode=1777 tmp tmp",
+        f"hostname {q(hostname)}",
+        "mkdir -p .oldroot",
+        "pivot_root . .oldroot",
+        "cd /",
+        # Detaching the old root drops this namespace's copies of the machine's
+        # mounts (incl. /run/netns/* of other sandboxes), so none is pinned.
+        "umount -l /.oldroot",
+        "rmdir /.oldroot",
+        f"exec env -i container={CONTAINER_ENV} PATH=/usr/sbin:/usr/bin:/sbin:/bin /lib/systemd/systemd",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def proc_start_time(pid: int) -> int | None:
+    """Start time of ``pid`` in clock ticks after boot; None if it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # Fields after comm (which may contain spaces): state is 3, starttime is 22.
+    rest = stat.rsplit(")", 1)[1].split()
+    if rest[0] in ("Z", "X"):
+        return None  # dead, only waiting to be reaped
+    return int(rest[19])
+
+
+def alive(pid: int | None, start: int | None) -> bool:
+    return pid is not None and start is not None and proc_start_time(pid) == start
+
+
+def launch(host_dir: Path, hostname: str, netns: str, cgroup_procs: list[Path]) -> int:
+    """Start the host; returns the launcher PID (parent of the host's PID 1)."""
+    script = host_dir / "init.sh"
+    script.write_text(init_script(host_dir, hostname))
+    (host_dir / "root").mkdir(exist_ok=True)
+    (host_dir / "rw").mkdir(exist_ok=True)
+    join = "; ".join(f"echo $$ > {shlex.quote(str(p))}" for p in cgroup_procs)
+    cmd = (
+        f"{join}; exec nsenter --net=/run/netns/{shlex.quote(netns)} -- "
+        f"unshare --pid --fork --mount --uts --ipc --cgroup --propagation private -- "
+        f"/bin/sh {shlex.quote(str(script))}"
+    )
+    with open(host_dir / "console.log", "ab") as log:
+        proc = subprocess.Popen(
+            ["/bin/sh", "-c", cmd], stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+            start_new_session=True, close_fds=True,
+        )
+    return proc.pid
+
+
+def find_init(launcher_pid: int, timeout: float = 10.0) -> int | None:
+    """The host's PID 1 as the machine sees it: the launcher's forked child."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            children = Path(f"/proc/{launcher_pid}/task/{launcher_pid}/children").read_text().split()
+        except OSError:
+            return None
+        # Before the fork the launcher is still sh/nsenter; its only child is PID 1.
+        if children and Path(f"/proc/{launcher_pid}/exe").resolve().name == "unshare":
+            return int(children[0])
+        time.sleep(0.02)
+    return None
+
+
+def wait_gone(pid: int | None, start: int | None, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while alive(pid, start) and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def nsenter_cmd(init_pid: int, *argv: str) -> list[str]:
+    return ["nsenter", "-t", str(init_pid), "-m", "-u", "-i", "-n", "-p", "-C", "--", *argv]
+
+
+def system_state(init_pid: int) -> str:
+    proc = subprocess.run(nsenter_cmd(init_pid, "systemctl", "is-system-running"),
+                          capture_output=True, text=True, timeout=30)
+    return proc.stdout.strip() or proc.stderr.strip()
+
+
+def failed_units(init_pid: int) -> str:
+    proc = subprocess.run(
+        nsenter_cmd(init_pid, "systemctl", "list-units", "--failed", "--plain", "--no-legend"),
+        capture_output=True, text=True, timeout=30)
+    return " ".join(line.split()[0] for line in proc.stdout.splitlines() if line.strip())
+
+
+def kill(pid: int | None, start: int | None) -> None:
+    """SIGKILL (systemd as PID 1 re-executes on SIGTERM) if it is still ours."""
+    if alive(pid, start):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def ns_inodes(pid: int) -> dict[str, int]:
+    out = {}
+    for kind in ("mnt", "pid", "net", "uts", "cgroup"):
+        try:
+            out[kind] = os.stat(f"/proc/{pid}/ns/{kind}").st_ino
+        except OSError:
+            pass
+    return out
+
+
+def pids_in_namespaces(inodes: set[int]) -> set[int]:
+    """Machine PIDs of processes sitting in any of the given namespaces."""
+    found = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        for kind in ("mnt", "pid", "net"):
+            try:
+                if os.stat(f"/proc/{entry}/ns/{kind}").st_ino in inodes:
+                    found.add(int(entry))
+                    break
+            except OSError:
+                break
+    return found
