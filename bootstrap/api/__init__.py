@@ -1,0 +1,1 @@
+"""Shared Kubernetes object model: resources, schemas, patching, selectors, client."""

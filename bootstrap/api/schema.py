@@ -1,0 +1,325 @@
+"""Upstream Kubernetes schemas (from kubernetes-validate) and validation against them.
+
+The package ships the OpenAPI definitions of each release converted to JSON
+schema, keeping the ``x-kubernetes-*`` extensions (patch merge keys, list
+types). They are loaded once, lazily, and shared by validation, strategic
+merge patch, server-side apply and the served OpenAPI documents.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bootstrap.api import errors
+from bootstrap.api.defaults import apply_defaults  # noqa: F401  (interface: schema.apply_defaults)
+
+# kubectl on the machines is v1.32; serving the same release's schemas keeps
+# `kubectl explain` and client-side apply metadata identical to what it expects.
+SCHEMA_VERSION = "v1.32.0"
+
+GVK = tuple[str, str, str]
+
+_REF_PREFIX = "#/$defs/"
+
+
+@functools.lru_cache(maxsize=1)
+def definitions() -> dict[str, dict]:
+    """All definitions by upstream name (``io.k8s.api.core.v1.Pod``), strict variant."""
+    # find_spec locates the data without importing kubernetes_validate (slow imports).
+    spec = importlib.util.find_spec("kubernetes_validate")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("kubernetes-validate is not installed; it provides the API schemas")
+    root = Path(list(spec.submodule_search_locations)[0]) / "kubernetes-json-schema"
+    path = root / f"{SCHEMA_VERSION}-local-strict" / "_definitions.json"
+    defs = orjson.loads(path.read_bytes())["$defs"]
+    # The converted oneOf(string|null, integer|null) rejects null (it matches both
+    # branches); a plain union type keeps the meaning and gives clearer errors.
+    for name, types in (("io.k8s.apimachinery.pkg.util.intstr.IntOrString", ["string", "integer", "null"]),
+                        ("io.k8s.apimachinery.pkg.api.resource.Quantity", ["string", "number", "null"])):
+        d = defs[name]
+        d.pop("oneOf", None)
+        d["type"] = types
+    return defs
+
+
+@functools.lru_cache(maxsize=1)
+def _gvk_index() -> dict[GVK, str]:
+    out: dict[GVK, str] = {}
+    for name, d in definitions().items():
+        gvks = d.get("x-kubernetes-group-version-kind") or []
+        # Types registered in many groups (DeleteOptions, WatchEvent) are not kinds we serve.
+        if len(gvks) == 1:
+            g = gvks[0]
+            out[(g.get("group", ""), g["version"], g["kind"])] = name
+    return out
+
+
+def definition_name(gvk: GVK) -> str | None:
+    return _gvk_index().get(tuple(gvk))
+
+
+def resolve(node: dict | None) -> dict | None:
+    """Follow ``$ref`` (and single-element allOf) to the definition it names."""
+    seen = 0
+    while node is not None and seen < 16:
+        seen += 1
+        ref = node.get("$ref")
+        if ref is None and len(node.get("allOf") or ()) == 1:
+            ref = node["allOf"][0].get("$ref")
+        if ref is None:
+            return node
+        node = definitions().get(ref.rsplit("/", 1)[-1])
+    return node
+
+
+def root_schema(gvk: GVK) -> dict | None:
+    name = definition_name(gvk)
+    return definitions()[name] if name else None
+
+
+def field_schema(node: dict | None, key: str) -> dict | None:
+    """Schema of ``key`` inside an object schema, as written at the property (with
+    the x-kubernetes-patch-* extensions, which live on the property, not the type)."""
+    node = resolve(node)
+    if node is None:
+        return None
+    props = node.get("properties")
+    if props and key in props:
+        return props[key]
+    add = node.get("additionalProperties")
+    if isinstance(add, dict):
+        return add
+    return None
+
+
+def items_schema(node: dict | None) -> dict | None:
+    node = resolve(node)
+    if node is None:
+        return None
+    return node.get("items")
+
+
+def is_type(node: dict | None, name: str) -> bool:
+    node = resolve(node)
+    if node is None:
+        return False
+    t = node.get("type")
+    return t == name or (isinstance(t, list) and name in t)
+
+
+# ---------------------------------------------------------------- validation
+#
+# A direct walk over the definitions instead of a generic JSON-schema engine: the
+# schemas use a small subset (types, properties, additionalProperties, items,
+# required, $ref) and this is several times faster on every write. Enums are
+# documentation upstream (the server does not enforce them while decoding), so
+# they are not checked here; per-kind rules live in validation.py.
+
+_JSON_TYPES = {
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+    "object": (dict,),
+    "array": (list,),
+}
+
+
+def _type_ok(value: Any, types: Any) -> bool:
+    if types is None or value is None:
+        return True  # Go decodes null into the zero value of any field
+    for t in types if isinstance(types, list) else (types,):
+        if t == "null":
+            continue
+        py = _JSON_TYPES.get(t)
+        if py is None:
+            return True
+        if isinstance(value, bool) and t != "boolean":
+            continue
+        if isinstance(value, py):
+            return True
+    return False
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
+
+
+def _field_path(parts) -> str:
+    out = ""
+    for p in parts:
+        if isinstance(p, int):
+            out += f"[{p}]"
+        else:
+            out += ("." if out else "") + str(p)
+    return out
+
+
+def _join(base: str, key: str) -> str:
+    return f"{base}.{key}" if base else key
+
+
+def _ref_name(node: dict | None) -> str | None:
+    if not node:
+        return None
+    ref = node.get("$ref")
+    if ref is None and len(node.get("allOf") or ()) == 1:
+        ref = node["allOf"][0].get("$ref")
+    return ref.rsplit("/", 1)[-1] if ref else None
+
+
+def _go_type(node: dict | None) -> str:
+    """The Go type name encoding/json would report (int32, v1.PodSpec, []string, ...)."""
+    name = _ref_name(node)
+    if name:
+        parts = name.split(".")
+        return f"{parts[-2]}.{parts[-1]}" if len(parts) > 1 else name
+    node = node or {}
+    t = node.get("type")
+    t = next((x for x in t if x != "null"), None) if isinstance(t, list) else t
+    if t == "integer":
+        return node.get("format") or "int"
+    if t == "number":
+        return "float64"
+    if t == "boolean":
+        return "bool"
+    if t == "array":
+        return "[]" + _go_type(node.get("items"))
+    if t == "object" and isinstance(node.get("additionalProperties"), dict):
+        return "map[string]" + _go_type(node["additionalProperties"])
+    return t or "interface {}"
+
+
+class _Walk:
+    __slots__ = ("unknown", "type_errors", "required")
+
+    def __init__(self):
+        self.unknown: list[str] = []
+        self.type_errors: list[str] = []
+        self.required: list[errors.FieldError] = []
+
+    def value(self, value: Any, prop: dict | None, path: str, owner: str, go_path: str) -> None:
+        node = resolve(prop)
+        if node is None or value is None:
+            return
+        if not _type_ok(value, node.get("type")):
+            # encoding/json's UnmarshalTypeError, which upstream returns verbatim.
+            self.type_errors.append(f"json: cannot unmarshal {_json_type(value)} into Go struct field "
+                                    f"{owner}.{go_path} of type {_go_type(prop)}")
+            return
+        if isinstance(value, dict):
+            props = node.get("properties")
+            add = node.get("additionalProperties")
+            inner = (_ref_name(prop) or owner).rsplit(".", 1)[-1] if props else owner
+            for r in node.get("required") or ():
+                if r not in value:
+                    self.required.append(errors.required(_join(path, r)))
+            for k, v in value.items():
+                if props is not None and k in props:
+                    self.value(v, props[k], _join(path, k), inner, _join(go_path, k))
+                elif isinstance(add, dict):
+                    self.value(v, add, _join(path, k), owner, go_path)
+                elif add is False:
+                    self.unknown.append(_join(path, k))
+        elif isinstance(value, list):
+            items = node.get("items")
+            if items is not None:
+                for i, v in enumerate(value):
+                    self.value(v, items, f"{path}[{i}]", owner, go_path)
+
+
+def check_schema(obj: dict, gvk: GVK) -> tuple[list[str], list[str], list[errors.FieldError]]:
+    """Return (unknown fields, type errors, required-field errors) without raising."""
+    root = root_schema(gvk)
+    if root is None:
+        return [], [], []
+    w = _Walk()
+    w.value(obj, root, "", gvk[2], "")
+    return sorted(set(w.unknown)), w.type_errors, w.required
+
+
+def validate(obj: dict, gvk: GVK, *, mode: str = "Strict") -> list[str]:
+    """Schema-validate ``obj``; return warnings, raise APIError on failure.
+
+    Mirrors the apiserver's decoding step: unknown fields fail the request only
+    with fieldValidation=Strict (400 "strict decoding error"), become warnings
+    with Warn and are dropped silently with Ignore; type mismatches are decoding
+    errors (400); missing required fields are validation errors (422 Invalid).
+    Semantic checks (names, labels, per-kind rules) follow in validation.py.
+    """
+    from bootstrap.api import validation  # local: validation imports this module
+
+    group, version, kind = gvk
+    unknown, type_errors, required = check_schema(obj, gvk)
+    warnings: list[str] = []
+    prefix = f'{kind} in version "{version}" cannot be handled as a {kind}: '
+    if type_errors:
+        # Go's decoder stops at the first mismatch; report just that one.
+        raise errors.bad_request(prefix + type_errors[0])
+    if unknown:
+        if mode == "Strict":
+            raise errors.bad_request(prefix + "strict decoding error: "
+                                     + ", ".join(f'unknown field "{u}"' for u in unknown))
+        if mode == "Warn":
+            warnings.extend(f'unknown field "{u}"' for u in unknown)
+        prune_unknown(obj, gvk)
+    if kind in validation.VIRTUAL_KINDS:
+        # Review and token requests are computed, never stored; their handlers fill
+        # what upstream defaults (e.g. TokenRequest audiences) before acting.
+        required = []
+    # The schema's required list and the per-kind checks can flag the same field.
+    causes = list(dict.fromkeys(required + validation.validate_object(obj, gvk)))
+    if causes:
+        name = obj.get("metadata", {}).get("name") or obj.get("metadata", {}).get("generateName", "")
+        raise errors.invalid(kind, name, causes, group)
+    return warnings
+
+
+def validate_update(new: dict, old: dict, gvk: GVK) -> None:
+    """Immutable-field and transition checks on update; raises 422 Invalid."""
+    from bootstrap.api import validation
+
+    causes = validation.validate_update(new, old, gvk)
+    if causes:
+        raise errors.invalid(gvk[2], new.get("metadata", {}).get("name", ""), causes, gvk[0])
+
+
+def prune_unknown(obj: Any, gvk_or_node: Any) -> None:
+    """Drop fields the schema does not declare (what the decoder does when not Strict)."""
+    node = root_schema(gvk_or_node) if isinstance(gvk_or_node, tuple) else gvk_or_node
+    _prune(obj, node)
+
+
+def _prune(value: Any, node: dict | None) -> None:
+    node = resolve(node)
+    if node is None:
+        return
+    if isinstance(value, dict):
+        props = node.get("properties")
+        add = node.get("additionalProperties")
+        if props is not None and add is False:
+            for k in [k for k in value if k not in props]:
+                del value[k]
+        for k, v in value.items():
+            if props and k in props:
+                _prune(v, props[k])
+            elif isinstance(add, dict):
+                _prune(v, add)
+    elif isinstance(value, list):
+        items = node.get("items")
+        if items:
+            for v in value:
+                _prune(v, items)
