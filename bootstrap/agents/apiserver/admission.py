@@ -1,0 +1,239 @@
+"""Admission: the plugins every request passes after authorization, before storage.
+
+Mutating first (ServiceAccount), then validating (NamespaceLifecycle,
+NodeRestriction), each with upstream's checks and error messages. Defaulting of
+object fields is the schema package's job (bootstrap.api.schema.apply_defaults),
+which CORE runs before calling ``admit``.
+"""
+
+from __future__ import annotations
+
+import copy
+import secrets
+
+from bootstrap.agents.apiserver.auth.authn import Store, UserInfo
+from bootstrap.agents.apiserver.serviceaccount import PROJECTED_EXPIRATION_SECONDS
+from bootstrap.api import errors
+from bootstrap.api.resources import Resource
+
+IMMORTAL_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+MIRROR_POD_ANNOTATION = "kubernetes.io/config.mirror"
+SA_MOUNT_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
+ROOT_CA_CONFIGMAP = "kube-root-ca.crt"
+NODE_RESTRICTION_PREFIX = "node-restriction.kubernetes.io/"
+_SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+
+# Labels under kubernetes.io / k8s.io a kubelet may set on its own Node (upstream
+# NodeRestriction's allowed list); any other label in those namespaces is refused.
+_KUBELET_LABELS = {
+    "kubernetes.io/hostname", "kubernetes.io/arch", "kubernetes.io/os",
+    "beta.kubernetes.io/arch", "beta.kubernetes.io/os", "beta.kubernetes.io/instance-type",
+    "node.kubernetes.io/instance-type", "failure-domain.beta.kubernetes.io/region",
+    "failure-domain.beta.kubernetes.io/zone", "topology.kubernetes.io/region",
+    "topology.kubernetes.io/zone", "node.kubernetes.io/windows-build",
+}
+_KUBELET_LABEL_NAMESPACES = ("kubelet.kubernetes.io", "node.kubernetes.io")
+
+
+async def admit(op: str, resource: Resource, obj: dict | None, old: dict | None,
+                user: UserInfo, store: Store, *, subresource: str = "",
+                namespace: str | None = None, name: str | None = None) -> dict | None:
+    """Run the admission chain; returns the (possibly mutated) object or raises APIError.
+
+    ``namespace``/``name`` default to the object's (or the old object's) metadata,
+    which a DELETE or a subresource request may not carry.
+    """
+    meta = (obj or old or {}).get("metadata") or {}
+    namespace = namespace if namespace is not None else meta.get("namespace", "")
+    name = name if name is not None else meta.get("name", "")
+    if obj is not None:
+        obj = copy.deepcopy(obj)
+    # mutating
+    if op == "CREATE" and resource.gvr == ("", "v1", "pods") and not subresource:
+        obj = await _service_account(obj, namespace, store)
+    # validating
+    await _namespace_lifecycle(op, resource, namespace, name, store)
+    node = user.node_name
+    if node is not None:
+        await _node_restriction(op, resource, subresource, obj, old, node, namespace, name,
+                                store)
+    return obj
+
+
+# NamespaceLifecycle ----------------------------------------------------------------
+
+async def _namespace_lifecycle(op: str, resource: Resource, namespace: str, name: str,
+                               store: Store) -> None:
+    if resource.gvr == ("", "v1", "namespaces"):
+        if op == "DELETE" and name in IMMORTAL_NAMESPACES:
+            raise errors.forbidden_message("namespaces", name,
+                                           "this namespace may not be deleted")
+        return
+    if op != "CREATE" or not resource.namespaced or not namespace:
+        return
+    # Reviews and token requests are computed, not stored: upstream exempts them too.
+    if not resource.stored:
+        return
+    ns = await store.get("namespaces", None, namespace)
+    if ns is None:
+        raise errors.not_found("namespaces", namespace)
+    terminating = ns.get("metadata", {}).get("deletionTimestamp") or \
+        (ns.get("status") or {}).get("phase") == "Terminating"
+    if terminating:
+        err = errors.forbidden_message(
+            resource.plural, name,
+            f"unable to create new content in namespace {namespace} because it is being "
+            f"terminated", resource.group)
+        err.details = {**(err.details or {}), "causes": [{
+            "reason": "NamespaceTerminating",
+            "message": f"namespace {namespace} is being terminated",
+            "field": "metadata.namespace"}]}
+        raise err
+
+
+# ServiceAccount ----------------------------------------------------------------------
+
+async def _service_account(pod: dict, namespace: str, store: Store) -> dict:
+    meta = pod.setdefault("metadata", {})
+    spec = pod.setdefault("spec", {})
+    if MIRROR_POD_ANNOTATION in (meta.get("annotations") or {}):
+        return pod  # static pods mirrored by a kubelet never get API credentials
+    sa_name = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
+    spec["serviceAccountName"] = sa_name
+    spec["serviceAccount"] = sa_name
+    sa = await store.get("serviceaccounts", namespace, sa_name)
+    if sa is None:
+        raise errors.forbidden_message(
+            "pods", meta.get("name", ""),
+            f'error looking up service account {namespace}/{sa_name}: '
+            f'serviceaccount "{sa_name}" not found')
+    if not spec.get("imagePullSecrets") and sa.get("imagePullSecrets"):
+        spec["imagePullSecrets"] = [{"name": s.get("name", "")} for s in sa["imagePullSecrets"]]
+    automount = spec.get("automountServiceAccountToken")
+    if automount is None:
+        automount = sa.get("automountServiceAccountToken", True)
+    if not automount:
+        return pod
+    containers = (spec.get("initContainers") or []) + (spec.get("containers") or [])
+    if any(m.get("mountPath") == SA_MOUNT_PATH
+           for c in containers for m in c.get("volumeMounts") or []):
+        return pod  # the user provided their own credentials at the well-known path
+    volumes = spec.setdefault("volumes", [])
+    existing = {v.get("name") for v in volumes}
+    vol_name = _volume_name(existing)
+    volumes.append({
+        "name": vol_name,
+        "projected": {
+            "defaultMode": 0o644,
+            "sources": [
+                {"serviceAccountToken": {"expirationSeconds": PROJECTED_EXPIRATION_SECONDS,
+                                         "path": "token"}},
+                {"configMap": {"name": ROOT_CA_CONFIGMAP,
+                               "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {
+                    "apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}},
+            ],
+        },
+    })
+    for c in containers:
+        c.setdefault("volumeMounts", []).append(
+            {"name": vol_name, "readOnly": True, "mountPath": SA_MOUNT_PATH})
+    return pod
+
+
+def _volume_name(existing: set) -> str:
+    while True:
+        suffix = "".join(secrets.choice(_SUFFIX_ALPHABET) for _ in range(5))
+        name = f"kube-api-access-{suffix}"
+        if name not in existing:
+            return name
+
+
+# NodeRestriction ---------------------------------------------------------------------
+
+def _node_forbidden(resource: Resource, name: str, msg: str) -> errors.APIError:
+    return errors.forbidden_message(resource.plural, name, msg, resource.group)
+
+
+async def _node_restriction(op: str, resource: Resource, subresource: str, obj: dict | None,
+                            old: dict | None, node: str, namespace: str, name: str,
+                            store: Store) -> None:
+    gvr = resource.gvr
+    if gvr == ("", "v1", "nodes"):
+        _check_node(op, resource, subresource, obj, old, node, name)
+    elif gvr == ("", "v1", "pods"):
+        await _check_pod(op, resource, subresource, obj, old, node, namespace, name, store)
+    elif gvr == ("coordination.k8s.io", "v1", "leases") and namespace == "kube-node-lease":
+        if name != node:
+            raise _node_forbidden(resource, name,
+                                  f'node "{node}" is not allowed to modify lease "{name}"')
+    elif gvr == ("", "v1", "serviceaccounts") and subresource == "token":
+        pass  # the Node authorizer already required a pod on this node using the SA
+
+
+def _check_node(op, resource, subresource, obj, old, node, name) -> None:
+    target = name or ((obj or {}).get("metadata") or {}).get("name", "")
+    if target != node:
+        raise _node_forbidden(resource, target,
+                              f'node "{node}" is not allowed to modify node "{target}"')
+    if op == "DELETE":
+        raise _node_forbidden(resource, target, f'node "{node}" is not allowed to delete nodes')
+    if obj is None:
+        return
+    new_labels = (obj.get("metadata") or {}).get("labels") or {}
+    old_labels = ((old or {}).get("metadata") or {}).get("labels") or {}
+    changed = {k for k in set(new_labels) | set(old_labels)
+               if new_labels.get(k) != old_labels.get(k)}
+    bad = sorted(k for k in changed if _label_forbidden_for_kubelet(k))
+    if bad:
+        raise _node_forbidden(
+            resource, target,
+            f'node "{node}" is not allowed to modify labels: {", ".join(bad)}')
+    if op == "UPDATE" and old is not None and not subresource:
+        if (obj.get("spec") or {}).get("taints") != (old.get("spec") or {}).get("taints"):
+            raise _node_forbidden(resource, target,
+                                  f'node "{node}" is not allowed to modify taints')
+
+
+def _label_forbidden_for_kubelet(key: str) -> bool:
+    if key in _KUBELET_LABELS:
+        return False
+    prefix = key.split("/", 1)[0] if "/" in key else ""
+    if key.startswith(NODE_RESTRICTION_PREFIX):
+        return True
+    for ns in _KUBELET_LABEL_NAMESPACES:
+        if prefix == ns or prefix.endswith("." + ns):
+            return False
+    return prefix in ("kubernetes.io", "k8s.io") or prefix.endswith((".kubernetes.io", ".k8s.io"))
+
+
+async def _check_pod(op, resource, subresource, obj, old, node, namespace, name, store) -> None:
+    if subresource in ("status", "eviction") or (op == "DELETE" and not subresource):
+        pod = old or await store.get("pods", namespace, name)
+        bound = ((pod or {}).get("spec") or {}).get("nodeName")
+        if pod is not None and bound != node:
+            verb = "delete" if op == "DELETE" else ("evict" if subresource == "eviction"
+                                                    else "update")
+            raise _node_forbidden(resource, name,
+                                  f'node "{node}" can only {verb} pods with spec.nodeName '
+                                  f'set to itself')
+        return
+    if op == "CREATE" and not subresource:
+        meta = (obj or {}).get("metadata") or {}
+        spec = (obj or {}).get("spec") or {}
+        if MIRROR_POD_ANNOTATION not in (meta.get("annotations") or {}):
+            raise _node_forbidden(resource, name,
+                                  f'pod does not have "{MIRROR_POD_ANNOTATION}" annotation, '
+                                  f'node "{node}" can only create mirror pods')
+        if spec.get("nodeName") != node:
+            raise _node_forbidden(resource, name,
+                                  f'node "{node}" can only create pods with spec.nodeName set '
+                                  f'to itself')
+        for ref in meta.get("ownerReferences") or []:
+            if ref.get("kind") != "Node" or ref.get("name") != node:
+                raise _node_forbidden(resource, name,
+                                      f'node "{node}" can only create pods with an owner '
+                                      f'reference set to itself')
+        return
+    if op == "UPDATE" and not subresource:
+        raise _node_forbidden(resource, name, f'node "{node}" can only update pod status')

@@ -1,0 +1,93 @@
+"""Audit log: one audit.k8s.io/v1 Event per request as a JSON line (--audit-log-path).
+
+Level Metadata, stage ResponseComplete: who did what to which object and how it
+ended, never request or response bodies. ``-`` writes to stdout as upstream does.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+
+
+def micro_time(dt: datetime | None = None) -> str:
+    """metav1.MicroTime: RFC 3339 with microseconds."""
+    dt = dt or datetime.now(UTC)
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def new_audit_id() -> str:
+    return str(uuid.uuid4())
+
+
+def build_event(*, verb: str, request_uri: str, user: dict, source_ips: list[str],
+                user_agent: str, code: int, received: datetime,
+                object_ref: dict | None = None, audit_id: str | None = None,
+                impersonated_user: dict | None = None, status_message: str = "",
+                status_reason: str = "", annotations: dict | None = None,
+                completed: datetime | None = None) -> dict:
+    """The Event dict for one finished request.
+
+    ``object_ref`` as upstream: resource, namespace, name, apiGroup, apiVersion,
+    subresource (only the keys that apply). ``user`` is a UserInfo.to_dict().
+    """
+    event: dict = {
+        "kind": "Event",
+        "apiVersion": "audit.k8s.io/v1",
+        "level": "Metadata",
+        "auditID": audit_id or new_audit_id(),
+        "stage": "ResponseComplete",
+        "requestURI": request_uri,
+        "verb": verb,
+        "user": user,
+        "sourceIPs": source_ips,
+        "userAgent": user_agent,
+    }
+    if impersonated_user:
+        event["impersonatedUser"] = impersonated_user
+    if object_ref:
+        event["objectRef"] = {k: v for k, v in object_ref.items() if v}
+    status: dict = {"metadata": {}, "code": code}
+    if code >= 400:
+        status["status"] = "Failure"
+        if status_message:
+            status["message"] = status_message
+        if status_reason:
+            status["reason"] = status_reason
+    event["responseStatus"] = status
+    event["requestReceivedTimestamp"] = micro_time(received)
+    event["stageTimestamp"] = micro_time(completed)
+    if annotations:
+        event["annotations"] = annotations
+    return event
+
+
+class AuditLogger:
+    def __init__(self, path: str | Path):
+        self._path = str(path)
+        self._lock = threading.Lock()
+        if self._path == "-":
+            self._fd = sys.stdout.fileno()
+            self._owned = False
+        else:
+            Path(self._path).parent.mkdir(parents=True, exist_ok=True)
+            # O_APPEND makes each line one write, so several processes (or a log
+            # shipper truncating the file) never interleave half lines.
+            self._fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            self._owned = True
+
+    def log(self, event: dict) -> None:
+        line = orjson.dumps(event) + b"\n"
+        with self._lock:
+            os.write(self._fd, line)
+
+    def close(self) -> None:
+        if self._owned and self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1

@@ -1,0 +1,2 @@
+"""Authentication (authn), authorization (authz: RBAC, Node), default policy and the
+review APIs (TokenReview, SubjectAccessReview, ...) of the API server."""
