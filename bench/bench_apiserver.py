@@ -1,0 +1,217 @@
+"""API server benchmark: prints numbers next to raw etcd in the same run; asserts nothing.
+
+    .venv/bin/python bench/bench_apiserver.py [--quick]
+
+Starts a real etcd and one API server on loopback (tests/integration/cluster.py),
+then measures creates/s and GETs/s at concurrency 1 and 64, a LIST of 5,000 pods,
+watch fan-out (100 watchers, 1,000 events) and mutating latency at a fixed
+200 req/s, each beside raw etcd puts/gets through aetcd's gRPC stubs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ssl
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bootstrap.agents.apiserver.storage.etcd import Etcd  # noqa: E402
+from tests.integration.cluster import Cluster  # noqa: E402
+
+
+def _row(name: str, ours: float, raw: float | None, unit: str) -> None:
+    ratio = f"{ours / raw:6.2f}x" if raw else "      "
+    raw_s = f"{raw:10.1f}" if raw is not None else " " * 10
+    print(f"{name:38s} {ours:10.1f} {raw_s} {ratio}  {unit}")
+
+
+async def _run_concurrent(n: int, concurrency: int, fn) -> float:
+    """Run fn(i) for i in range(n) with ``concurrency`` workers; returns ops/s."""
+    counter = iter(range(n))
+
+    async def worker():
+        for i in counter:
+            await fn(i)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return n / (time.perf_counter() - start)
+
+
+class API:
+    def __init__(self, cluster: Cluster):
+        p = cluster.pki
+        ctx = ssl.create_default_context(cafile=p.path("ca.crt"))
+        ctx.load_cert_chain(p.path("apiserver-kubelet-client.crt"),
+                            p.path("apiserver-kubelet-client.key"))
+        self.base = cluster.server.url
+        self.admin_ctx = ssl.create_default_context(cafile=p.path("ca.crt"))
+        kc = cluster.kubeconfig("bench-admin", ("system:masters",))
+        from bootstrap.pki import read_kubeconfig
+        parsed = read_kubeconfig(kc)
+        cert, key = Path(cluster.base / "bench.crt"), Path(cluster.base / "bench.key")
+        from cryptography.hazmat.primitives import serialization
+        cert.write_bytes(parsed.cert.public_bytes(serialization.Encoding.PEM))
+        key.write_bytes(parsed.key.private_bytes(serialization.Encoding.PEM,
+                                                 serialization.PrivateFormat.PKCS8,
+                                                 serialization.NoEncryption()))
+        self.admin_ctx.load_cert_chain(str(cert), str(key))
+        self.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=self.admin_ctx, limit=128))
+
+    async def req(self, method: str, path: str, body=None, expect=(200, 201)):
+        data = orjson.dumps(body) if body is not None else None
+        async with self.session.request(method, self.base + path, data=data,
+                                        headers={"Content-Type": "application/json"}) as r:
+            payload = await r.read()
+            if r.status not in expect:
+                raise RuntimeError(f"{method} {path}: {r.status} {payload[:200]!r}")
+            return payload
+
+
+def _cm(name: str) -> dict:
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name},
+            "data": {"k": "v" * 64}}
+
+
+def _pod(name: str) -> dict:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"b": "1"}},
+            "spec": {"containers": [{"name": "c", "image": "busybox:1.36"}]}}
+
+
+async def bench(cluster: Cluster, quick: bool) -> None:
+    p = cluster.pki
+    etcd = Etcd([cluster.etcd.url], Path(p.path("etcd/ca.crt")).read_bytes(),
+                Path(p.path("apiserver-etcd-client.crt")).read_bytes(),
+                Path(p.path("apiserver-etcd-client.key")).read_bytes())
+    await etcd.connect()
+    api = API(cluster)
+    n1, n64 = (200, 2000) if not quick else (50, 300)
+    value = orjson.dumps(_cm("x"))
+    try:
+        await api.req("POST", "/api/v1/namespaces", {"metadata": {"name": "bench"}})
+        await api.req("POST", "/api/v1/namespaces/bench/serviceaccounts",
+                      {"metadata": {"name": "default"}})
+        print(f"{'metric':38s} {'apiserver':>10s} {'raw etcd':>10s} {'ratio':>7s}  unit")
+        for conc, n in ((1, n1), (64, n64)):
+            raw = await _run_concurrent(n, conc, lambda i, c=conc: etcd.create(
+                f"/bench/raw-{c}-{i}", value))
+            ours = await _run_concurrent(n, conc, lambda i, c=conc: api.req(
+                "POST", "/api/v1/namespaces/bench/configmaps", _cm(f"c{c}-{i}")))
+            _row(f"creates/s (concurrency {conc})", ours, raw, "ops/s")
+        for conc, n in ((1, n1), (64, n64)):
+            raw = await _run_concurrent(n, conc, lambda i, c=conc: etcd.get(
+                f"/bench/raw-{c}-{i}"))
+            cached = await _run_concurrent(n, conc, lambda i, c=conc: api.req(
+                "GET", f"/api/v1/namespaces/bench/configmaps/c{c}-{i}?resourceVersion=0"))
+            quorum = await _run_concurrent(n, conc, lambda i, c=conc: api.req(
+                "GET", f"/api/v1/namespaces/bench/configmaps/c{c}-{i}"))
+            _row(f"GETs/s from cache, RV=0 (conc {conc})", cached, raw, "ops/s")
+            _row(f"GETs/s quorum, RV unset (conc {conc})", quorum, raw, "ops/s")
+
+        pods = 5000 if not quick else 500
+        await _run_concurrent(pods, 64, lambda i: api.req(
+            "POST", "/api/v1/namespaces/bench/pods", _pod(f"p{i}")))
+        for label, q in (("LIST pods, RV unset (etcd)", ""),
+                         ("LIST pods, RV=0 (cache)", "?resourceVersion=0")):
+            start = time.perf_counter()
+            body = await api.req("GET", "/api/v1/namespaces/bench/pods" + q)
+            ours = (time.perf_counter() - start) * 1000
+            got = len(orjson.loads(body)["items"])
+            start = time.perf_counter()
+            await etcd.range("/registry/pods/bench/")
+            raw = (time.perf_counter() - start) * 1000
+            _row(f"{label}: {got}", ours, raw, "ms")
+
+        await _fanout(api, 100 if not quick else 20, 1000 if not quick else 200)
+        await _latency(api, etcd, 200, 1000 if not quick else 200)
+    finally:
+        await api.session.close()
+        await etcd.close()
+
+
+async def _fanout(api: API, watchers: int, events: int) -> None:
+    listed = orjson.loads(await api.req("GET", "/api/v1/namespaces/bench/configmaps?limit=1"))
+    rv = listed["metadata"]["resourceVersion"]
+    received = [0] * watchers
+    all_done = asyncio.Event()
+    ready = 0
+
+    async def watch(i: int):
+        nonlocal ready
+        url = (f"{api.base}/api/v1/namespaces/bench/configmaps?watch=1&resourceVersion={rv}"
+               f"&labelSelector=fanout%3D1")
+        async with api.session.get(url) as r:
+            ready += 1
+            async for _line in r.content:
+                received[i] += 1
+                if received[i] >= events:
+                    break
+        if all(n >= events for n in received):
+            all_done.set()
+
+    tasks = [asyncio.create_task(watch(i)) for i in range(watchers)]
+    while ready < watchers:
+        await asyncio.sleep(0.05)
+    start = time.perf_counter()
+    await _run_concurrent(events, 16, lambda i: api.req(
+        "POST", "/api/v1/namespaces/bench/configmaps",
+        {"metadata": {"name": f"f{i}", "labels": {"fanout": "1"}}}))
+    await asyncio.wait_for(all_done.wait(), 300)
+    elapsed = time.perf_counter() - start
+    for t in tasks:
+        t.cancel()
+    _row(f"watch fan-out: {watchers} watchers x {events}", watchers * events / elapsed, None,
+         "events delivered/s")
+
+
+async def _latency(api: API, etcd: Etcd, rate: int, n: int) -> None:
+    async def measure(op) -> list[float]:
+        lat: list[float] = []
+
+        async def one(i):
+            t = time.perf_counter()
+            await op(i)
+            lat.append((time.perf_counter() - t) * 1000)
+
+        start = time.perf_counter()
+        tasks = []
+        for i in range(n):
+            delay = start + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(i)))
+        await asyncio.gather(*tasks)
+        return sorted(lat)
+
+    ours = await measure(lambda i: api.req("POST", "/api/v1/namespaces/bench/configmaps",
+                                           _cm(f"lat-{i}")))
+    raw = await measure(lambda i: etcd.create(f"/bench/lat-{i}", b"x" * 100))
+    for q, name in ((0.5, "p50"), (0.99, "p99")):
+        _row(f"mutating {name} @ {rate} req/s", ours[int(q * (len(ours) - 1))],
+             raw[int(q * (len(raw) - 1))], "ms")
+    print(f"{'mutating mean':38s} {statistics.mean(ours):10.1f} {statistics.mean(raw):10.1f}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="smaller counts for a smoke run")
+    args = ap.parse_args()
+    cluster = Cluster()
+    cluster.start()
+    try:
+        asyncio.run(bench(cluster, args.quick))
+    finally:
+        cluster.stop()
+
+
+if __name__ == "__main__":
+    main()

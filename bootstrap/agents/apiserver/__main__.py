@@ -1,0 +1,3 @@
+from bootstrap.agents.apiserver import main
+
+main()

@@ -1,0 +1,136 @@
+"""The HTTP front: authentication, authorization, audit, metrics, then dispatch."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime
+
+from aiohttp import web
+
+from bootstrap.api import errors
+
+from . import requestinfo
+from .auth.authz import Attributes
+from .handlers import common, crud, discovery, health, subresources, watch
+
+log = logging.getLogger(__name__)
+
+_RESOURCE_HANDLERS = {
+    "get": crud.get, "list": crud.list_, "create": crud.create, "update": crud.update,
+    "patch": crud.patch, "delete": crud.delete, "deletecollection": crud.delete_collection,
+    "watch": watch.watch,
+}
+
+
+def _peer_cert(request: web.Request) -> bytes | None:
+    transport = request.transport
+    sslobj = transport.get_extra_info("ssl_object") if transport else None
+    if sslobj is None:
+        return None
+    return sslobj.getpeercert(binary_form=True)
+
+
+def build(server) -> web.Application:
+    application = web.Application(client_max_size=3 * 1024 * 1024)
+
+    async def entry(request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
+        received = datetime.now(UTC)
+        info = requestinfo.parse(request.method, request.path, request.query)
+        user = None
+        code = 500
+        try:
+            user = await server.authenticator.authenticate(
+                _peer_cert(request), request.headers.get("Authorization"))
+            await _authorize(server, request, info, user)
+            resp = await dispatch(server, request, info, user)
+            code = resp.status
+            return resp
+        except errors.APIError as exc:
+            code = exc.code
+            return common.error_response(exc)
+        except ConnectionResetError:
+            code = 499
+            raise
+        except Exception as exc:  # every failure reaches the client as a Status
+            log.exception("%s %s failed", request.method, request.path)
+            code = 500
+            return common.error_response(errors.internal_error(str(exc)))
+        finally:
+            elapsed = time.perf_counter() - started
+            if info.resource_request:
+                scope = ("resource" if info.name else "namespace" if info.namespace
+                         else "cluster")
+                server.metrics.request(info.verb, info.group, info.version, info.plural,
+                                       info.subresource, scope, code, elapsed)
+            if server.audit is not None and user is not None:
+                _audit(server, request, info, user, code, received)
+
+    application.router.add_route("*", "/{tail:.*}", entry)
+    return application
+
+
+async def _authorize(server, request: web.Request, info, user) -> None:
+    verb = info.verb if info.resource_request else request.method.lower()
+    if request.method == "HEAD":
+        verb = "get"
+    attrs = Attributes(user=user, verb=verb, api_group=info.group,
+                       api_version=info.version, resource=info.plural,
+                       subresource=info.subresource, namespace=info.namespace,
+                       name=info.name, path=request.path,
+                       resource_request=info.resource_request,
+                       field_selector=request.query.get("fieldSelector"),
+                       label_selector=request.query.get("labelSelector"))
+    decision = await server.authorizer.authorize(attrs)
+    if not decision.allowed:
+        raise errors.forbidden(user.name, verb, info.plural, info.group, info.namespace,
+                               info.name, decision.reason, info.subresource, request.path,
+                               info.resource_request)
+
+
+async def dispatch(server, request: web.Request, info, user) -> web.StreamResponse:
+    parts = list(info.parts)
+    if not info.resource_request:
+        resp = discovery.handle(server, request, parts)
+        if resp is not None:
+            return resp
+        return await health.handle(server, request, parts)
+    res = info.resource
+    if res is None:
+        raise errors.APIError(404, "NotFound",
+                              "the server could not find the requested resource")
+    if not res.stored:
+        if info.verb != "create":
+            raise errors.method_not_supported(res.plural, info.verb, res.group)
+        return await subresources.review(server, request, info, user)
+    if res.namespaced and info.name and not info.namespace:
+        raise errors.APIError(404, "NotFound",
+                              "the server could not find the requested resource")
+    if info.subresource:
+        return await subresources.dispatch(server, request, info, user)
+    if info.verb not in res.verbs:
+        raise errors.method_not_supported(res.plural, info.verb, res.group)
+    handler = _RESOURCE_HANDLERS.get(info.verb)
+    if handler is None:
+        raise errors.method_not_supported(res.plural, info.verb, res.group)
+    return await handler(server, request, info, user)
+
+
+def _audit(server, request: web.Request, info, user, code: int, received) -> None:
+    from .audit import build_event
+    ref = None
+    if info.resource_request:
+        ref = {k: v for k, v in (("resource", info.plural), ("namespace", info.namespace),
+                                 ("name", info.name), ("apiGroup", info.group),
+                                 ("apiVersion", info.version),
+                                 ("subresource", info.subresource)) if v}
+    peer = request.remote or ""
+    try:
+        server.audit.log(build_event(
+            verb=info.verb if info.resource_request else request.method.lower(),
+            request_uri=str(request.rel_url), user=user.to_dict(), source_ips=[peer],
+            user_agent=request.headers.get("User-Agent", ""), code=code, received=received,
+            object_ref=ref))
+    except OSError as exc:
+        log.warning("audit log write failed: %s", exc)

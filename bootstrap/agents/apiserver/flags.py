@@ -1,0 +1,152 @@
+"""Command-line flags, named as kube-apiserver's for what we support.
+
+A bad flag or an unreadable file ends the process with one ``error:`` line and
+exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import sys
+from dataclasses import dataclass
+
+
+class FlagError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse would print usage; we print one line
+        raise FlagError(message.replace("unrecognized arguments", "unknown flag"))
+
+
+@dataclass
+class Config:
+    etcd_servers: list[str]
+    etcd_cafile: str | None
+    etcd_certfile: str | None
+    etcd_keyfile: str | None
+    secure_port: int
+    bind_address: str
+    advertise_address: str | None
+    tls_cert_file: str | None
+    tls_private_key_file: str | None
+    client_ca_file: str | None
+    service_account_key_files: list[str]
+    service_account_signing_key_file: str | None
+    service_account_issuer: list[str]
+    api_audiences: list[str]
+    service_cluster_ip_range: str
+    authorization_mode: list[str]
+    enable_bootstrap_token_auth: bool
+    anonymous_auth: bool
+    encryption_provider_config: str | None
+    audit_log_path: str | None
+    profiling: bool
+    kubelet_client_certificate: str | None
+    kubelet_client_key: str | None
+    kubelet_certificate_authority: str | None
+    v: int
+
+
+def _bool(v: str) -> bool:
+    if v.lower() in ("true", "1", "t", "yes"):
+        return True
+    if v.lower() in ("false", "0", "f", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"invalid boolean value {v!r}")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="bootstrap-apiserver", add_help=True,
+                description="Kubernetes-compatible API server on etcd.")
+    a = p.add_argument
+    a("--etcd-servers", required=True, help="comma-separated etcd client URLs")
+    a("--etcd-cafile")
+    a("--etcd-certfile")
+    a("--etcd-keyfile")
+    a("--secure-port", type=int, default=6443)
+    a("--bind-address", default="0.0.0.0")
+    a("--advertise-address")
+    a("--tls-cert-file")
+    a("--tls-private-key-file")
+    a("--client-ca-file")
+    a("--service-account-key-file", action="append", default=[])
+    a("--service-account-signing-key-file")
+    a("--service-account-issuer", action="append", default=[])
+    a("--api-audiences", default="")
+    a("--service-cluster-ip-range", default="10.96.0.0/12")
+    a("--authorization-mode", default="Node,RBAC")
+    a("--enable-bootstrap-token-auth", nargs="?", const="true", default="false", type=_bool)
+    a("--anonymous-auth", nargs="?", const="true", default="true", type=_bool)
+    a("--encryption-provider-config")
+    a("--audit-log-path")
+    a("--profiling", nargs="?", const="true", default="true", type=_bool)
+    a("--kubelet-client-certificate")
+    a("--kubelet-client-key")
+    a("--kubelet-certificate-authority")
+    a("--v", "-v", type=int, default=0)
+    return p
+
+
+_FILES = ("etcd_cafile", "etcd_certfile", "etcd_keyfile", "tls_cert_file",
+          "tls_private_key_file", "client_ca_file", "service_account_signing_key_file",
+          "encryption_provider_config", "kubelet_client_certificate", "kubelet_client_key",
+          "kubelet_certificate_authority")
+
+
+def parse(argv: list[str]) -> Config:
+    ns = _parser().parse_args(argv)
+    for attr in _FILES:
+        path = getattr(ns, attr)
+        if path and not os.access(path, os.R_OK):
+            raise FlagError(f"--{attr.replace('_', '-')}: cannot read {path}")
+    for path in ns.service_account_key_file:
+        if not os.access(path, os.R_OK):
+            raise FlagError(f"--service-account-key-file: cannot read {path}")
+    if ns.audit_log_path and ns.audit_log_path != "-":
+        d = os.path.dirname(os.path.abspath(ns.audit_log_path))
+        if not os.access(d, os.W_OK):
+            raise FlagError(f"--audit-log-path: cannot write to {d}")
+    try:
+        ipaddress.ip_network(ns.service_cluster_ip_range.split(",")[0], strict=False)
+    except ValueError as exc:
+        raise FlagError(f"--service-cluster-ip-range: {exc}") from None
+    if not 0 < ns.secure_port < 65536:
+        raise FlagError("--secure-port: must be between 1 and 65535")
+    if bool(ns.tls_cert_file) != bool(ns.tls_private_key_file):
+        raise FlagError("--tls-cert-file and --tls-private-key-file must be given together")
+    modes = [m.strip() for m in ns.authorization_mode.split(",") if m.strip()]
+    for m in modes:
+        if m not in ("Node", "RBAC", "AlwaysAllow", "AlwaysDeny"):
+            raise FlagError(f"--authorization-mode: unknown mode {m!r}")
+    sa_keys = list(ns.service_account_key_file)
+    if not sa_keys and ns.service_account_signing_key_file:
+        sa_keys = [ns.service_account_signing_key_file]
+    return Config(
+        etcd_servers=[s.strip() for s in ns.etcd_servers.split(",") if s.strip()],
+        etcd_cafile=ns.etcd_cafile, etcd_certfile=ns.etcd_certfile, etcd_keyfile=ns.etcd_keyfile,
+        secure_port=ns.secure_port, bind_address=ns.bind_address,
+        advertise_address=ns.advertise_address, tls_cert_file=ns.tls_cert_file,
+        tls_private_key_file=ns.tls_private_key_file, client_ca_file=ns.client_ca_file,
+        service_account_key_files=sa_keys,
+        service_account_signing_key_file=ns.service_account_signing_key_file,
+        service_account_issuer=ns.service_account_issuer or ["https://kubernetes.default.svc"],
+        api_audiences=[x for x in ns.api_audiences.split(",") if x],
+        service_cluster_ip_range=ns.service_cluster_ip_range.split(",")[0],
+        authorization_mode=modes, enable_bootstrap_token_auth=ns.enable_bootstrap_token_auth,
+        anonymous_auth=ns.anonymous_auth, encryption_provider_config=ns.encryption_provider_config,
+        audit_log_path=ns.audit_log_path, profiling=ns.profiling,
+        kubelet_client_certificate=ns.kubelet_client_certificate,
+        kubelet_client_key=ns.kubelet_client_key,
+        kubelet_certificate_authority=ns.kubelet_certificate_authority, v=ns.v)
+
+
+def parse_or_exit(argv: list[str]) -> Config:
+    try:
+        return parse(argv)
+    except FlagError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,1 @@
+"""HTTP handlers: CRUD, watch, subresources, discovery, health, OpenAPI."""

@@ -1,0 +1,53 @@
+"""Representations a client can ask for: the object, a Table, or metadata only."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from bootstrap.api.resources import Resource
+
+from . import common
+
+
+def _include_object(request: web.Request) -> str:
+    return request.query.get("includeObject", "Metadata")
+
+
+def to_table(objs: list[dict], res: Resource, request: web.Request,
+             list_meta: dict | None) -> dict:
+    from bootstrap.api import tables
+    return tables.to_table(objs, res, include_object=_include_object(request),
+                           list_meta=list_meta)
+
+
+def convert_one(request: web.Request, res: Resource, obj: dict) -> dict:
+    want = common.wants(request)
+    if want.startswith("Table"):
+        return to_table([obj], res, request, {"resourceVersion":
+                                              obj["metadata"].get("resourceVersion", "")})
+    if want.startswith("PartialObjectMetadata"):
+        return common.partial_metadata(obj, want.split(":")[1])
+    return obj
+
+
+def object_response(request: web.Request, res: Resource, obj: dict, status: int = 200,
+                    warnings: list[str] | None = None) -> web.Response:
+    return common.json_response(convert_one(request, res, obj), status=status,
+                                warnings=warnings)
+
+
+def list_response(request: web.Request, res: Resource, items: list[dict], rv: int,
+                  cont: str | None, remaining: int | None) -> web.Response:
+    want = common.wants(request)
+    if want.startswith("Table"):
+        meta = {"resourceVersion": str(rv)}
+        if cont:
+            meta["continue"] = cont
+        return common.json_response(to_table(items, res, request, meta))
+    if want.startswith("PartialObjectMetadata"):
+        version = want.split(":")[1]
+        body = common.list_body(res, [common.partial_metadata(o, version) for o in items], rv,
+                                cont, remaining)
+        body["kind"], body["apiVersion"] = "PartialObjectMetadataList", f"meta.k8s.io/{version}"
+        return common.json_response(body)
+    return common.json_response(common.list_body(res, items, rv, cont, remaining))

@@ -1,0 +1,245 @@
+"""Subresources with their own semantics: scale, binding, eviction, log, token, finalize,
+plus the virtual review resources (computed per request, never stored)."""
+
+from __future__ import annotations
+
+import copy
+import ssl
+
+import aiohttp
+from aiohttp import web
+
+from bootstrap.api import errors, selectors
+from bootstrap.api.resources import by_gvr
+
+from ..registry import Ctx
+from ..requestinfo import RequestInfo
+from . import common, crud, output
+
+SCALABLE = ("deployments", "replicasets", "statefulsets")
+
+
+async def dispatch(server, request: web.Request, info: RequestInfo, user) -> web.StreamResponse:
+    sub, verb, res = info.subresource, info.verb, info.resource
+    if sub not in res.subresources:
+        raise errors.APIError(404, "NotFound", "the server could not find the requested "
+                                               "resource")
+    if sub in ("status", "approval"):
+        if verb == "get":
+            return await crud.get(server, request, info, user)
+        if verb == "update":
+            return await crud.update(server, request, info, user)
+        if verb == "patch":
+            return await crud.patch(server, request, info, user)
+    elif sub == "scale" and res.plural in SCALABLE:
+        if verb == "get":
+            obj = await server.store.get(res, info.namespace, info.name)
+            from ..strategy import scale_of
+            return common.json_response(scale_of(res, obj))
+        if verb == "update":
+            return await _update_scale(server, request, info, user)
+        if verb == "patch":
+            return await crud.patch(server, request, info, user)
+    elif sub == "binding" and verb == "create":
+        body = await common.read_body(request)
+        return await bind(server, request, info.namespace, info.name, body, user)
+    elif sub == "eviction" and verb == "create":
+        return await evict(server, request, info, user)
+    elif sub == "log" and verb == "get":
+        return await pod_log(server, request, info)
+    elif sub == "token" and verb == "create":
+        return await token(server, request, info, user)
+    elif sub == "finalize" and verb == "update":
+        return await finalize(server, request, info, user)
+    raise errors.method_not_supported(f"{res.plural}/{sub}", verb, res.group)
+
+
+async def _update_scale(server, request, info, user):
+    body = await common.read_body(request)
+    replicas = (body.get("spec") or {}).get("replicas")
+    return await _set_replicas(server, request, info, user, replicas,
+                               (body.get("metadata") or {}).get("resourceVersion"))
+
+
+async def _set_replicas(server, request, info, user, replicas, rv=None):
+    res = info.resource
+    if not isinstance(replicas, int) or replicas < 0:
+        raise errors.invalid("Scale", info.name, [errors.invalid_value(
+            "spec.replicas", replicas, "must be greater than or equal to 0")], "autoscaling")
+    ctx = crud.ctx_for(request, user)
+
+    async def compute(current: dict) -> dict:
+        current.setdefault("spec", {})["replicas"] = replicas
+        return current
+
+    obj = await server.registry.update(res, info.namespace, info.name, compute, ctx,
+                                       precondition_rv=rv or None)
+    from ..strategy import scale_of
+    return common.json_response(scale_of(res, obj))
+
+
+async def patch_scale(server, request, info, ctype, body, ctx: Ctx):
+    from ..strategy import scale_of
+    res = info.resource
+    current = await server.store.get(res, info.namespace, info.name)
+    scale = scale_of(res, current)
+    patched = crud.apply_patch(ctype, body, scale, res, ctx, False,
+                               gvk=("autoscaling", "v1", "Scale"))
+    return await _set_replicas(server, request, info, ctx.user,
+                               (patched.get("spec") or {}).get("replicas"))
+
+
+async def bind(server, request, namespace: str, name: str, body: dict, user):
+    """pods/binding: set spec.nodeName once; a bound pod is a 409 Conflict."""
+    target = (body.get("target") or {}).get("name")
+    if not target:
+        raise errors.invalid("Binding", name, [errors.required("target.name")])
+    pods = by_gvr("", "v1", "pods")
+    ctx = crud.ctx_for(request, user)
+
+    async def compute(current: dict) -> dict:
+        if (current.get("spec") or {}).get("nodeName"):
+            raise errors.conflict("pods/binding", name, "",
+                                  f"pod {name} is already assigned to node "
+                                  f"\"{current['spec']['nodeName']}\"")
+        if current["metadata"].get("deletionTimestamp"):
+            raise errors.conflict("pods/binding", name, "",
+                                  f"pod {name} is being deleted, cannot be assigned to a host")
+        current["spec"]["nodeName"] = target
+        anns = (body.get("metadata") or {}).get("annotations")
+        if anns:
+            current["metadata"].setdefault("annotations", {}).update(anns)
+        conds = current.setdefault("status", {}).setdefault("conditions", [])
+        conds[:] = [c for c in conds if c.get("type") != "PodScheduled"]
+        conds.append({"type": "PodScheduled", "status": "True",
+                      "lastProbeTime": None, "lastTransitionTime": _now()})
+        return current
+
+    # Binding writes spec and status, so it bypasses the main endpoint's status rule.
+    ctx.subresource = "binding"
+    await server.registry.update(pods, namespace, name, compute, ctx)
+    return common.json_response({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                                 "status": "Success", "code": 201}, status=201)
+
+
+def _now() -> str:
+    from bootstrap.api import meta
+    return meta.now_rfc3339()
+
+
+async def evict(server, request, info, user):
+    """policy/v1 Eviction: delete the pod unless a matching PDB allows no disruption."""
+    body = await common.read_body(request)
+    pods = info.resource
+    pod = await server.store.get(pods, info.namespace, info.name)
+    pdbs, _, _, _ = await server.store.list(by_gvr("policy", "v1", "poddisruptionbudgets"),
+                                            info.namespace, rv="0")
+    labels = pod["metadata"].get("labels") or {}
+    for pdb in pdbs:
+        sel = selectors.label_selector_from_dict((pdb.get("spec") or {}).get("selector"))
+        if sel.matches(labels) and (pdb.get("status") or {}).get("disruptionsAllowed", 0) <= 0:
+            raise errors.too_many_requests(
+                "Cannot evict pod as it would violate the pod's disruption budget.", 10)
+    ctx = crud.ctx_for(request, user)
+    await server.registry.delete(pods, info.namespace, info.name, ctx,
+                                 body.get("deleteOptions") or {})
+    return common.json_response({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                                 "status": "Success", "code": 201}, status=201)
+
+
+async def pod_log(server, request, info):
+    """pods/log: proxy to the kubelet on the pod's node with the kubelet-client cert."""
+    pod = await server.store.get(info.resource, info.namespace, info.name)
+    node_name = (pod.get("spec") or {}).get("nodeName")
+    containers = [c["name"] for c in (pod.get("spec") or {}).get("containers") or []]
+    container = request.query.get("container") or (containers[0] if len(containers) == 1
+                                                   else None)
+    if container is None:
+        raise errors.bad_request(
+            f"a container name must be specified for pod {info.name}, choose one of: "
+            f"[{' '.join(containers)}]")
+    if container not in containers:
+        raise errors.bad_request(f"container {container} is not valid for pod {info.name}")
+    if not node_name:
+        raise errors.bad_request(f"pod {info.name} does not have a host assigned")
+    node = await server.store.get(by_gvr("", "v1", "nodes"), None, node_name)
+    addrs = (node.get("status") or {}).get("addresses") or []
+    host = next((a["address"] for a in addrs if a.get("type") == "InternalIP"), None) or \
+        next((a["address"] for a in addrs), node_name)
+    port = ((node.get("status") or {}).get("daemonEndpoints") or {}).get(
+        "kubeletEndpoint", {}).get("Port", 10250)
+    params = {k: v for k, v in request.query.items()
+              if k in ("follow", "previous", "sinceSeconds", "sinceTime", "timestamps",
+                       "tailLines", "limitBytes")}
+    url = f"https://{host}:{port}/containerLogs/{info.namespace}/{info.name}/{container}"
+    sslctx = server.kubelet_ssl_context()
+    try:
+        session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None,
+                                                                      sock_connect=5))
+        upstream = await session.get(url, params=params, ssl=sslctx or False)
+    except (aiohttp.ClientError, OSError, ssl.SSLError) as exc:
+        await session.close()
+        raise errors.internal_error(
+            f"Get \"{url}\": dial tcp {host}:{port}: {exc}") from None
+    try:
+        resp = web.StreamResponse(status=upstream.status,
+                                  headers={"Content-Type": upstream.headers.get(
+                                      "Content-Type", "text/plain")})
+        await resp.prepare(request)
+        async for chunk in upstream.content.iter_any():
+            await resp.write(chunk)
+        await resp.write_eof()
+        return resp
+    finally:
+        upstream.release()
+        await session.close()
+
+
+async def token(server, request, info, user):
+    from .. import serviceaccount
+    body = await common.read_body(request)
+    sa = await server.store.get(info.resource, info.namespace, info.name)
+    if server.sa_signing_key is None:
+        raise errors.internal_error("--service-account-signing-key-file is not configured")
+    out = await serviceaccount.token_request(sa, body, server.auth_store, server.sa_signing_key,
+                                             server.sa_issuer, server.api_audiences)
+    return common.json_response(out, status=201)
+
+
+async def finalize(server, request, info, user):
+    """namespaces/<n>/finalize: the only way to change spec.finalizers."""
+    body = await common.read_body(request)
+    ctx = crud.ctx_for(request, user, "finalize")
+    wanted = copy.deepcopy((body.get("spec") or {}).get("finalizers") or [])
+
+    async def compute(current: dict) -> dict:
+        current.setdefault("spec", {})["finalizers"] = wanted
+        return current
+
+    obj = await server.registry.update(info.resource, None, info.name, compute, ctx)
+    return output.object_response(request, info.resource, obj)
+
+
+async def review(server, request: web.Request, info: RequestInfo, user) -> web.Response:
+    """POST of a virtual review resource."""
+    from ..auth import reviews
+    body = await common.read_body(request)
+    plural = info.resource.plural
+    if plural == "selfsubjectaccessreviews":
+        out = await reviews.self_subject_access_review(body, user, server.authorizer)
+    elif plural == "subjectaccessreviews":
+        out = await reviews.subject_access_review(body, server.authorizer)
+    elif plural == "localsubjectaccessreviews":
+        out = await reviews.local_subject_access_review(body, info.namespace, server.authorizer)
+    elif plural == "selfsubjectrulesreviews":
+        out = await reviews.self_subject_rules_review(body, user, server.authorizer)
+    elif plural == "tokenreviews":
+        out = await reviews.token_review(body, server.authenticator)
+    elif plural == "selfsubjectreviews":
+        out = reviews.self_subject_review(user)
+    elif plural == "bindings":
+        name = (body.get("metadata") or {}).get("name", "")
+        return await bind(server, request, info.namespace, name, body, user)
+    else:
+        raise errors.method_not_supported(plural, "create", info.resource.group)
+    return common.json_response(out, status=201)

@@ -1,0 +1,150 @@
+"""Streamed watches served from the watch cache.
+
+resourceVersion unset: consistent snapshot (cache synced to etcd's current
+revision) sent as ADDED, then live events. "0": the cache's state as ADDED,
+then live. N: events after N, or one ERROR event with a 410 Expired Status when
+N has left the cache's window. Selector transitions turn MODIFIED into ADDED or
+DELETED for the watcher, as upstream's cacher does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import orjson
+from aiohttp import web
+
+from bootstrap.api import errors
+
+from ..requestinfo import RequestInfo
+from ..storage.cache import Event
+from . import common, output
+from .crud import matcher
+
+BOOKMARK_INTERVAL = 5.0
+MIN_REQUEST_TIMEOUT = 1800
+
+
+async def watch(server, request: web.Request, info: RequestInfo, user) -> web.StreamResponse:
+    res = info.resource
+    cache = server.store.cache(res)
+    match = matcher(request, res)
+    ns = info.namespace if res.namespaced else ""
+    name = info.name
+
+    def visible(obj: dict) -> bool:
+        md = obj["metadata"]
+        if ns and md.get("namespace") != ns:
+            return False
+        if name and md.get("name") != name:
+            return False
+        return match is None or match(obj)
+
+    rv = request.query.get("resourceVersion") or None
+    timeout = common.query_int(request, "timeoutSeconds")
+    if timeout is None:
+        timeout = random.randint(MIN_REQUEST_TIMEOUT, 2 * MIN_REQUEST_TIMEOUT)
+    if rv not in (None, "0") and not rv.isdigit():
+        raise errors.bad_request(f"invalid resource version: {rv}")
+    bookmarks = common.query_bool(request, "allowWatchBookmarks")
+    initial_events = common.query_bool(request, "sendInitialEvents")
+
+    resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json",
+                                                   "Transfer-Encoding": "chunked"})
+    await resp.prepare(request)
+
+    async def send(etype: str, obj: dict) -> None:
+        if etype not in ("ERROR", "BOOKMARK"):
+            obj = output.convert_one(request, res, obj)
+        await resp.write(orjson.dumps({"type": etype, "object": obj}) + b"\n")
+
+    try:
+        if rv is None or initial_events:
+            await cache.sync_to(await server.store.etcd.current_revision())
+            watcher = cache.watch(None if rv in (None, "0") or initial_events else int(rv),
+                                  visible)
+        elif rv == "0":
+            watcher = cache.watch(None, visible)
+        else:
+            since = int(rv)
+            await cache.sync_to(since)
+            watcher = cache.watch(since, visible)
+    except errors.APIError as exc:
+        await send("ERROR", exc.status())
+        await resp.write_eof()
+        return resp
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    last_rv = 0
+    initial_pending = initial_events
+    server.metrics.watchers(res, +1)
+    try:
+        if initial_pending and watcher.queue.empty():
+            await _initial_end(send, res, cache.rev)
+            initial_pending = False
+        while True:
+            left = deadline - loop.time()
+            if left <= 0:
+                break
+            wait = min(left, BOOKMARK_INTERVAL) if (bookmarks or initial_pending) else left
+            try:
+                ev = await asyncio.wait_for(watcher.queue.get(), wait)
+            except TimeoutError:
+                if initial_pending:
+                    await _initial_end(send, res, cache.rev)
+                    initial_pending = False
+                elif bookmarks and cache.rev > last_rv:
+                    last_rv = cache.rev
+                    await send("BOOKMARK", _bookmark(res, cache.rev))
+                continue
+            if ev is None:
+                break  # the cache restarted or we fell behind: the client re-watches
+            if initial_pending and watcher.queue.empty():
+                await _emit(send, ev, visible)
+                await _initial_end(send, res, cache.rev)
+                initial_pending = False
+                last_rv = max(last_rv, ev.rv)
+                continue
+            await _emit(send, ev, visible)
+            last_rv = max(last_rv, ev.rv)
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    finally:
+        watcher.close()
+        server.metrics.watchers(res, -1)
+    try:
+        await resp.write_eof()
+    except ConnectionResetError:
+        pass
+    return resp
+
+
+async def _emit(send, ev: Event, visible) -> None:
+    now = visible(ev.obj)
+    if ev.type == "ADDED" or ev.prev is None:
+        if now:
+            await send(ev.type, ev.obj)
+        return
+    before = visible(ev.prev)
+    if ev.type == "DELETED":
+        if before:
+            await send("DELETED", ev.obj)
+        return
+    if now and before:
+        await send("MODIFIED", ev.obj)
+    elif now:
+        await send("ADDED", ev.obj)
+    elif before:
+        await send("DELETED", ev.obj)
+
+
+def _bookmark(res, rv: int) -> dict:
+    return {"kind": res.kind, "apiVersion": res.gv, "metadata": {"resourceVersion": str(rv)}}
+
+
+async def _initial_end(send, res, rv: int) -> None:
+    bm = _bookmark(res, rv)
+    bm["metadata"]["annotations"] = {"k8s.io/initial-events-end": "true"}
+    await send("BOOKMARK", bm)

@@ -1,0 +1,177 @@
+"""The API server process: wiring of storage, auth, admission and the HTTP app."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from pathlib import Path
+
+from aiohttp import web
+
+from bootstrap.api import errors
+from bootstrap.api.resources import CATALOGUE, Resource
+
+from . import admission, app, bootstrap_objects, nsfinalizer
+from .auth.authn import MASTERS, Authenticator, UserInfo
+from .auth.authz import Authorizer
+from .endpoints import EndpointReconciler
+from .flags import Config
+from .metrics import Metrics
+from .registry import Ctx, Registry
+from .storage import alloc, encryption
+from .storage.etcd import Etcd
+from .storage.store import Store
+
+log = logging.getLogger(__name__)
+
+ETCD_START_TIMEOUT = 20.0
+SYSTEM_USER = UserInfo(name="system:apiserver", groups=[MASTERS, "system:authenticated"])
+_BY_PLURAL = {r.plural: r for r in CATALOGUE if r.stored}
+
+
+class AuthStore:
+    """The read-only view AUTH's modules take: served from the watch caches."""
+
+    def __init__(self, store: Store):
+        self.store = store
+
+    async def get(self, resource_plural: str, namespace: str | None, name: str) -> dict | None:
+        res = _BY_PLURAL[resource_plural]
+        obj = self.store.cache(res).get(res.key(namespace, name))
+        if obj is None:
+            # A miss may be a write the cache has not seen yet (a namespace created a
+            # moment ago): confirm with a quorum read, as upstream's live lookup does.
+            obj = await self.store.get_or_none(res, namespace, name)
+        return obj
+
+    async def list(self, resource_plural: str, namespace: str | None = None) -> list[dict]:
+        res = _BY_PLURAL[resource_plural]
+        items, _ = self.store.cache(res).list()
+        if namespace and res.namespaced:
+            items = [o for o in items if o["metadata"].get("namespace") == namespace]
+        return items
+
+
+def _read(path: str | None) -> bytes | None:
+    return Path(path).read_bytes() if path else None
+
+
+class Server:
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+        self.metrics = Metrics()
+        self.etcd = Etcd(cfg.etcd_servers, _read(cfg.etcd_cafile), _read(cfg.etcd_certfile),
+                         _read(cfg.etcd_keyfile), metrics=self.metrics)
+        self.store = Store(self.etcd, encryption.load(cfg.encryption_provider_config))
+        self.auth_store = AuthStore(self.store)
+        self.allocator = alloc.Allocator(self.etcd, cfg.service_cluster_ip_range)
+        self.registry = Registry(self.store, self.allocator, self._admit)
+        from .serviceaccount import load_public_keys, load_signing_key
+        self.sa_keys = load_public_keys(cfg.service_account_key_files) \
+            if cfg.service_account_key_files else []
+        self.sa_signing_key = load_signing_key(cfg.service_account_signing_key_file) \
+            if cfg.service_account_signing_key_file else None
+        self.sa_issuer = cfg.service_account_issuer[0]
+        self.authenticator = Authenticator(
+            cfg.client_ca_file, self.sa_keys, cfg.service_account_issuer,
+            cfg.enable_bootstrap_token_auth, cfg.anonymous_auth, self.auth_store,
+            api_audiences=cfg.api_audiences or None)
+        self.api_audiences = self.authenticator.audiences
+        self.authorizer = Authorizer(cfg.authorization_mode, self.auth_store)
+        self.audit = None
+        if cfg.audit_log_path:
+            from .audit import AuditLogger
+            self.audit = AuditLogger(cfg.audit_log_path)
+        self.advertise_ip = cfg.advertise_address or (
+            cfg.bind_address if cfg.bind_address not in ("0.0.0.0", "::") else "127.0.0.1")
+        self.advertise = f"{self.advertise_ip}:{cfg.secure_port}"
+        self.runner: web.AppRunner | None = None
+        self.port = cfg.secure_port
+        self._tasks: list[asyncio.Task] = []
+        self._kubelet_ssl: ssl.SSLContext | None = None
+        self.endpoints = EndpointReconciler(self)
+
+    async def _admit(self, op: str, res: Resource, obj: dict | None, old: dict | None,
+                     ctx: Ctx) -> dict | None:
+        if not res.stored:
+            return obj
+        return await admission.admit(op, res, obj if op != "DELETE" else None, old,
+                                     ctx.user or SYSTEM_USER, self.auth_store,
+                                     subresource=ctx.subresource)
+
+    def kubelet_ssl_context(self) -> ssl.SSLContext | None:
+        if self._kubelet_ssl is None and self.cfg.kubelet_client_certificate:
+            ctx = ssl.create_default_context(
+                cafile=self.cfg.kubelet_certificate_authority or None)
+            if not self.cfg.kubelet_certificate_authority:
+                # Upstream also skips kubelet serving-cert checks without a CA flag.
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+            ctx.load_cert_chain(self.cfg.kubelet_client_certificate,
+                                self.cfg.kubelet_client_key)
+            self._kubelet_ssl = ctx
+        return self._kubelet_ssl
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        if not self.cfg.tls_cert_file:
+            return None
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.load_cert_chain(self.cfg.tls_cert_file, self.cfg.tls_private_key_file)
+        if self.cfg.client_ca_file:
+            ctx.load_verify_locations(self.cfg.client_ca_file)
+            # Optional: tokens and anonymous requests come without a client cert.
+            ctx.verify_mode = ssl.CERT_OPTIONAL
+        ctx.set_alpn_protocols(["http/1.1"])
+        return ctx
+
+    async def start(self) -> None:
+        await self.etcd.connect()
+        await self._wait_for_etcd(ETCD_START_TIMEOUT)
+        await self.store.start()
+        await bootstrap_objects.ensure(self)
+        await self.endpoints.start()
+        self._tasks.append(asyncio.create_task(self.endpoints.run()))
+        self._tasks.append(asyncio.create_task(nsfinalizer.run(self)))
+        application = app.build(self)
+        self.runner = web.AppRunner(application, handle_signals=False, access_log=None,
+                                    shutdown_timeout=1.0)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, self.cfg.bind_address, self.cfg.secure_port,
+                           ssl_context=self.ssl_context(), reuse_address=True)
+        await site.start()
+        log.info("serving on %s:%s", self.cfg.bind_address, self.cfg.secure_port)
+
+    async def _wait_for_etcd(self, timeout: float) -> None:
+        # etcd often starts alongside us (stacked control plane): give it a moment.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            try:
+                await asyncio.wait_for(self.etcd.status(), 5)
+                return
+            except (TimeoutError, errors.APIError) as exc:
+                if loop.time() >= deadline:
+                    raise RuntimeError(f"cannot reach etcd at "
+                                       f"{','.join(self.cfg.etcd_servers)}: {exc}") from None
+                await asyncio.sleep(0.5)
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        if self.runner is not None:
+            try:
+                await asyncio.wait_for(self.endpoints.stop(), 3)
+            except Exception as exc:  # our lease expires by itself within its TTL
+                log.warning("could not remove our endpoint: %s", exc)
+        if self.runner is not None:
+            await self.runner.cleanup()
+        await self.store.stop()
+        await self.etcd.close()
+        if self.audit is not None:
+            self.audit.close()
+
+    def system_ctx(self) -> Ctx:
+        return Ctx(user=SYSTEM_USER, field_manager="kube-apiserver",
+                   field_validation="Ignore")

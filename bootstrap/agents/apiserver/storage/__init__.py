@@ -1,0 +1,1 @@
+"""etcd storage: client, codec and encryption, watch caches, allocation."""
