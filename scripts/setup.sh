@@ -11,6 +11,7 @@ APT_PACKAGES=(
   iproute2 iptables util-linux procps kmod psmisc
   systemd dbus openssh-server openssh-client iputils-ping
   etcd-server etcd-client runc containernetworking-plugins haproxy conntrack
+  curl
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -1,0 +1,49 @@
+"""``bootstrap cluster ...``: multi-host plays over an inventory (kubespray's playbooks)."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from rich.console import Console
+
+from bootstrap.cli import main
+from bootstrap.flows.cluster_up import STAGES, cluster_up
+
+
+@main.group("cluster")
+def cluster() -> None:
+    """Converge the hosts of an inventory into a cluster."""
+
+
+_STAGE_HELP = "; ".join(f"{s.tag}: {s.help}" for s in STAGES)
+
+
+@cluster.command("up")
+@click.option("-i", "--inventory", "inventory", required=True,
+              type=click.Path(exists=True, dir_okay=False), help="kubespray-format inventory")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
+              help="cluster configuration (kubeadm-style YAML); defaults otherwise")
+@click.option("--tags", help=f"comma-separated stages or task tags to run ({_STAGE_HELP})")
+@click.option("--limit", help="comma-separated host names to run on")
+@click.option("--dry-run", is_flag=True, help="show what would change, change nothing")
+@click.option("--diff", is_flag=True, help="show file differences")
+def up(inventory: str, config_path: str | None, tags: str | None, limit: str | None,
+       dry_run: bool, diff: bool) -> None:
+    """Install and converge everything the inventory describes (idempotent)."""
+    console = Console(stderr=False)
+    result = cluster_up(inventory, config_path=config_path, tags=tags, limit=limit,
+                        dry_run=dry_run, diff=diff, console=console)
+    recap = result.recap
+    for warning in result.warnings:
+        console.print(f"[yellow]warning:[/] {warning}")
+    if result.pki_created:
+        console.print(f"pki: created {result.pki_created} certificate/key file(s) in artifacts")
+    recap.raise_on_failure()
+    if dry_run:
+        console.print(f"cluster up (dry run): {recap.changed} change(s) would be made")
+    elif recap.changed == 0:
+        console.print("cluster up: converged, nothing changed (0 changed)")
+    else:
+        console.print(f"cluster up: converged, {recap.changed} changed")
+    sys.stdout.flush()

@@ -1,0 +1,319 @@
+"""etcd operations on a running cluster, over host connections.
+
+Everything here runs ``etcdctl`` ON an etcd host (over its ``Connection``) with
+that host's healthcheck-client certificate, because the etcd client port
+only accepts clients with a certificate from the etcd CA and the control
+machine holds no client certificate of its own. Status, membership changes
+(add one member at a time, only while every member is healthy) and snapshot
+save/restore live here; the CLI and the cluster-up flow call them.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from bootstrap.errors import UserError
+from bootstrap.flows.plan import EtcdNode, initial_cluster
+from bootstrap.remote import Connection
+from bootstrap.remote.result import tail
+
+PKI_DIR = "/etc/kubernetes/pki/etcd"
+DEFAULT_DATA_DIR = "/var/lib/etcd"
+
+
+def etcdctl(args: str, endpoints: list[str], *, pki_dir: str = PKI_DIR,
+            client: str = "healthcheck-client") -> str:
+    """An etcdctl command line using the etcd CA and a client pair on the host."""
+    return (
+        "ETCDCTL_API=3 etcdctl"
+        f" --endpoints={shlex.quote(','.join(endpoints))}"
+        f" --cacert={pki_dir}/ca.crt --cert={pki_dir}/{client}.crt --key={pki_dir}/{client}.key"
+        " --dial-timeout=3s --command-timeout=15s"
+        f" {args}"
+    )
+
+
+def _json(text: str, what: str, host: str):
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise UserError(f"unreadable {what} from etcdctl: {text.strip()[:200]!r}",
+                        where=f"host {host}") from exc
+
+
+# --------------------------------------------------------------------- status
+
+@dataclass
+class MemberStatus:
+    name: str
+    endpoint: str
+    healthy: bool
+    leader: bool = False
+    raft_term: int | None = None
+    revision: int | None = None
+    raft_index: int | None = None
+    db_size: int | None = None
+    version: str = ""
+    error: str = ""
+
+
+def member_list(conn: Connection, endpoints: list[str]) -> list[dict]:
+    r = conn.run(etcdctl("--write-out=json member list", endpoints), check=False)
+    if not r.ok:
+        raise UserError(f"etcd member list failed: {tail(r.stderr) or tail(r.stdout)}",
+                        where=f"host {conn.host}", hint="check `bootstrap etcd status`")
+    return _json(r.stdout, "member list", conn.host).get("members", [])
+
+
+def endpoint_health(conn: Connection, endpoints: list[str]) -> dict[str, tuple[bool, str]]:
+    """endpoint -> (healthy, error); an endpoint etcdctl could not reach is unhealthy."""
+    r = conn.run(etcdctl("--write-out=json endpoint health", endpoints), check=False,
+                 timeout=60)
+    out: dict[str, tuple[bool, str]] = {e: (False, "no answer") for e in endpoints}
+    if r.stdout.strip().startswith("["):
+        for item in _json(r.stdout, "endpoint health", conn.host):
+            out[item.get("endpoint", "")] = (bool(item.get("health")), item.get("error", ""))
+    return out
+
+
+def endpoint_status(conn: Connection, endpoints: list[str]) -> dict[str, dict]:
+    r = conn.run(etcdctl("--write-out=json endpoint status", endpoints), check=False,
+                 timeout=60)
+    if not r.stdout.strip().startswith("["):
+        return {}
+    return {item["Endpoint"]: item.get("Status", {})
+            for item in _json(r.stdout, "endpoint status", conn.host)}
+
+
+def cluster_status(conn: Connection, nodes: list[EtcdNode]) -> list[MemberStatus]:
+    """One row per expected member, whether or not it answers."""
+    endpoints = [n.client_url for n in nodes]
+    health = endpoint_health(conn, endpoints)
+    status = endpoint_status(conn, endpoints)
+    rows = []
+    for n in nodes:
+        healthy, error = health.get(n.client_url, (False, "no answer"))
+        st = status.get(n.client_url)
+        row = MemberStatus(name=n.name, endpoint=n.client_url, healthy=healthy, error=error)
+        if st:
+            header = st.get("header", {})
+            row.leader = st.get("leader") == header.get("member_id")
+            row.raft_term = st.get("raftTerm")
+            row.revision = header.get("revision")
+            row.raft_index = st.get("raftIndex")
+            row.db_size = st.get("dbSize")
+            row.version = st.get("version", "")
+        rows.append(row)
+    return rows
+
+
+def first_answering(conns: dict[str, Connection], nodes: list[EtcdNode],
+                    probe: Callable[[Connection], object]):
+    """Run ``probe`` on the first etcd host where it does not raise; (conn, result)."""
+    errors = []
+    for n in nodes:
+        conn = conns.get(n.host)
+        if conn is None:
+            continue
+        try:
+            return conn, probe(conn)
+        except UserError as exc:
+            errors.append(exc.line())
+    raise UserError("no etcd host could answer: " + "; ".join(errors or ["no connection"]),
+                    hint="check that etcd runs (`bootstrap cluster up`)")
+
+
+def status_on_any(conns: dict[str, Connection], nodes: list[EtcdNode]) -> list[MemberStatus]:
+    def probe(conn: Connection) -> list[MemberStatus]:
+        rows = cluster_status(conn, nodes)
+        if not any(r.healthy for r in rows):
+            raise UserError("no member answered", where=f"host {conn.host}")
+        return rows
+    _, rows = first_answering(conns, nodes, probe)
+    return rows
+
+
+def wait_healthy(conn: Connection, nodes: list[EtcdNode], timeout: float = 120,
+                 interval: float = 1.0, sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+    deadline = clock() + timeout
+    while True:
+        health = endpoint_health(conn, [n.client_url for n in nodes])
+        bad = [n.name for n in nodes if not health[n.client_url][0]]
+        if not bad:
+            return
+        if clock() >= deadline:
+            raise UserError(f"etcd members not healthy after {timeout:g}s: {', '.join(bad)}",
+                            where=f"host {conn.host}", hint="see `journalctl -u etcd` there")
+        sleep(interval)
+
+
+# ----------------------------------------------------------------- membership
+
+def _peer_urls(members: list[dict]) -> set[str]:
+    return {u for m in members for u in m.get("peerURLs", [])}
+
+
+# etcd's own reconfiguration check (--strict-reconfig-check) refuses a member
+# add until every member has been connected for a few seconds (5 s in 3.4),
+# e.g. right after the previous member joined; these errors mean "try again".
+_RETRY_ADD = ("unhealthy cluster", "not enough started members")
+
+
+def _member_add(conn: Connection, cmd: str, new: EtcdNode, retry_for: float,
+                sleep: Callable[[float], None], clock: Callable[[], float]) -> None:
+    deadline = clock() + retry_for
+    while True:
+        r = conn.run(cmd, check=False)
+        if r.ok:
+            return
+        text = r.stderr + r.stdout
+        if not any(e in text for e in _RETRY_ADD) or clock() >= deadline:
+            raise UserError(f"etcd member add {new.name} failed: {tail(text)}",
+                            where=f"host {conn.host}")
+        sleep(1.0)
+
+
+def add_member(conn: Connection, members_nodes: list[EtcdNode], new: EtcdNode, *,
+               retry_for: float = 60, sleep: Callable[[float], None] = time.sleep,
+               clock: Callable[[], float] = time.monotonic) -> str:
+    """Add ``new`` to the cluster that ``members_nodes`` form; its ``--initial-cluster``.
+
+    Refuses unless every current member is healthy: the new member raises the
+    quorum size before it is running, so a cluster already missing a member
+    could lose quorum. Idempotent: a member already added (by peer URL) is
+    not added twice, which lets a run interrupted between ``member add`` and
+    the start of the member finish the job.
+    """
+    endpoints = [n.client_url for n in members_nodes]
+    members = member_list(conn, endpoints)
+    if new.peer_url not in _peer_urls(members):
+        health = endpoint_health(conn, endpoints)
+        unhealthy = [n.name for n in members_nodes if not health[n.client_url][0]]
+        if unhealthy:
+            raise UserError(
+                f"not adding etcd member {new.name}: member(s) {', '.join(unhealthy)} unhealthy,"
+                " so quorum would not tolerate a new member that fails to start",
+                where=f"host {conn.host}", hint="repair the cluster first")
+        cmd = etcdctl(f"--write-out=json member add {shlex.quote(new.name)}"
+                      f" --peer-urls={new.peer_url}", endpoints)
+        _member_add(conn, cmd, new, retry_for, sleep, clock)
+        members = member_list(conn, endpoints)
+    parts = []
+    for m in members:
+        urls = m.get("peerURLs", [])
+        if not urls:
+            continue
+        # An added but never started member has no name yet; ours is the new one.
+        name = m.get("name") or (new.name if new.peer_url in urls else "")
+        if name:
+            parts.append(f"{name}={urls[0]}")
+    return ",".join(parts)
+
+
+# ------------------------------------------------------------------ snapshots
+
+REMOTE_SNAPSHOT = "/var/tmp/bootstrap-etcd-snapshot.db"
+
+
+def snapshot_status(conn: Connection, path: str) -> dict:
+    r = conn.run(f"ETCDCTL_API=3 etcdctl --write-out=json snapshot status {shlex.quote(path)}",
+                 check=False)
+    if not r.ok:
+        raise UserError(f"{path} is not a readable etcd snapshot: {tail(r.stderr)}",
+                        where=f"host {conn.host}")
+    return _json(r.stdout, "snapshot status", conn.host)
+
+
+def snapshot_save(conns: dict[str, Connection], nodes: list[EtcdNode]) -> tuple[bytes, dict]:
+    """Take a snapshot from the first healthy member; (bytes, its snapshot status)."""
+
+    def take(conn: Connection) -> tuple[bytes, dict]:
+        me = next(n for n in nodes if n.host == conn.host)
+        healthy, error = endpoint_health(conn, [me.client_url])[me.client_url]
+        if not healthy:
+            raise UserError(f"member {me.name} unhealthy: {error}", where=f"host {conn.host}")
+        try:
+            conn.run(etcdctl(f"snapshot save {REMOTE_SNAPSHOT}", [me.client_url]), timeout=300)
+            status = snapshot_status(conn, REMOTE_SNAPSHOT)
+            return conn.get(REMOTE_SNAPSHOT), status
+        finally:
+            conn.run(f"rm -f {REMOTE_SNAPSHOT} {REMOTE_SNAPSHOT}.part", check=False)
+
+    _, result = first_answering(conns, nodes, take)
+    return result
+
+
+def restore_commands(node: EtcdNode, nodes: list[EtcdNode], snapshot: str, data_dir: str,
+                     token: str, stamp: str) -> list[str]:
+    """Commands for one stopped member: restore into a new dir, then swap it in."""
+    new_dir = f"{data_dir}.restore"
+    backup = f"{data_dir}.backup-{stamp}"
+    q = shlex.quote
+    return [
+        f"rm -rf {q(new_dir)}",
+        "ETCDCTL_API=3 etcdctl snapshot restore " + " ".join([
+            q(snapshot),
+            f"--name={q(node.name)}",
+            f"--initial-cluster={q(initial_cluster(nodes))}",
+            f"--initial-cluster-token={q(token)}",
+            f"--initial-advertise-peer-urls={node.peer_url}",
+            f"--data-dir={q(new_dir)}",
+        ]),
+        # The old data stays next to the new one until someone deletes it.
+        f"if [ -e {q(data_dir)} ]; then mv {q(data_dir)} {q(backup)}; fi",
+        f"mv {q(new_dir)} {q(data_dir)}",
+        f"chmod 0700 {q(data_dir)}",
+    ]
+
+
+def snapshot_restore(conns: dict[str, Connection], nodes: list[EtcdNode], snapshot: bytes,
+                     *, data_dir: str = DEFAULT_DATA_DIR, token: str, stamp: str,
+                     parallel: Callable | None = None, timeout: float = 180,
+                     progress: Callable[[str], None] = lambda _m: None) -> list[MemberStatus]:
+    """Replace every member's data with ``snapshot``; the cluster comes back healthy.
+
+    All members stop first (a mix of old and restored members must never form
+    a quorum), each gets a fresh data dir restored with its old name and peer
+    URL and a new cluster token, the old dir is kept as ``<data_dir>.backup-<stamp>``,
+    then all start together because a fresh member waits for its peers.
+    """
+    parallel = parallel or (lambda fn, items: [fn(x) for x in items])
+    missing = [n.host for n in nodes if n.host not in conns]
+    if missing:
+        raise UserError(f"restore needs every etcd host; not connected: {', '.join(missing)}")
+    remote = "/var/tmp/bootstrap-etcd-restore.db"
+
+    def upload(n: EtcdNode) -> None:
+        conns[n.host].put(snapshot, remote, 0o600)
+        snapshot_status(conns[n.host], remote)
+
+    def stop(n: EtcdNode) -> None:
+        conns[n.host].run("systemctl stop etcd", timeout=120)
+
+    def restore(n: EtcdNode) -> None:
+        conn = conns[n.host]
+        for cmd in restore_commands(n, nodes, remote, data_dir, token, stamp):
+            conn.run(cmd, timeout=300)
+        conn.run(f"rm -f {remote}", check=False)
+
+    def start(n: EtcdNode) -> None:
+        # --no-block: Type=notify start returns only once a quorum is up,
+        # which needs the other members started too.
+        conns[n.host].run("systemctl start --no-block etcd")
+
+    progress("copying the snapshot to every member")
+    parallel(upload, nodes)
+    progress("stopping etcd on every member")
+    parallel(stop, nodes)
+    progress("restoring into new data dirs")
+    parallel(restore, nodes)
+    progress("starting etcd on every member")
+    parallel(start, nodes)
+    conn = conns[nodes[0].host]
+    wait_healthy(conn, nodes, timeout=timeout)
+    return cluster_status(conn, nodes)

@@ -1,0 +1,167 @@
+"""The etcd stage's decisions: new cluster, converge, or add members one at a time."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import pytest
+
+from bootstrap.config.model import ClusterConfig, Etcd, ExternalEtcd
+from bootstrap.engine.model import HostStats, Recap
+from bootstrap.errors import UserError
+from bootstrap.flows import etcd_stage
+from bootstrap.remote import Result
+from bootstrap.remote.fake import FakeConnection
+
+
+@dataclass
+class H:
+    name: str
+    ip: str
+    etcd_member_name: str | None = None
+
+    @property
+    def node_ip(self):
+        return self.ip
+
+
+class Inv:
+    def __init__(self, n):
+        self.control_plane = [H(f"h{i}", f"10.0.0.{i}") for i in range(1, n + 1)]
+        self.workers = list(self.control_plane)
+        self.etcd = list(self.control_plane)
+        self.hosts = {h.name: h for h in self.control_plane}
+        self.path = "inv.yaml"
+
+
+@dataclass
+class Ctx:
+    inventory: Inv
+    connections: dict
+    config: ClusterConfig = field(default_factory=ClusterConfig)
+    cluster_vars: dict = field(default_factory=lambda: {"etcd_data_dir": "/var/lib/etcd"})
+    dry_run: bool = False
+    limit: set | None = None
+    console: object = None
+    plays: list = field(default_factory=list)
+
+    def hosts(self, names):
+        return [n for n in names if self.limit is None or n in self.limit]
+
+    def play(self, name, hosts, roles, *, serial=None, vars=None):
+        self.plays.append({"name": name, "hosts": hosts, "roles": roles, "serial": serial,
+                           "vars": vars})
+        return Recap(per_host={h: HostStats(ok=1) for h in hosts})
+
+
+def conns(n, with_data=(), arch="x86_64"):
+    out = {}
+    for i in range(1, n + 1):
+        host = f"h{i}"
+        marker = "has-data" if host in with_data else "no-data"
+        out[host] = FakeConnection(host, responses={r"uname -m": Result(0, f"{arch}\n{marker}\n")})
+    return out
+
+
+def test_new_cluster_starts_every_member_at_once():
+    ctx = Ctx(Inv(3), conns(3))
+    etcd_stage.run(ctx)
+    assert len(ctx.plays) == 1
+    p = ctx.plays[0]
+    assert p["hosts"] == ["h1", "h2", "h3"] and p["serial"] is None
+    assert p["vars"]["etcd_initial_cluster_state"] == "new"
+    assert p["vars"]["etcd_bootstrap_hosts"] == ["h1", "h2", "h3"]
+    assert p["vars"]["etcd_initial_cluster"].count("https://") == 3
+    assert p["vars"]["etcd_nodes"]["h2"]["client_url"] == "https://10.0.0.2:2379"
+    assert p["vars"]["etcd_unsupported_archs"] == {"h1": "", "h2": "", "h3": ""}
+    assert p["vars"]["etcd_cluster_token"] == "kubernetes-etcd"
+
+
+def test_running_cluster_converges_one_member_at_a_time_without_bootstrap_file():
+    ctx = Ctx(Inv(3), conns(3, with_data=("h1", "h2", "h3")))
+    etcd_stage.run(ctx)
+    assert len(ctx.plays) == 1
+    assert ctx.plays[0]["serial"] == 1
+    assert ctx.plays[0]["vars"]["etcd_bootstrap_hosts"] == []
+
+
+def test_arm64_hosts_get_unsupported_arch():
+    ctx = Ctx(Inv(1), conns(1, arch="aarch64"))
+    etcd_stage.run(ctx)
+    assert ctx.plays[0]["vars"]["etcd_unsupported_archs"] == {"h1": "arm64"}
+
+
+def _member_list(names_ips):
+    return json.dumps({"members": [
+        {"ID": i, "name": name, "peerURLs": [f"https://{ip}:2380"]}
+        for i, (name, ip) in enumerate(names_ips, 1)]})
+
+
+def test_new_hosts_join_one_at_a_time_with_member_add():
+    c = conns(5, with_data=("h1", "h2", "h3"))
+    members = [("h1", "10.0.0.1"), ("h2", "10.0.0.2"), ("h3", "10.0.0.3")]
+
+    def member_list(_cmd):
+        return Result(0, _member_list(members))
+
+    def member_add(cmd):
+        name = cmd.split("member add ")[1].split()[0]
+        members.append((name, f"10.0.0.{name[1:]}"))
+        return Result(0, "{}")
+
+    def health(cmd):
+        eps = cmd.split("--endpoints=")[1].split()[0].split(",")
+        return Result(0, json.dumps([{"endpoint": e, "health": True} for e in eps]))
+
+    c["h1"].respond(r"member list", member_list)
+    c["h1"].respond(r"member add", member_add)
+    c["h1"].respond(r"endpoint health", health)
+    ctx = Ctx(Inv(5), c)
+    etcd_stage.run(ctx)
+    names = [p["name"] for p in ctx.plays]
+    assert names == ["etcd", "etcd (join h4)", "etcd (join h5)"]
+    adds = [cmd for cmd in c["h1"].commands if "member add" in cmd]
+    assert len(adds) == 2 and "member add h4" in adds[0] and "member add h5" in adds[1]
+    join4 = ctx.plays[1]
+    assert join4["hosts"] == ["h4"]
+    assert join4["vars"]["etcd_initial_cluster_state"] == "existing"
+    assert join4["vars"]["etcd_bootstrap_hosts"] == ["h4"]
+    assert join4["vars"]["etcd_initial_cluster"].endswith("h4=https://10.0.0.4:2380")
+    assert "h5=" not in join4["vars"]["etcd_initial_cluster"]
+    assert "h4=https://10.0.0.4:2380" in ctx.plays[2]["vars"]["etcd_initial_cluster"]
+
+
+def test_dry_run_adds_no_member():
+    c = conns(5, with_data=("h1", "h2", "h3"))
+    ctx = Ctx(Inv(5), c, dry_run=True)
+    etcd_stage.run(ctx)
+    assert not any("member add" in cmd for conn in c.values() for cmd in conn.commands)
+    assert [p["name"] for p in ctx.plays] == ["etcd", "etcd (join h4)", "etcd (join h5)"]
+
+
+def test_external_etcd_in_config_skips_stage():
+    cfg = ClusterConfig(etcd=Etcd(local=None, external=ExternalEtcd(("https://e:2379",), "a", "b", "c")))
+    ctx = Ctx(Inv(3), conns(3), config=cfg)
+    etcd_stage.run(ctx)
+    assert ctx.plays == []
+
+
+def test_missing_connection_is_a_user_error():
+    c = conns(3)
+    del c["h2"]
+    with pytest.raises(UserError, match="h2"):
+        etcd_stage.run(Ctx(Inv(3), c))
+
+
+def test_new_cluster_with_partial_limit_is_refused():
+    ctx = Ctx(Inv(3), conns(3), limit={"h1"})
+    with pytest.raises(UserError, match="leaves out h2, h3"):
+        etcd_stage.run(ctx)
+    assert ctx.plays == []
+
+
+def test_limit_on_running_cluster_converges_only_named_member():
+    ctx = Ctx(Inv(3), conns(3, with_data=("h1", "h2", "h3")), limit={"h2"})
+    etcd_stage.run(ctx)
+    assert [p["hosts"] for p in ctx.plays] == [["h2"]]

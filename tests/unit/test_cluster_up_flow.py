@@ -1,0 +1,106 @@
+"""cluster up orchestration over fake connections: stages, tags, limit, dry run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bootstrap.errors import UserError
+from bootstrap.flows import cluster_up as cu
+from bootstrap.remote import Result
+from bootstrap.remote.fake import FakeConnection
+
+INVENTORY = """
+all:
+  hosts:
+    cp1: {ansible_host: 10.9.0.1, ip: 10.9.0.1}
+    cp2: {ansible_host: 10.9.0.2, ip: 10.9.0.2}
+    cp3: {ansible_host: 10.9.0.3, ip: 10.9.0.3}
+    w1: {ansible_host: 10.9.0.4, ip: 10.9.0.4}
+  children:
+    kube_control_plane: {hosts: {cp1: {}, cp2: {}, cp3: {}}}
+    kube_node: {hosts: {cp1: {}, cp2: {}, cp3: {}, w1: {}}}
+    etcd: {hosts: {cp1: {}, cp2: {}, cp3: {}}}
+    k8s_cluster: {children: {kube_control_plane: {}, kube_node: {}}}
+"""
+
+
+@pytest.fixture
+def inventory(tmp_path) -> Path:
+    path = tmp_path / "hosts.yaml"
+    path.write_text(INVENTORY)
+    return path
+
+
+class Connector:
+    def __init__(self, etcd_has_data: bool = False):
+        self.conns: dict[str, FakeConnection] = {}
+        self.marker = "has-data" if etcd_has_data else "no-data"
+
+    def __call__(self, hosts):
+        probe = {r"uname -m": Result(0, f"x86_64\n{self.marker}\n")}
+        self.conns = {h.name: FakeConnection(h.name, responses=probe) for h in hosts}
+        return dict(self.conns)
+
+
+def test_stage_order_is_prepare_pki_agents_etcd():
+    assert [s.tag for s in cu.STAGES] == ["prepare", "pki", "agents", "etcd"]
+
+
+def test_tags_select_stages_and_unknown_tags_run_all():
+    assert [s.tag for s in cu.selected_stages({"etcd", "pki"})] == ["pki", "etcd"]
+    assert [s.tag for s in cu.selected_stages({"sysctl"})] == [s.tag for s in cu.STAGES]
+    assert [s.tag for s in cu.selected_stages(None)] == [s.tag for s in cu.STAGES]
+
+
+def test_unknown_limit_host_is_a_user_error(inventory):
+    with pytest.raises(UserError, match="nope"):
+        cu.cluster_up(str(inventory), limit="cp1,nope", connect=Connector())
+
+
+def test_dry_run_writes_nothing_on_hosts_but_makes_the_pki(inventory):
+    connect = Connector()
+    result = cu.cluster_up(str(inventory), tags="pki,etcd", dry_run=True, connect=connect)
+    assert result.recap.dry_run and not result.recap.failed
+    assert result.recap.changed > 0  # everything is still to do
+    assert all(not c.puts for c in connect.conns.values())
+    assert not any("systemctl restart" in cmd or "systemctl start" in cmd
+                   for c in connect.conns.values() for cmd in c.commands)
+    pki = inventory.parent / "artifacts" / "pki"
+    assert (pki / "etcd" / "ca.key").is_file()
+    assert (pki / "nodes" / "cp2" / "etcd" / "peer.crt").is_file()
+    assert oct((inventory.parent / "artifacts").stat().st_mode & 0o777) == "0o700"
+    assert set(result.recap.per_host) == {"cp1", "cp2", "cp3", "w1"}
+
+
+def test_limit_keeps_plays_on_the_named_hosts_but_probes_all_etcd(inventory):
+    connect = Connector(etcd_has_data=True)
+    result = cu.cluster_up(str(inventory), tags="pki,etcd", dry_run=True, limit="cp2",
+                           connect=connect)
+    assert set(result.recap.per_host) == {"cp2"}
+    # Membership needs every member's state, so all etcd hosts are connected.
+    assert set(connect.conns) == {"cp1", "cp2", "cp3"}
+    assert all(any("uname -m" in cmd for cmd in connect.conns[h].commands)
+               for h in ("cp1", "cp2", "cp3"))
+
+
+def test_even_etcd_group_is_refused_before_touching_hosts(tmp_path):
+    path = tmp_path / "hosts.yaml"
+    path.write_text(INVENTORY.replace("etcd: {hosts: {cp1: {}, cp2: {}, cp3: {}}}",
+                                      "etcd: {hosts: {cp1: {}, cp2: {}}}"))
+    connect = Connector()
+    with pytest.raises(UserError, match="odd number"):
+        cu.cluster_up(str(path), tags="etcd", dry_run=True, connect=connect)
+    assert connect.conns == {}
+
+
+def test_cluster_vars_come_from_the_cluster_config():
+    from bootstrap.config.model import ClusterConfig, Etcd, LocalEtcd
+
+    cfg = ClusterConfig(cluster_name="prod", etcd=Etcd(local=LocalEtcd(
+        data_dir="/data/etcd", extra_args={"quota-backend-bytes": "8589934592"})))
+    out = cu.cluster_vars(cfg)
+    assert out["etcd_data_dir"] == "/data/etcd"
+    assert out["etcd_extra_args"] == {"quota-backend-bytes": "8589934592"}
+    assert out["cluster_name"] == "prod"
