@@ -368,3 +368,13 @@ def openapi_v2_document() -> bytes:
 
 def openapi_v2_hash() -> str:
     return hashlib.sha512(openapi_v2_document()).hexdigest().upper()
+
+
+def warm() -> None:
+    """Build every served document now, so no client request pays for it.
+
+    The set is fixed by the catalogue (about 2 MB in all), so keeping them is bounded.
+    """
+    for p in gv_paths():
+        openapi_v3_hash(p)
+    openapi_v2_document()

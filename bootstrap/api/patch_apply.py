@@ -286,11 +286,6 @@ def track_update(old: dict | None, new: dict, gvk, manager: str, *, subresource:
     new_meta = new.setdefault("metadata", {})
     sent = new_meta.get("managedFields")
     old_entries = _entries(old)
-    if sent and sent != old_entries and any(_same_entry(e, manager, APPLY, subresource) and e not in old_entries
-                                            for e in sent):
-        # The object is the output of apply() by this manager: its managedFields are
-        # already final, and the write must not also be booked as an Update.
-        return new
     # A client that rewrites managedFields explicitly gets its version as the base.
     entries = copy.deepcopy(sent) if sent and sent != old_entries else old_entries
 

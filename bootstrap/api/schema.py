@@ -63,8 +63,25 @@ def definition_name(gvk: GVK) -> str | None:
     return _gvk_index().get(tuple(gvk))
 
 
+# id(schema node) -> (node, resolved): schema nodes live as long as the process,
+# and keeping the node itself guards against a reused id.
+_RESOLVED: dict[int, tuple[dict, dict | None]] = {}
+
+
 def resolve(node: dict | None) -> dict | None:
     """Follow ``$ref`` (and single-element allOf) to the definition it names."""
+    if node is None:
+        return None
+    hit = _RESOLVED.get(id(node))
+    if hit is not None and hit[0] is node:
+        return hit[1]
+    out = _resolve(node)
+    if len(_RESOLVED) < 100_000:  # bounded even if callers pass transient dicts
+        _RESOLVED[id(node)] = (node, out)
+    return out
+
+
+def _resolve(node: dict | None) -> dict | None:
     seen = 0
     while node is not None and seen < 16:
         seen += 1

@@ -153,15 +153,15 @@ def test_status_reset_fields_not_tracked():
     assert "f:status" not in entries(out)[("kubectl", "Apply")]["fieldsV1"]
 
 
-def test_track_update_after_apply_does_not_double_book():
-    """The server runs its Update bookkeeping on every write, apply patches included."""
+def test_track_update_takes_client_rewritten_managed_fields():
+    """kubectl's client-side -> server-side apply migration is a JSON patch of
+    managedFields alone: the rewritten entries stand and no Update is booked."""
     live = patch.track_update(None, deployment(), DEPLOY, "kubectl-client-side-apply", now=NOW)
-    applied = patch.apply(live, deployment(replicas=5), DEPLOY, "kubectl", force=True,
-                          now="2026-01-01T00:00:01Z")
-    applied["spec"]["revisionHistoryLimit"] = 10  # defaulting after the merge
-    out = patch.track_update(live, copy.deepcopy(applied), DEPLOY, "kubectl")
-    assert out["metadata"]["managedFields"] == applied["metadata"]["managedFields"]
-    assert ("kubectl", "Update") not in entries(out)
+    migrated = copy.deepcopy(live)
+    for e in migrated["metadata"]["managedFields"]:
+        e["manager"], e["operation"] = "kubectl", "Apply"
+    out = patch.track_update(live, copy.deepcopy(migrated), DEPLOY, "kubectl", now=NOW)
+    assert out["metadata"]["managedFields"] == migrated["metadata"]["managedFields"]
 
 
 def test_reapply_after_migration_keeps_maps_and_removes_whole_items():

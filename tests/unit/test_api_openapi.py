@@ -106,3 +106,14 @@ def test_v2_document():
     patch_op = d["paths"]["/api/v1/namespaces/{namespace}/configmaps/{name}"]["patch"]
     assert any(p["name"] == "fieldValidation" for p in patch_op["parameters"])
     assert patch_op["parameters"][0]["in"] == "body"
+
+
+def test_warm_builds_every_served_document():
+    openapi.openapi_v3_document.cache_clear()
+    openapi.openapi_v3_hash.cache_clear()
+    openapi.openapi_v2_document.cache_clear()
+    openapi.warm()
+    n = len(openapi.gv_paths())
+    assert openapi.openapi_v3_document.cache_info().currsize == n
+    assert openapi.openapi_v3_hash.cache_info().currsize == n
+    assert openapi.openapi_v2_document.cache_info().currsize == 1

@@ -85,7 +85,7 @@ def test_protobuf_secret_bytes_and_unknown_kind():
         2, _field(1, b"k") + _field(2, b"\x00\x01"))))
     assert secret["data"] == {"k": base64.b64encode(b"\x00\x01").decode()}
     with pytest.raises(APIError) as exc:
-        protobuf.decode(_envelope("apps/v1", "Deployment", b""))
+        protobuf.decode(_envelope("apps/v1", "ControllerRevision", b""))
     assert exc.value.code == 415
     with pytest.raises(APIError) as exc:
         protobuf.decode(b"not-protobuf")
@@ -277,3 +277,41 @@ def test_protobuf_eviction_keeps_zero_grace():
     ev = protobuf.decode(_envelope("policy/v1", "Eviction",
                                    _field(1, _field(1, b"p")) + _field(2, opts)))
     assert ev["deleteOptions"] == {"gracePeriodSeconds": 0, "propagationPolicy": "Foreground"}
+
+
+def _vfield(num: int, value: int) -> bytes:
+    return _varint(num << 3) + _varint(value)
+
+
+def test_protobuf_workloads_by_upstream_field_numbers():
+    container = (_field(1, b"c") + _field(2, b"nginx") + _field(3, b"sleep") + _field(3, b"1")
+                 + _field(6, _vfield(3, 80) + _field(4, b"TCP"))
+                 + _field(8, _field(1, _field(1, b"cpu") + _field(2, _field(1, b"500m"))))
+                 + _field(5, b""))  # an empty workingDir, as Go writes it
+    template = _field(1, _field(11, _field(1, b"app") + _field(2, b"web"))) + _field(
+        2, _field(2, container) + _field(3, b"Always") + _field(99, b"future field"))
+    spec = (_vfield(1, 0) + _field(2, _field(1, _field(1, b"app") + _field(2, b"web")))
+            + _field(3, template)
+            + _field(4, _field(1, b"RollingUpdate") + _field(2, _field(
+                1, _vfield(1, 1) + _field(3, b"50%")) + _field(2, _vfield(1, 0) + _vfield(2, 0)))))
+    dep = protobuf.decode(_envelope("apps/v1", "Deployment",
+                                    _field(1, _field(1, b"web")) + _field(2, spec)))
+    assert dep["spec"]["replicas"] == 0  # a pointer field: zero was sent on purpose
+    assert dep["spec"]["strategy"]["rollingUpdate"] == {"maxUnavailable": "50%", "maxSurge": 0}
+    pod = dep["spec"]["template"]["spec"]
+    assert pod == {"containers": [{"name": "c", "image": "nginx", "command": ["sleep", "1"],
+                                   "ports": [{"containerPort": 80, "protocol": "TCP"}],
+                                   "resources": {"limits": {"cpu": "500m"}}}],
+                   "restartPolicy": "Always"}
+
+    ports = (_field(1, _vfield(3, 80) + _field(4, _vfield(1, 0) + _vfield(2, 8080)))
+             + _field(1, _vfield(3, 443) + _field(4, _vfield(1, 1) + _field(3, b"https")))
+             + _field(1, _vfield(3, 53) + _field(4, _vfield(1, 0) + _vfield(2, 0))))
+    svc = protobuf.decode(_envelope("v1", "Service", _field(1, _field(1, b"s")) + _field(
+        2, ports + _field(4, b"ClusterIP"))))
+    assert svc["spec"]["ports"] == [{"port": 80, "targetPort": 8080},
+                                    {"port": 443, "targetPort": "https"}, {"port": 53}]
+
+    job = protobuf.decode(_envelope("batch/v1", "Job", _field(1, _field(1, b"j")) + _field(
+        2, _vfield(7, 2) + _vfield(5, 0) + _field(6, template))))
+    assert job["spec"]["backoffLimit"] == 2 and job["spec"]["manualSelector"] is False

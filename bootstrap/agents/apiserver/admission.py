@@ -46,11 +46,9 @@ async def admit(op: str, resource: Resource, obj: dict | None, old: dict | None,
     meta = (obj or old or {}).get("metadata") or {}
     namespace = namespace if namespace is not None else meta.get("namespace", "")
     name = name if name is not None else meta.get("name", "")
-    if obj is not None:
-        obj = copy.deepcopy(obj)
-    # mutating
+    # mutating (on a copy: a rejected request leaves the caller's object as it was)
     if op == "CREATE" and resource.gvr == ("", "v1", "pods") and not subresource:
-        obj = await _service_account(obj, namespace, store)
+        obj = await _service_account(copy.deepcopy(obj), namespace, store)
     # validating
     await _namespace_lifecycle(op, resource, namespace, name, store)
     node = user.node_name

@@ -11,6 +11,7 @@ from aiohttp import web
 from bootstrap.api import errors
 
 from . import requestinfo
+from .auth import impersonation
 from .auth.authz import Attributes
 from .handlers import common, crud, discovery, health, subresources, watch
 
@@ -43,6 +44,7 @@ def build(server) -> web.Application:
         try:
             user = await server.authenticator.authenticate(
                 _peer_cert(request), request.headers.get("Authorization"))
+            user = await impersonation.impersonate(user, request.headers, server.authorizer)
             await _authorize(server, request, info, user)
             resp = await dispatch(server, request, info, user)
             code = resp.status

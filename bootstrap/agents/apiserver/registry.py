@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from bootstrap.api import errors, meta, patch
+from bootstrap.api import defaults, errors, meta, patch
 from bootstrap.api.resources import Resource, by_gvr
 
 from . import strategy
@@ -32,10 +32,14 @@ class Ctx:
     field_validation: str = "Strict"
     warnings: list[str] = field(default_factory=list)
     subresource: str = ""
+    # Server-side apply: managedFields were already computed by the apply itself.
+    apply: bool = False
 
 
 def _track(old: dict | None, new: dict, res: Resource, ctx: Ctx) -> None:
     """Record the write in managedFields as an Update by the request's field manager."""
+    if ctx.apply:
+        return
     patch.track_update(old, new, res.gvk, ctx.field_manager or "unknown",
                        subresource=ctx.subresource if ctx.subresource == "status" else "")
 
@@ -81,8 +85,12 @@ class Registry:
                     "metadata.name", "name or generateName is required")], res.group)
         strategy.normalize(obj, res)
         strategy.apply_defaults(obj, res)
-        ctx.warnings += strategy.validate(obj, res, ctx.field_validation)
+        # System fields before validation, as upstream's BeforeCreate: a Job's
+        # generated selector is keyed on its uid.
         md.update(uid=meta.new_uid(), creationTimestamp=meta.now_rfc3339())
+        if res.kind == "Job":
+            defaults.generate_job_selector(obj)
+        ctx.warnings += strategy.validate(obj, res, ctx.field_validation)
         for k in ("deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"):
             md.pop(k, None)
         strategy.prepare_create(res, obj)

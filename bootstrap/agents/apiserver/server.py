@@ -9,7 +9,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from bootstrap.api import errors
+from bootstrap.api import errors, openapi
 from bootstrap.api.resources import CATALOGUE, Resource
 
 from . import admission, app, bootstrap_objects, nsfinalizer
@@ -134,6 +134,8 @@ class Server:
         await self.endpoints.start()
         self._tasks.append(asyncio.create_task(self.endpoints.run()))
         self._tasks.append(asyncio.create_task(nsfinalizer.run(self)))
+        # In a worker thread: the event loop keeps serving while the documents build.
+        self._tasks.append(asyncio.create_task(asyncio.to_thread(openapi.warm)))
         application = app.build(self)
         self.runner = web.AppRunner(application, handle_signals=False, access_log=None,
                                     shutdown_timeout=1.0)

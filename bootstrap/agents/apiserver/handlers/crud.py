@@ -146,8 +146,9 @@ async def patch(server, request: web.Request, info: RequestInfo, user) -> web.Re
     raw = await request.read()
     ctype, body = _parse_patch(request, raw)
     ctx = ctx_for(request, user, info.subresource)
+    ctx.apply = ctype == "application/apply-patch+yaml"
     force = common.query_bool(request, "force")
-    if ctype == "application/apply-patch+yaml":
+    if ctx.apply:
         if not request.query.get("fieldManager"):
             raise errors.bad_request("PATCH, application/apply-patch+yaml requires "
                                      "fieldManager to be set")

@@ -3,7 +3,8 @@
 kubectl sends ``application/vnd.kubernetes.protobuf`` (and accepts JSON back)
 for a few commands built on typed clients: ``create namespace|configmap|secret|
 serviceaccount|token|role|rolebinding|clusterrole|clusterrolebinding`` and
-``auth can-i|whoami``, ``certificate approve|deny`` and ``drain`` (Eviction). Bodies are the ``k8s\\0`` magic plus a runtime.Unknown
+``auth can-i|whoami``, ``certificate approve|deny``, ``drain`` (Eviction) and
+``create deployment|service|job``. Bodies are the ``k8s\\0`` magic plus a runtime.Unknown
 envelope around the typed message. We decode just the messages those commands
 send, by upstream's field numbers (the ``protobuf:"..."`` tags in k8s.io/api);
 anything else is a 415 so the client reports it plainly.
@@ -15,6 +16,8 @@ import base64
 from datetime import UTC, datetime
 
 from bootstrap.api import errors
+
+from . import protobuf_workloads as workloads
 
 MAGIC = b"k8s\x00"
 CONTENT_TYPE = "application/vnd.kubernetes.protobuf"
@@ -41,8 +44,7 @@ _POLICY_RULE = {"verbs": (1, "strings"), "apiGroups": (2, "strings"),
 _SUBJECT = {"kind": (1, "string"), "apiGroup": (2, "string"), "name": (3, "string"),
             "namespace": (4, "string")}
 _ROLE_REF = {"apiGroup": (1, "string"), "kind": (2, "string"), "name": (3, "string")}
-_LABEL_SELECTOR = {"matchLabels": (1, "stringmap"), "matchExpressions": (2, ("repeated", {
-    "key": (1, "string"), "operator": (2, "string"), "values": (3, "strings")}))}
+_LABEL_SELECTOR = workloads.LABEL_SELECTOR
 _ROLE = {"metadata": (1, _OBJECT_META), "rules": (2, ("repeated", _POLICY_RULE))}
 _BINDING = {"metadata": (1, _OBJECT_META), "subjects": (2, ("repeated", _SUBJECT)),
             "roleRef": (3, _ROLE_REF)}
@@ -71,6 +73,9 @@ MESSAGES: dict[tuple[str, str], dict] = {
                                                     "resourceVersion": (2, "string")}),
                               "propagationPolicy": (4, "string"), "dryRun": (5, "strings")})},
     ("authentication.k8s.io/v1", "SelfSubjectReview"): {"metadata": (1, _OBJECT_META)},
+    ("apps/v1", "Deployment"): workloads.deployment(_OBJECT_META),
+    ("batch/v1", "Job"): workloads.job(_OBJECT_META),
+    ("v1", "Service"): workloads.service(_OBJECT_META),
     ("v1", "ServiceAccount"): {"metadata": (1, _OBJECT_META),
                                "automountServiceAccountToken": (4, "bool")},
     ("authentication.k8s.io/v1", "TokenRequest"): {
@@ -124,45 +129,74 @@ def _fields(buf: bytes):
         yield num, v
 
 
+_ABSENT = object()
+
+
+def _int(raw: int) -> int:
+    return raw - (1 << 64) if raw >= 1 << 63 else raw
+
+
+def _int_or_string(raw: bytes, keep_zero: bool):
+    f = dict(_fields(raw))
+    if f.get(1, 0) == 1:
+        return f.get(3, b"").decode()
+    v = _int(f.get(2, 0))
+    return v if v or keep_zero else _ABSENT
+
+
+def _value(kind, raw):
+    """One field's JSON value, or _ABSENT where JSON would omit it."""
+    # Go writes zero values of plain fields too; JSON would have omitted them (omitempty).
+    if kind == "string":
+        return raw.decode() if raw else _ABSENT
+    if kind == "int":
+        return _int(raw) if raw else _ABSENT
+    if kind == "optint":  # a Go pointer, written only when set: 0 is meaningful
+        return _int(raw)
+    if kind == "bool":
+        return True if raw else _ABSENT
+    if kind == "optbool":
+        return bool(raw)
+    if kind == "bytes":
+        return base64.b64encode(raw).decode() if raw else _ABSENT
+    if kind == "quantity":  # resource.Quantity {string = 1}
+        return dict(_fields(raw)).get(1, b"").decode()
+    if kind in ("intorstr", "optintorstr"):
+        return _int_or_string(raw, kind == "optintorstr")
+    if isinstance(kind, dict):
+        return _decode(raw, kind)
+    if isinstance(kind, tuple) and kind[0] == "time":
+        t = _decode(raw, kind[1])
+        if not t.get("seconds"):
+            return _ABSENT
+        return datetime.fromtimestamp(t["seconds"], UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    raise ValueError(f"no decoding for field kind {kind!r}")
+
+
 def _decode(buf: bytes, schema: dict) -> dict:
     by_num = {num: (name, kind) for name, (num, kind) in schema.items()}
     out: dict = {}
     for num, raw in _fields(buf):
         if num not in by_num:
-            continue  # fields we do not model are dropped, as an older server would
+            continue  # fields we do not model are skipped, as proto skips unknown ones
         name, kind = by_num[num]
-        # Go writes zero values too; JSON would have omitted them (omitempty).
-        if kind == "string":
-            if raw:
-                out[name] = raw.decode()
-        elif kind in ("int", "optint"):
-            # optint: a Go pointer field, written only when set, so 0 is meaningful.
-            if raw or kind == "optint":
-                out[name] = raw - (1 << 64) if raw >= 1 << 63 else raw
-        elif kind == "bool":
-            if raw:
-                out[name] = True
-        elif kind == "bytes":
-            if raw:
-                out[name] = base64.b64encode(raw).decode()
-        elif kind == "strings":
+        if kind == "strings":
             out.setdefault(name, []).append(raw.decode())
-        elif kind in ("stringmap", "bytesmap"):
+        elif kind in ("stringmap", "bytesmap") or (isinstance(kind, tuple)
+                                                   and kind[0] == "map"):
             entry = dict(_fields(raw))
-            key = entry.get(1, b"").decode()
-            val = entry.get(2, b"")
-            out.setdefault(name, {})[key] = (val.decode() if kind == "stringmap"
-                                             else base64.b64encode(val).decode())
-        elif isinstance(kind, tuple) and kind[0] == "time":
-            t = _decode(raw, kind[1])
-            if not t.get("seconds"):
-                continue
-            out[name] = datetime.fromtimestamp(t.get("seconds", 0), UTC).strftime(
-                "%Y-%m-%dT%H:%M:%SZ")
+            value_kind = ("string" if kind == "stringmap" else "bytes" if kind == "bytesmap"
+                          else kind[1])
+            value = _value(value_kind, entry.get(2, b""))
+            # A map entry always carries its value, empty ones included.
+            out.setdefault(name, {})[entry.get(1, b"").decode()] = (
+                "" if value is _ABSENT else value)
         elif isinstance(kind, tuple) and kind[0] == "repeated":
-            out.setdefault(name, []).append(_decode(raw, kind[1]))
-        elif isinstance(kind, dict):
-            out[name] = _decode(raw, kind)
+            out.setdefault(name, []).append(_value(kind[1], raw))
+        else:
+            value = _value(kind, raw)
+            if value is not _ABSENT:
+                out[name] = value
     return out
 
 
