@@ -49,6 +49,32 @@ MaxSessions 100
 """
 
 
+# Root's dot files, as Debian's base-files installs them for root. The machine's
+# own /root/.bashrc may carry tool setup (pyenv, cargo) that bash runs for every
+# SSH command (Debian's bash sources ~/.bashrc for sshd sessions): each session
+# would pay for it and a stale pyenv shim lock makes later sessions wait.
+ROOT_DOTFILES_DIR = Path("/usr/share/base-files")
+_FALLBACK_DOTFILES = {
+    ".bashrc": "# ~/.bashrc: executed by bash(1) for non-login shells.\n",
+    ".profile": (
+        "# ~/.profile: executed by Bourne-compatible login shells.\n\n"
+        'if [ "$BASH" ]; then\n  if [ -f ~/.bashrc ]; then\n    . ~/.bashrc\n  fi\nfi\n\n'
+        "mesg n 2> /dev/null || true\n"
+    ),
+}
+
+
+def root_dotfiles(source: Path = ROOT_DOTFILES_DIR) -> dict[str, str]:
+    """{".bashrc": text, ".profile": text}: Debian's defaults for root, no tool hooks."""
+    out = {}
+    for name, fallback in _FALLBACK_DOTFILES.items():
+        try:
+            out[name] = (source / f"dot{name}").read_text()
+        except OSError:
+            out[name] = fallback
+    return out
+
+
 def ed25519_keypair(comment: str) -> tuple[bytes, str]:
     """(OpenSSH private key PEM, ``ssh-ed25519 AAAA... comment`` public line)."""
     key = Ed25519PrivateKey.generate()
@@ -92,6 +118,8 @@ def write_seed(seed: Path, *, hostname: str, authorized_key: str, hosts_file: st
     _write(seed / "etc/ssh/ssh_host_ed25519_key.pub", pub + "\n", 0o644)
     _write(seed / "etc/ssh/sshd_config.d/bootstrap-sandbox.conf", SSHD_DROPIN, 0o644)
     _write(seed / "root/.ssh/authorized_keys", authorized_key + "\n", 0o600)
+    for name, text in root_dotfiles().items():
+        _write(seed / "root" / name, text, 0o644)
     unit_dir = seed / "etc/systemd/system"
     for unit in MASKED_UNITS:
         link = unit_dir / unit

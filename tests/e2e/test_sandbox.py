@@ -13,6 +13,7 @@ from pathlib import Path
 import paramiko
 import pytest
 import yaml
+from e2e_names import sandbox_name
 
 from bootstrap import sandbox
 from bootstrap.errors import UserError
@@ -96,7 +97,7 @@ def _wait_dead(h: state.HostState) -> None:
 
 @pytest.fixture(scope="module")
 def three(sandbox_factory):
-    name = "sbxe"
+    name = sandbox_name("sbxe")
     inv = sandbox_factory(name, 3)
     yield name, inv
     sandbox_factory.down(name)
@@ -171,6 +172,16 @@ def test_sandbox_ssh_cli(three):
     assert proc.returncode == 7
 
 
+def test_root_shell_is_debians_not_the_machines(three):
+    # The machine's /root/.bashrc (pyenv) must not run in host SSH sessions.
+    name, _ = three
+    rc, out, err = _ssh(name, f"{name}-1", "echo $PATH; type python3; test -e ~/.bashrc")
+    assert rc == 0, err
+    path, python = out.splitlines()[:2]
+    assert "/usr/sbin" in path.split(":") and "pyenv" not in path
+    assert python == "python3 is /usr/bin/python3"
+
+
 def test_hosts_reach_each_other_but_nothing_else(three):
     name, _ = three
     hosts = _hosts(name)
@@ -218,7 +229,7 @@ def test_up_again_is_a_noop(three):
 
 
 def test_failed_boot_is_reported_and_cleaned(sandbox_factory, monkeypatch):
-    name = "sbxf"
+    name = sandbox_name("sbxf")
     monkeypatch.setattr(sbx_host, "init_script", lambda *_a: "echo boot-broken >&2; exit 3\n")
     sandbox_factory.made.append(name)
     with pytest.raises(UserError) as err:
@@ -230,7 +241,7 @@ def test_failed_boot_is_reported_and_cleaned(sandbox_factory, monkeypatch):
 
 
 def test_down_leaves_nothing_and_is_repeatable(sandbox_factory):
-    name = "sbxd"
+    name = sandbox_name("sbxd")
     sandbox_factory(name, 2)
     # A process that entered a host's namespaces from the machine must go too.
     init = _hosts(name)[f"{name}-1"].init_pid
@@ -253,7 +264,7 @@ def test_down_leaves_nothing_and_is_repeatable(sandbox_factory):
 
 
 def test_crash_then_up_repairs_and_down_cleans(sandbox_factory):
-    name = "sbxc"
+    name = sandbox_name("sbxc")
     inv = sandbox_factory(name, 1, etcd_hosts=1)
     data = yaml.safe_load(inv.read_text())["all"]["children"]
     assert list(data["etcd"]["hosts"]) == [f"{name}-etcd1"]
@@ -282,7 +293,7 @@ def test_crash_then_up_repairs_and_down_cleans(sandbox_factory):
 
 def test_down_after_half_made_up(sandbox_factory):
     """A state file with hosts never started (crash mid-up) still tears down."""
-    name = "sbxh"
+    name = sandbox_name("sbxh")
     s = state.SandboxState(name=name, subnet="10.250.254.0/24", bridge=names.bridge_name(name))
     h = state.HostState(name=f"{name}-1", ip="10.250.254.11", groups=[],
                         netns=names.netns_name(name, f"{name}-1"), veth=names.veth_name(name, f"{name}-1"))

@@ -169,6 +169,26 @@ def test_seed_tree(tmp_path):
     seed.write_seed(tmp_path, hostname="h1", authorized_key="k", hosts_file="")
 
 
+def test_seed_gives_root_a_clean_home(tmp_path):
+    # The machine's /root/.bashrc (pyenv init) must not reach the hosts: bash
+    # sources it for every SSH command.
+    seed.write_seed(tmp_path, hostname="h1", authorized_key="k", hosts_file="")
+    for name in (".bashrc", ".profile"):
+        f = tmp_path / "root" / name
+        assert f.stat().st_mode & 0o777 == 0o644
+        text = f.read_text()
+        assert "pyenv" not in text and "cargo" not in text
+        # No PATH rewrite either: sshd's root PATH (with /usr/sbin) stays as it is.
+        assert "PATH=" not in text
+    assert ".bashrc" in (tmp_path / "root/.profile").read_text()
+
+
+def test_root_dotfiles_fall_back_without_base_files(tmp_path):
+    files = seed.root_dotfiles(tmp_path / "missing")
+    assert set(files) == {".bashrc", ".profile"}
+    assert all(text.startswith("# ~/") for text in files.values())
+
+
 def test_proc_start_time_of_self_and_missing():
     import os
     assert host.alive(os.getpid(), host.proc_start_time(os.getpid()))
