@@ -34,8 +34,10 @@ class FakeConnection:
         self.closed = False
 
     def respond(self, pattern: str, result: Response) -> None:
-        # Newest first, so a test can override an earlier answer.
-        self.responses = {pattern: result, **self.responses}
+        # Newest first, so a test can override an earlier answer, including one
+        # given for the very same pattern (which must move to the front too).
+        rest = {p: r for p, r in self.responses.items() if p != pattern}
+        self.responses = {pattern: result, **rest}
 
     def run(self, cmd, *, timeout=60, check=True, input=None, env=None) -> Result:
         self.commands.append(cmd)

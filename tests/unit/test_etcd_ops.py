@@ -95,7 +95,7 @@ def test_add_member_when_all_healthy():
         listed = NODES if calls["n"] == 1 else NODES + [EtcdNode("h4", "", "10.0.0.4")]
         return Result(0, members_json(listed), "")
 
-    conn.respond(r"member\s+list", members)
+    conn.respond(r"member list", members)
     init = etcd.add_member(conn, NODES, new)
     adds = [c for c in conn.commands if "member add" in c]
     assert len(adds) == 1 and "m4 --peer-urls=https://10.0.0.4:2380" in adds[0]
@@ -113,7 +113,7 @@ def test_add_member_refused_when_a_member_is_unhealthy():
 def test_add_member_already_added_is_not_added_again():
     new = EtcdNode("h4", "m4", "10.0.0.4")
     conn = fake()
-    conn.respond(r"member\s+list",
+    conn.respond(r"member list",
                  Result(0, members_json(NODES + [EtcdNode("h4", "", "10.0.0.4")]), ""))
     init = etcd.add_member(conn, NODES, new)
     assert not any("member add" in c for c in conn.commands)

@@ -61,6 +61,17 @@ def test_fake_matches_patterns_records_and_stores_files():
     assert f.commands[:2] == ["systemctl is-active etcd", "anything"]
 
 
+def test_fake_respond_overrides_the_same_pattern():
+    f = FakeConnection("h", {r"member list": Result(0, "old", ""), r"member": Result(0, "broad", "")})
+    f.respond(r"member list", Result(0, "new", ""))
+    assert f.run("etcdctl member list").stdout == "new"
+    # Moved to the front: it wins over broader patterns registered after it originally.
+    f.respond(r"member", Result(0, "broad2", ""))
+    f.respond(r"member list", Result(0, "newer", ""))
+    assert f.run("etcdctl member list").stdout == "newer"
+    assert f.run("etcdctl member add x").stdout == "broad2"
+
+
 def test_parallel_map_keeps_order_bounds_concurrency_and_raises_first_error():
     running, peak, lock = [0], [0], threading.Lock()
     gate = threading.Barrier(3)
