@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from bootstrap.engine.model import Play, Recap, Task
 
@@ -55,20 +56,20 @@ class Reporter:
             if out.failure:
                 f = out.failure
                 if f.command:
-                    self.console.print(f"    command: {escape(f.command)}", soft_wrap=True)
+                    self.console.print(Text("    command: " + f.command), soft_wrap=True)
                     self.console.print(f"    exit code: {f.exit_code}")
                     if f.stderr:
-                        self.console.print(f"    stderr: {escape(f.stderr)}", soft_wrap=True)
+                        self.console.print(Text("    stderr: " + f.stderr), soft_wrap=True)
                 else:
-                    self.console.print(f"    {escape(f.message)}", soft_wrap=True)
+                    self.console.print(Text("    " + f.message), soft_wrap=True)
             if self.dry_run and out.status == "changed":
                 for action in out.actions:
-                    self.console.print(f"    [dim]would run: {escape(action)}[/]", soft_wrap=True)
+                    self.console.print(Text("    would run: " + action, style="dim"), soft_wrap=True)
             if self.diff:
                 for text in out.diffs:
                     self._print_diff(text)
             for msg in out.messages:
-                self.console.print(f"    {escape(msg)}", soft_wrap=True)
+                self.console.print(Text("    " + msg), soft_wrap=True)
 
     def _print_diff(self, text: str) -> None:
         for line in text.splitlines():
@@ -79,9 +80,9 @@ class Reporter:
                 style = "red"
             elif line.startswith("@@"):
                 style = "cyan"
-            body = escape(line)
-            self.console.print(f"    [{style}]{body}[/]" if style else f"    {body}",
-                               soft_wrap=True)
+            # A Text, not markup: file content is shown verbatim (escape() would
+            # double a trailing backslash that no markup tag follows).
+            self.console.print(Text("    " + line, style=style), soft_wrap=True)
 
     def recap(self, recap: Recap) -> None:
         table = Table(title="PLAY RECAP", title_justify="left", box=None, pad_edge=False)

@@ -57,6 +57,7 @@ class StatefulHost(FakeConnection):
     def __init__(self, name):
         super().__init__(name)
         self.dirs: set[str] = set()
+        self.owners: dict[str, str] = {}  # path -> owner set by chown
 
     def run(self, cmd, **kw):
         import hashlib
@@ -66,8 +67,9 @@ class StatefulHost(FakeConnection):
         if cmd.startswith("p=") and "stat -c" in cmd:
             self.commands.append(cmd)
             path = shlex.split(cmd[2:].split(";")[0])[0]
+            owner = self.owners.get(path, "root")
             if path in self.dirs:
-                return Result(0, "directory|755|root|root|0|0\n", "")
+                return Result(0, f"directory|755|{owner}|root|0|0\n", "")
             if path in self.files:
                 mode = f"{self.modes.get(path, 0o644):o}"
                 h = hashlib.sha256(self.files[path]).hexdigest()
@@ -76,6 +78,9 @@ class StatefulHost(FakeConnection):
         m = re.match(r"mkdir -p -- (\S+)", cmd)
         if m:
             self.dirs.add(m.group(1))
+        m = re.match(r"chown ([^:\s]+)\S* -- (\S+)", cmd)
+        if m:
+            self.owners[m.group(2)] = m.group(1)
         return super().run(cmd, **kw)
 
 
@@ -314,6 +319,22 @@ def test_dry_run_changes_nothing_and_shows_diff(tmp_path):
     assert recap.changed == 3 and recap.dry_run
     assert "would change: [h1]" in text and "-old" in text and "+new" in text
     assert "would run: apply-x" in text and "would run: echo v9" in text
+
+
+def test_diff_shows_file_text_verbatim(tmp_path):
+    # Backslashes (unit-file line continuations) and bracketed text are file
+    # content, not rich markup: the diff must show them exactly as on the host.
+    path = role(tmp_path, "r", """
+        - name: unit
+          template: {src: u.j2, dest: /etc/u.service}
+        """, templates={"u.j2": "ExecStart=/bin/x \\\n  --b [red]\n"})
+    conn = StatefulHost("h1")
+    conn.files["/etc/u.service"] = b"ExecStart=/bin/x \\\n  --a [red]\n"
+    _, text = run(Play("p", ["h1"], ["r"], roles_path=[path]), inventory(1), {"h1": conn},
+                  dry_run=True, diff=True)
+    lines = text.splitlines()
+    assert "     ExecStart=/bin/x \\" in lines
+    assert "    -  --a [red]" in lines and "    +  --b [red]" in lines
 
 
 def test_errors_in_role_files_name_the_file(tmp_path):
