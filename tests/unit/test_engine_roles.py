@@ -21,8 +21,37 @@ def _run(play, inv, conns, **kw):
                     console=Console(file=io.StringIO(), width=200), **kw)
 
 
+class AccountsHost(StatefulHost):
+    """StatefulHost with /etc/passwd and /etc/group that groupadd/useradd change."""
+
+    def __init__(self, name):
+        super().__init__(name)
+        self.groups: dict[str, int] = {"root": 0}
+        self.users: dict[str, tuple[str, str]] = {}  # name -> (primary group, shell)
+
+    def run(self, cmd, **kw):
+        words = cmd.split()
+        if cmd.startswith("getent group -- "):
+            self.commands.append(cmd)
+            g = words[-1]
+            return Result(0, f"{g}:x:{self.groups[g]}:\n") if g in self.groups else Result(2)
+        if cmd.startswith("getent passwd -- "):
+            self.commands.append(cmd)
+            u = words[3]
+            if u not in self.users:
+                return Result(2)
+            group, shell = self.users[u]
+            return Result(0, f"{u}:x:999:{self.groups[group]}:Kubernetes user:/home/{u}:{shell}\n"
+                             f"{group}\n{group}\n")
+        if words[0] == "groupadd":
+            self.groups[words[-1]] = 900 + len(self.groups)
+        if words[0] == "useradd":
+            self.users[words[-1]] = (words[words.index("-g") + 1], words[words.index("-s") + 1])
+        return super().run(cmd, **kw)
+
+
 def _prepared_host(name):
-    host = StatefulHost(name)
+    host = AccountsHost(name)
     host.respond(r"dpkg-query", Result(0, ALL_INSTALLED, ""))
     host.respond(r"/sys/module", Result(0, "", ""))  # all modules loaded
     host.respond(r"test -e /proc/sys/net/bridge", Result(0, "", ""))
@@ -38,13 +67,21 @@ def test_prepare_on_a_host_with_everything_installed_runs_no_apt():
     conf = host.files["/etc/sysctl.d/99-bootstrap.conf"].decode()
     assert "net.ipv4.ip_forward = 1" in conf and "net.bridge.bridge-nf-call-iptables = 1" in conf
     assert any(c.startswith("sysctl -q -e -p") for c in host.commands)  # handler ran
+    # kubespray's kube user: system account, no home, no login, primary group kube-cert.
+    assert "groupadd -r -- kube-cert" in host.commands
+    assert ("useradd -r -M -g kube-cert -c 'Kubernetes user' -s /sbin/nologin -- kube"
+            in host.commands)
+    assert host.owners["/etc/kubernetes"] == "kube"
+    assert host.owners["/etc/kubernetes/manifests"] == "kube"
+    assert host.owners.get("/etc/kubernetes/pki", "root") == "root"
     n = len(host.commands)
     again = _run(Play("prepare", ["all"], ["prepare"]), inv, {"h1": host})
     assert again.changed == 0 and not any(c.startswith("sysctl") for c in host.commands[n:])
+    assert not any(c.split()[0] in ("useradd", "usermod", "groupadd") for c in host.commands[n:])
 
 
 def test_prepare_installs_only_what_is_missing_and_skips_bridge_keys_without_module():
-    host = StatefulHost("h1")
+    host = AccountsHost("h1")
     host.respond(r"dpkg-query", Result(1, ALL_INSTALLED.replace("runc\tinstalled", "runc\tnot-installed"), ""))
     host.respond(r"/sys/module", Result(0, "br_netfilter\n", ""))
     host.respond(r"test -e /proc/sys/net/bridge", Result(1, "", ""))

@@ -15,6 +15,7 @@ from bootstrap.engine.ops.base import (
 )
 from bootstrap.engine.ops.files import op_copy, op_file, op_template
 from bootstrap.engine.ops.system import op_command, op_package, op_systemd
+from bootstrap.engine.ops.users import op_group, op_user
 from bootstrap.engine.ops.wait import op_wait_for
 
 OPS: dict[str, Callable[[OpContext, dict], OpGen]] = {
@@ -28,6 +29,8 @@ OPS: dict[str, Callable[[OpContext, dict], OpGen]] = {
     "command": op_command,
     "shell": op_command,
     "wait_for": op_wait_for,
+    "user": op_user,
+    "group": op_group,
 }
 
 # Handled by the runner itself: they touch play state, not the host.

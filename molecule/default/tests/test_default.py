@@ -76,3 +76,15 @@ def test_client_port_listening(etcd_host):
 
 def test_peer_port_listening(etcd_host):
     assert ":2380 " in etcd_host.check_output("ss -Htln")
+
+
+def test_kube_user_and_config_dir_owner_as_kubespray(host):
+    # prepare: kubespray's kube_owner account and the dirs it owns.
+    kube = host.user("kube")
+    assert kube.exists
+    assert kube.shell == "/sbin/nologin"
+    assert kube.group == "kube-cert"
+    assert not host.file(kube.home).exists
+    for path, owner in (("/etc/kubernetes", "kube"), ("/etc/kubernetes/manifests", "kube"),
+                        (PKI, "root")):
+        assert host.file(path).user == owner, path
