@@ -7,6 +7,7 @@ import textwrap
 from types import SimpleNamespace
 
 import pytest
+from e2e_names import sandbox_name
 
 from bootstrap.config.inventory import load_inventory
 from bootstrap.engine import Play, run_play
@@ -17,7 +18,7 @@ from bootstrap.remote.ssh import SSHConnection
 
 pytestmark = [pytest.mark.slow, pytest.mark.root]
 
-SANDBOX = "engrun"
+SANDBOX = sandbox_name("engrun")
 
 TASKS = """
 - name: app dir

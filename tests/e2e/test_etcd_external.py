@@ -7,13 +7,14 @@ hosts hold their serving/peer pairs but no CA key.
 from __future__ import annotations
 
 import pytest
+from e2e_names import sandbox_name
 from etcd_helpers import PKI, bring_up, cli, close, etcdctl, leader, ok, put_with_retry
 
 from bootstrap.flows.etcd import wait_healthy
 
 pytestmark = [pytest.mark.slow, pytest.mark.root]
 
-NAME = "etcx"
+NAME = sandbox_name("etcx")
 
 
 @pytest.fixture(scope="module")

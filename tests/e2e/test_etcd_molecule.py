@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from e2e_names import sandbox_name
 from etcd_helpers import cli_env, freeze_wheelhouse
 
 from bootstrap import sandbox
@@ -18,7 +19,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.root]
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-NAME = "etcmol"  # molecule/default/molecule.yml
+NAME = sandbox_name("etcmol")  # molecule/default/molecule.yml
 
 
 @pytest.mark.skipif(not (BIN / "molecule").exists(), reason="molecule not installed")

@@ -10,11 +10,12 @@ import json
 
 import pytest
 import yaml
+from e2e_names import sandbox_name
 from etcd_helpers import bring_up, cli, close, etcdctl, freeze_wheelhouse, ok
 
 pytestmark = [pytest.mark.slow, pytest.mark.root]
 
-NAME = "etcgrow"
+NAME = sandbox_name("etcgrow")
 
 
 def _with_etcd(inventory: dict, members: list[str]) -> dict:

@@ -13,13 +13,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from e2e_names import sandbox_name
 from etcd_helpers import PKI, bring_up, cli, close, etcdctl, leader, ok, put_with_retry
 
 from bootstrap.flows.etcd import wait_healthy
 
 pytestmark = [pytest.mark.slow, pytest.mark.root]
 
-NAME = "etcst"
+NAME = sandbox_name("etcst")
 REPO = Path(__file__).resolve().parents[2]
 
 
