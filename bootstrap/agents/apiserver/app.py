@@ -13,7 +13,7 @@ from bootstrap.api import errors
 from . import requestinfo
 from .auth import impersonation
 from .auth.authz import Attributes
-from .handlers import common, crud, discovery, health, subresources, watch
+from .handlers import common, crud, debug, discovery, health, subresources, watch
 
 log = logging.getLogger(__name__)
 
@@ -40,11 +40,16 @@ def build(server) -> web.Application:
         received = datetime.now(UTC)
         info = requestinfo.parse(request.method, request.path, request.query)
         user = None
+        impersonator = None
         code = 500
         try:
             user = await server.authenticator.authenticate(
                 _peer_cert(request), request.headers.get("Authorization"))
-            user = await impersonation.impersonate(user, request.headers, server.authorizer)
+            effective = await impersonation.impersonate(user, request.headers,
+                                                        server.authorizer)
+            if effective is not user:
+                # Audit names the authenticated user and the impersonated one apart.
+                impersonator, user = user, effective
             await _authorize(server, request, info, user)
             resp = await dispatch(server, request, info, user)
             code = resp.status
@@ -67,7 +72,7 @@ def build(server) -> web.Application:
                 server.metrics.request(info.verb, info.group, info.version, info.plural,
                                        info.subresource, scope, code, elapsed)
             if server.audit is not None and user is not None:
-                _audit(server, request, info, user, code, received)
+                _audit(server, request, info, user, code, received, impersonator)
 
     application.router.add_route("*", "/{tail:.*}", entry)
     return application
@@ -94,6 +99,8 @@ async def _authorize(server, request: web.Request, info, user) -> None:
 async def dispatch(server, request: web.Request, info, user) -> web.StreamResponse:
     parts = list(info.parts)
     if not info.resource_request:
+        if parts[:2] == ["debug", "pprof"]:
+            return await debug.handle(server, request, parts)
         resp = discovery.handle(server, request, parts)
         if resp is not None:
             return resp
@@ -119,7 +126,11 @@ async def dispatch(server, request: web.Request, info, user) -> web.StreamRespon
     return await handler(server, request, info, user)
 
 
-def _audit(server, request: web.Request, info, user, code: int, received) -> None:
+def _audit(server, request: web.Request, info, user, code: int, received,
+           impersonator=None) -> None:
+    """``user`` ran the request; ``impersonator``, when set, authenticated and
+    impersonated it. Upstream's event then has ``user`` = the impersonator and
+    ``impersonatedUser`` = the effective user."""
     from .audit import build_event
     ref = None
     if info.resource_request:
@@ -131,7 +142,10 @@ def _audit(server, request: web.Request, info, user, code: int, received) -> Non
     try:
         server.audit.log(build_event(
             verb=info.verb if info.resource_request else request.method.lower(),
-            request_uri=str(request.rel_url), user=user.to_dict(), source_ips=[peer],
+            request_uri=str(request.rel_url),
+            user=(impersonator or user).to_dict(),
+            impersonated_user=user.to_dict() if impersonator is not None else None,
+            source_ips=[peer],
             user_agent=request.headers.get("User-Agent", ""), code=code, received=received,
             object_ref=ref))
     except OSError as exc:
