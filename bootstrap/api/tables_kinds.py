@@ -4,19 +4,14 @@ workloads live in tables_workloads."""
 from __future__ import annotations
 
 from bootstrap.api.tables import Column, _doc, age_column, name_column, since
-from bootstrap.api.tables_workloads import WORKLOAD_COLUMNS
-
-NONE = "<none>"
-_CORE = "io.k8s.api.core.v1."
-_APPS = "io.k8s.api.apps.v1."
-
-
-def _spec(o: dict) -> dict:
-    return o.get("spec") or {}
-
-
-def _status(o: dict) -> dict:
-    return o.get("status") or {}
+from bootstrap.api.tables_workloads import (
+    _APPS,
+    _CORE,
+    NONE,
+    WORKLOAD_COLUMNS,
+    _spec,
+    _status,
+)
 
 
 def _int(v) -> int:

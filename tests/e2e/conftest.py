@@ -15,6 +15,9 @@ import pytest
 
 from bootstrap import sandbox
 
+# The shared e2e steps assert in a helper module; keep pytest's detailed messages there.
+pytest.register_assert_rewrite("etcd_helpers")
+
 
 class SandboxFactory:
     def __init__(self) -> None:

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import pytest
 from e2e_names import sandbox_name
-from etcd_helpers import PKI, bring_up, cli, close, etcdctl, leader, ok, put_with_retry
-
-from bootstrap.flows.etcd import wait_healthy
+from etcd_helpers import PKI, assert_survives_leader_sigkill, cli, etcdctl, ok, sandbox_cluster
 
 pytestmark = [pytest.mark.slow, pytest.mark.root]
 
@@ -19,15 +17,9 @@ NAME = sandbox_name("etcx")
 
 @pytest.fixture(scope="module")
 def cluster(sandbox_factory, tmp_path_factory):
-    path = sandbox_factory(NAME, 2, etcd_hosts=3)
-    c = None
-    try:
-        c = bring_up(path, tmp_path_factory.mktemp("wheelhouse"))
+    with sandbox_cluster(sandbox_factory, NAME, 2, tmp_path_factory.mktemp("wheelhouse"),
+                         etcd_hosts=3) as c:
         yield c
-    finally:
-        if c is not None:
-            close(c)
-        sandbox_factory.down(NAME)
 
 
 def test_layout_is_external(cluster):
@@ -76,19 +68,4 @@ def test_second_run_changes_nothing(cluster):
 
 
 def test_sigkill_of_one_member_leaves_cluster_writable(cluster):
-    # The leader is the hard case: the survivors must elect a new one.
-    victim = leader(cluster)
-    a, b = [n for n in cluster.nodes if n != victim]
-    pid = cluster.run(victim.host, "systemctl show -p MainPID --value etcd").stdout.strip()
-    assert pid.isdigit() and int(pid) > 0
-    cluster.run(victim.host, f"kill -KILL {pid}")
-    # Written through one surviving member, read through the other.
-    put_with_retry(cluster, a.host, a.client_url, "/e2e/ext-kill", "written")
-    got = cluster.run(b.host, etcdctl("get /e2e/ext-kill --print-value-only",
-                                      [b.client_url])).stdout.strip()
-    assert got == "written"
-    # systemd restarts the member (Restart=always) and it catches up.
-    wait_healthy(cluster.conns[a.host], cluster.nodes, timeout=120)
-    got = cluster.run(victim.host, etcdctl("get /e2e/ext-kill --print-value-only",
-                                           [victim.client_url])).stdout.strip()
-    assert got == "written"
+    assert_survives_leader_sigkill(cluster, "/e2e/ext-kill")

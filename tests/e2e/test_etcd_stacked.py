@@ -14,9 +14,7 @@ from pathlib import Path
 
 import pytest
 from e2e_names import sandbox_name
-from etcd_helpers import PKI, bring_up, cli, close, etcdctl, leader, ok, put_with_retry
-
-from bootstrap.flows.etcd import wait_healthy
+from etcd_helpers import PKI, assert_survives_leader_sigkill, cli, etcdctl, ok, sandbox_cluster
 
 pytestmark = [pytest.mark.slow, pytest.mark.root]
 
@@ -26,15 +24,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def cluster(sandbox_factory, tmp_path_factory):
-    path = sandbox_factory(NAME, 3)
-    c = None
-    try:
-        c = bring_up(path, tmp_path_factory.mktemp("wheelhouse"))
+    with sandbox_cluster(sandbox_factory, NAME, 3, tmp_path_factory.mktemp("wheelhouse")) as c:
         yield c
-    finally:
-        if c is not None:
-            close(c)
-        sandbox_factory.down(NAME)
 
 
 def test_every_member_healthy_over_mtls(cluster):
@@ -114,19 +105,4 @@ def test_testinfra_checks_pass_on_every_host(cluster, tmp_path):
 
 
 def test_sigkill_of_one_member_leaves_cluster_writable(cluster):
-    # The leader is the hard case: the survivors must elect a new one.
-    victim = leader(cluster)
-    a, b = [n for n in cluster.nodes if n != victim]
-    pid = cluster.run(victim.host, "systemctl show -p MainPID --value etcd").stdout.strip()
-    assert pid.isdigit() and int(pid) > 0
-    cluster.run(victim.host, f"kill -KILL {pid}")
-    # Written through one surviving member, read through the other.
-    put_with_retry(cluster, a.host, a.client_url, "/e2e/after-kill", "written")
-    got = cluster.run(b.host, etcdctl("get /e2e/after-kill --print-value-only",
-                                      [b.client_url])).stdout.strip()
-    assert got == "written"
-    # systemd restarts the member (Restart=always) and it catches up.
-    wait_healthy(cluster.conns[a.host], cluster.nodes, timeout=120)
-    got = cluster.run(victim.host, etcdctl("get /e2e/after-kill --print-value-only",
-                                           [victim.client_url])).stdout.strip()
-    assert got == "written"
+    assert_survives_leader_sigkill(cluster, "/e2e/after-kill")

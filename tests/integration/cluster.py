@@ -233,3 +233,14 @@ class Cluster:
             s.stop()
         self.etcd.stop()
         shutil.rmtree(self.base, ignore_errors=True)
+
+
+def eventually(fn, timeout: float = 20.0):
+    """Retry until fn() is truthy (watch-cache-backed reads trail a write by a moment);
+    the timeout only bounds a hung test."""
+    end = time.monotonic() + timeout
+    while True:
+        result = fn()
+        if result or time.monotonic() > end:
+            return result
+        time.sleep(0.1)

@@ -9,23 +9,10 @@ import pytest
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-from .cluster import Cluster
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    c = Cluster()
-    c.start()
-    try:
-        yield c
-    finally:
-        c.stop()
-
 
 @pytest.fixture(scope="module")
 def api(cluster):
-    kc = cluster.kubeconfig("kubernetes-admin", ("system:masters",))
-    api_client = config.new_client_from_config(config_file=str(kc))
+    api_client = config.new_client_from_config(config_file=str(cluster.admin))
     core = client.CoreV1Api(api_client)
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name="sub")))
     core.create_namespaced_service_account("sub", client.V1ServiceAccount(

@@ -3,16 +3,16 @@ driven with the real kubectl."""
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import textwrap
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from .cluster import Cluster
+from .cluster import Cluster, eventually
 
 
 def kubectl(kubeconfig, *args, stdin: str | None = None, token: str | None = None,
@@ -35,15 +35,9 @@ def whoami(kubeconfig, token: str | None = None) -> subprocess.CompletedProcess:
                          '"kind": "SelfSubjectReview"}')
 
 
-def wait_for(fn, timeout=30.0):
-    """Retry until fn() is truthy: the watch cache behind the auth store is eventually
-    consistent with a write made a moment ago. The timeout only bounds a hung test."""
-    end = time.monotonic() + timeout
-    while True:
-        result = fn()
-        if result or time.monotonic() > end:
-            return result
-        time.sleep(0.1)
+# The watch cache behind the auth store is eventually consistent with a write made a
+# moment ago; token and RBAC checks get a longer bound than plain reads.
+wait_for = functools.partial(eventually, timeout=30.0)
 
 
 def token_kubeconfig(cluster) -> Path:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
-from .cluster import Cluster
+from .cluster import eventually
 
 DATA = Path(__file__).parent / "data"
 
@@ -25,27 +24,6 @@ def run(kubeconfig, *args, stdin: str | None = None, check: bool = True,
 
 def get_json(kc, *args) -> dict:
     return json.loads(run(kc, "get", *args, "-o", "json").stdout)
-
-
-def eventually(fn, timeout: float = 20.0):
-    """Retry until fn() is truthy; the timeout only bounds a hung test."""
-    end = time.monotonic() + timeout
-    while True:
-        result = fn()
-        if result or time.monotonic() > end:
-            return result
-        time.sleep(0.1)
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    c = Cluster()
-    c.start()
-    try:
-        c.admin = c.kubeconfig("kubernetes-admin", ("system:masters",))
-        yield c
-    finally:
-        c.stop()
 
 
 @pytest.fixture(scope="module")

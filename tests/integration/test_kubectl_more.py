@@ -7,20 +7,14 @@ import json
 
 import pytest
 
-from .cluster import Cluster
 from .test_kubectl import DATA, get_json, run
 
 
 @pytest.fixture(scope="module")
-def cluster():
-    c = Cluster()
-    c.start()
-    try:
-        c.admin = c.kubeconfig("kubernetes-admin", ("system:masters",))
-        run(c.admin, "create", "namespace", "work")
-        yield c
-    finally:
-        c.stop()
+def cluster(cluster):
+    """conftest's cluster, with the namespace these tests work in."""
+    run(cluster.admin, "create", "namespace", "work")
+    return cluster
 
 
 def test_impersonation_follows_rbac(cluster):

@@ -6,23 +6,10 @@ import pytest
 from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
 
-from .cluster import Cluster
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    c = Cluster()
-    c.start()
-    try:
-        yield c
-    finally:
-        c.stop()
-
 
 @pytest.fixture(scope="module")
 def core(cluster):
-    kc = cluster.kubeconfig("kubernetes-admin", ("system:masters",))
-    api_client = config.new_client_from_config(config_file=str(kc))
+    api_client = config.new_client_from_config(config_file=str(cluster.admin))
     try:
         yield client.CoreV1Api(api_client)
     finally:

@@ -7,23 +7,15 @@ from dataclasses import dataclass, field
 
 import pytest
 
+# The same host stand-in as the placement tests: the stage plans through plan.etcd_nodes.
+from test_etcd_plan import H
+
 from bootstrap.config.model import ClusterConfig, Etcd, ExternalEtcd
 from bootstrap.engine.model import HostStats, Recap
 from bootstrap.errors import UserError
 from bootstrap.flows import etcd_stage
 from bootstrap.remote import Result
 from bootstrap.remote.fake import FakeConnection
-
-
-@dataclass
-class H:
-    name: str
-    ip: str
-    etcd_member_name: str | None = None
-
-    @property
-    def node_ip(self):
-        return self.ip
 
 
 class Inv:

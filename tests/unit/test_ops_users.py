@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+# Driven exactly like the other ops.
+from test_ops import actions, cmds
+
 from bootstrap.engine.ops import OPS, HostState, OpContext, OpError
-from bootstrap.engine.ops.base import Command, Diff
+from bootstrap.engine.ops.base import Diff
 from bootstrap.engine.ops.users import op_group, op_user
 from bootstrap.remote import Result
 from bootstrap.remote.fake import FakeConnection
@@ -18,21 +21,6 @@ KUBE = {"name": "kube", "comment": "Kubernetes user", "create_home": False, "sys
 def ctx_for(conn, diff=False, dry_run=False):
     return OpContext(host=conn.host, conn=conn, vars={}, state=HostState(), search_path=[],
                      diff=diff, dry_run=dry_run)
-
-
-def actions(op, ctx, args):
-    gen, out, send = op(ctx, args), [], None
-    while True:
-        try:
-            action = gen.send(send)
-        except StopIteration:
-            return out
-        out.append(action)
-        send = Result(0, "", "") if isinstance(action, Command) else None
-
-
-def cmds(acts):
-    return [a.cmd for a in acts if isinstance(a, Command)]
 
 
 def passwd(line, primary, groups):

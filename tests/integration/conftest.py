@@ -1,0 +1,20 @@
+"""The cluster most integration modules share: one API server on a real etcd per module."""
+
+from __future__ import annotations
+
+import pytest
+
+from .cluster import Cluster
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A started cluster with ``admin``, a system:masters kubeconfig. Modules that need
+    more (extra server flags, seed objects) override this fixture."""
+    c = Cluster()
+    c.start()
+    try:
+        c.admin = c.kubeconfig("kubernetes-admin", ("system:masters",))
+        yield c
+    finally:
+        c.stop()
