@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -233,6 +234,20 @@ class Cluster:
             s.stop()
         self.etcd.stop()
         shutil.rmtree(self.base, ignore_errors=True)
+
+
+@contextmanager
+def running_cluster(extra_args: list[str] | None = None,
+                    admin_groups: tuple[str, ...] = ("system:masters",)):
+    """A started cluster whose ``admin`` kubeconfig is kubernetes-admin in
+    ``admin_groups``; stopped on exit, on failure too."""
+    c = Cluster(extra_args=extra_args)
+    c.start()
+    try:
+        c.admin = c.kubeconfig("kubernetes-admin", admin_groups)
+        yield c
+    finally:
+        c.stop()
 
 
 def eventually(fn, timeout: float = 20.0):

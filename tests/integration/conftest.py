@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from .cluster import Cluster
+from .cluster import running_cluster
 
 
 @pytest.fixture(scope="module")
 def cluster():
     """A started cluster with ``admin``, a system:masters kubeconfig. Modules that need
     more (extra server flags, seed objects) override this fixture."""
-    c = Cluster()
-    c.start()
-    try:
-        c.admin = c.kubeconfig("kubernetes-admin", ("system:masters",))
+    with running_cluster() as c:
         yield c
-    finally:
-        c.stop()

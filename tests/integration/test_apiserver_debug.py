@@ -9,7 +9,7 @@ import urllib.request
 
 import pytest
 
-from .cluster import APIServer, Cluster, eventually
+from .cluster import APIServer, eventually, running_cluster
 
 
 def kubectl(kubeconfig, *args, check: bool = True) -> subprocess.CompletedProcess:
@@ -23,14 +23,9 @@ def kubectl(kubeconfig, *args, check: bool = True) -> subprocess.CompletedProces
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     audit = tmp_path_factory.mktemp("audit") / "audit.log"
-    c = Cluster(extra_args=[f"--audit-log-path={audit}"])
-    c.audit_path = audit
-    c.start()
-    try:
-        c.admin = c.kubeconfig("kubernetes-admin", ("system:masters",))
+    with running_cluster([f"--audit-log-path={audit}"]) as c:
+        c.audit_path = audit
         yield c
-    finally:
-        c.stop()
 
 
 def test_index_and_goroutine_for_admin(cluster):

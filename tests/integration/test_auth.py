@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from .cluster import Cluster, eventually
+from .cluster import eventually, running_cluster
 
 
 def kubectl(kubeconfig, *args, stdin: str | None = None, token: str | None = None,
@@ -57,11 +57,8 @@ def token_kubeconfig(cluster) -> Path:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     audit = tmp_path_factory.mktemp("audit") / "audit.log"
-    c = Cluster(extra_args=[f"--audit-log-path={audit}"])
-    c.audit_path = audit
-    c.start()
-    try:
-        c.admin = c.kubeconfig("kubernetes-admin", ("kubeadm:cluster-admins",))
+    with running_cluster([f"--audit-log-path={audit}"], ("kubeadm:cluster-admins",)) as c:
+        c.audit_path = audit
         kubectl(c.admin, "apply", "-f", "-", stdin=textwrap.dedent("""\
             apiVersion: v1
             kind: Namespace
@@ -87,8 +84,6 @@ def cluster(tmp_path_factory):
             - {apiGroup: rbac.authorization.k8s.io, kind: User, name: alice}
             """))
         yield c
-    finally:
-        c.stop()
 
 
 def test_rbac_limited_user_can_i_and_forbidden_message(cluster):
