@@ -266,26 +266,21 @@ def _paths_for(r: resources.Resource, v3: bool) -> dict[str, dict]:
             item_ops["delete"] = b.op("delete", gvk, f"delete{op_kind}", _META + "Status")
         paths[item] = item_ops
 
+    # Subresources served with get/put/patch: name -> (operation suffix, gvk, schema).
+    subs = {"status": ("Status", gvk, kind_def),
+            "scale": ("Scale", _gvk("autoscaling", "v1", "Scale"), _SCALE)}
     for sub in r.subresources:
-        if sub == "status":
-            paths[f"{item}/status"] = {
-                "parameters": ns_param + name_param,
-                "get": b.op("get", gvk, f"read{op_kind}Status", kind_def),
-                "put": b.op("put", gvk, f"replace{op_kind}Status", kind_def,
-                            params=_write_params(v3, patch=False), body=kind_def),
-                "patch": b.op("patch", gvk, f"patch{op_kind}Status", kind_def,
-                              params=_write_params(v3, patch=True), body=_META + "Patch", patch=True),
-            }
-        elif sub == "scale":
-            sgvk = _gvk("autoscaling", "v1", "Scale")
-            paths[f"{item}/scale"] = {
-                "parameters": ns_param + name_param,
-                "get": b.op("get", sgvk, f"read{op_kind}Scale", _SCALE),
-                "put": b.op("put", sgvk, f"replace{op_kind}Scale", _SCALE,
-                            params=_write_params(v3, patch=False), body=_SCALE),
-                "patch": b.op("patch", sgvk, f"patch{op_kind}Scale", _SCALE,
-                              params=_write_params(v3, patch=True), body=_META + "Patch", patch=True),
-            }
+        if sub not in subs:
+            continue
+        op_suffix, sub_gvk, sub_def = subs[sub]
+        paths[f"{item}/{sub}"] = {
+            "parameters": ns_param + name_param,
+            "get": b.op("get", sub_gvk, f"read{op_kind}{op_suffix}", sub_def),
+            "put": b.op("put", sub_gvk, f"replace{op_kind}{op_suffix}", sub_def,
+                        params=_write_params(v3, patch=False), body=sub_def),
+            "patch": b.op("patch", sub_gvk, f"patch{op_kind}{op_suffix}", sub_def,
+                          params=_write_params(v3, patch=True), body=_META + "Patch", patch=True),
+        }
     return paths
 
 

@@ -18,27 +18,16 @@ from bootstrap.agents.apiserver.auth.rbac import RBACAuthorizer, Request
 MODES = ("Node", "RBAC", "AlwaysAllow", "AlwaysDeny")
 
 
-@dataclass(frozen=True)
-class Attributes:
+@dataclass(frozen=True, kw_only=True)
+class Attributes(Request):
+    """RBAC's request attributes plus who asks and what only other modes read."""
+
     user: UserInfo
-    verb: str
-    api_group: str = ""
     api_version: str = ""
-    resource: str = ""
-    subresource: str = ""
-    namespace: str = ""
-    name: str = ""
-    path: str = ""
-    resource_request: bool = True
     # Raw selectors of list/watch requests: the Node authorizer requires kubelets
     # to pin pods to their node (authorize-with-selectors).
     field_selector: str | None = None
     label_selector: str | None = None
-
-    def request(self) -> Request:
-        return Request(verb=self.verb, api_group=self.api_group, resource=self.resource,
-                       subresource=self.subresource, name=self.name, namespace=self.namespace,
-                       path=self.path, resource_request=self.resource_request)
 
 
 @dataclass(frozen=True)
@@ -66,7 +55,6 @@ class Authorizer:
     async def authorize(self, attrs: Attributes) -> Decision:
         if MASTERS in attrs.user.groups:
             return Decision(True, "")
-        req = attrs.request()
         reasons: list[str] = []
         for mode in self.modes:
             if mode == "AlwaysAllow":
@@ -75,11 +63,11 @@ class Authorizer:
                 return Decision(False, "", denied=True)
             if mode == "Node":
                 verdict, reason = await self.node.authorize(
-                    attrs.user, req, field_selector=attrs.field_selector)
+                    attrs.user, attrs, field_selector=attrs.field_selector)
                 if verdict:
                     return Decision(True, reason)
             else:  # RBAC
-                ok, reason = await self.rbac.authorize(attrs.user, req)
+                ok, reason = await self.rbac.authorize(attrs.user, attrs)
                 if ok:
                     return Decision(True, reason)
             if reason:
