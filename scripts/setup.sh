@@ -10,7 +10,8 @@ APT_PACKAGES=(
   python3 python3-venv python3-dev gcc openssl ca-certificates
   iproute2 iptables util-linux procps kmod psmisc
   systemd dbus openssh-server openssh-client iputils-ping
-  etcd-server etcd-client runc containernetworking-plugins haproxy conntrack
+  etcd-server etcd-client runc containerd containernetworking-plugins haproxy conntrack
+  docker-registry busybox-static skopeo
   curl
 )
 missing=()
