@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
 
 import orjson
@@ -142,11 +143,36 @@ def test_encryption_config_errors(tmp_path):
 
 
 def test_continue_token_roundtrip_and_garbage():
-    token = encode_continue(42, "/registry/pods/a/b\0")
-    assert decode_continue(token) == (42, "/registry/pods/a/b\0")
+    token = encode_continue(42, "/registry/pods/a/b\0", "/registry/pods/")
+    assert decode_continue(token, "/registry/pods/") == (42, "/registry/pods/a/b\0")
+    # The key is relative: the same token continues inside whatever prefix is asked for.
+    assert decode_continue(token, "/registry/pods/a/") == (42, "/registry/pods/a/a/b\0")
     with pytest.raises(APIError) as exc:
-        decode_continue("%%%")
+        decode_continue("%%%", "/registry/pods/")
     assert exc.value.code == 400
+
+
+def _forged(**fields) -> str:
+    return base64.urlsafe_b64encode(json.dumps(fields).encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize("fields", [
+    {"v": "meta.k8s.io/v1", "rv": 5, "start": "/../../secrets/"},
+    {"v": "meta.k8s.io/v1", "rv": 5, "start": "//registry/secrets/"},
+    {"v": "meta.k8s.io/v1", "rv": 5, "start": "/a/../../b"},
+    {"v": "meta.k8s.io/v1", "rv": 5, "start": "registry/secrets/"},
+    {"v": "meta.k8s.io/v1", "rv": 5, "start": ""},
+    {"v": "meta.k8s.io/v1", "rv": 0, "start": "/a"},
+    {"v": "meta.k8s.io/v1", "rv": -3, "start": "/a"},
+    {"v": "meta.k8s.io/v1", "rv": "7", "start": "/a"},
+    {"v": "meta.k8s.io/v2", "rv": 5, "start": "/a"},
+    {"rv": 5, "start": "/a"},
+])
+def test_forged_continue_tokens_are_400(fields):
+    with pytest.raises(APIError) as exc:
+        decode_continue(_forged(**fields), "/registry/secrets/a/")
+    assert exc.value.code == 400
+    assert "continue key is not valid" in exc.value.message
 
 
 def test_prefix_end():

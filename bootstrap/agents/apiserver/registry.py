@@ -180,6 +180,14 @@ class Registry:
             if not isinstance(desired, dict):
                 raise errors.bad_request("the body of the request was not a JSON object")
             md = desired.setdefault("metadata", {})
+            if not isinstance(md, dict):
+                raise errors.bad_request("metadata must be an object")
+            # A resourceVersion the desired object carries is a precondition, whether a
+            # PUT body or a patch (merge, strategic, JSON, apply) put it there: a
+            # read-modify-write from a stale read must conflict, never overwrite.
+            if md.get("resourceVersion") and str(md["resourceVersion"]) != \
+                    current["metadata"].get("resourceVersion"):
+                raise errors.conflict(res.plural, name, res.group)
             if md.get("name") and md["name"] != name:
                 raise errors.bad_request(
                     f'the name of the object ({md["name"]}) does not match the name on '

@@ -13,6 +13,7 @@ from bootstrap.api import errors, openapi
 from bootstrap.api.resources import CATALOGUE, Resource
 
 from . import admission, app, bootstrap_objects, nsfinalizer
+from .auth import escalation
 from .auth.authn import MASTERS, Authenticator, UserInfo
 from .auth.authz import Authorizer
 from .endpoints import EndpointReconciler
@@ -96,6 +97,8 @@ class Server:
                      ctx: Ctx) -> dict | None:
         if not res.stored:
             return obj
+        await escalation.check(op, res.plural, res.group, obj, ctx.user or SYSTEM_USER,
+                               self.authorizer)
         return await admission.admit(op, res, obj if op != "DELETE" else None, old,
                                      ctx.user or SYSTEM_USER, self.auth_store,
                                      subresource=ctx.subresource)

@@ -136,6 +136,10 @@ class RBACAuthorizer:
                     rules.extend(r for r in more or [] if r not in rules)
         return rules
 
+    async def role_ref_rules(self, ref: dict, namespace: str) -> list[dict] | None:
+        """The rules a roleRef grants in ``namespace``; None when the role is missing."""
+        return await self._role_rules(ref, namespace)
+
     async def _role_rules(self, ref: dict, namespace: str) -> list[dict] | None:
         if ref.get("apiGroup", RBAC_GROUP) != RBAC_GROUP:
             return None

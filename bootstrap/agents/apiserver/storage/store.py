@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import posixpath
 from collections.abc import Awaitable, Callable
 
 import orjson
@@ -27,18 +28,43 @@ log = logging.getLogger(__name__)
 COMPACT_INTERVAL = 300.0
 
 
-def encode_continue(rv: int, start: str) -> str:
+def encode_continue(rv: int, key: str, prefix: str) -> str:
+    """A continue token whose start key is relative to the list's own key prefix, so a
+    client can only ever continue inside the resource and namespace it asked for."""
+    if not key.startswith(prefix):
+        raise ValueError(f"continue key {key!r} is outside the list prefix {prefix!r}")
     return base64.urlsafe_b64encode(orjson.dumps({"v": "meta.k8s.io/v1", "rv": rv,
-                                                  "start": start})).decode()
+                                                  "start": "/" + key[len(prefix):]})).decode()
 
 
-def decode_continue(token: str) -> tuple[int, str]:
+def decode_continue(token: str, prefix: str) -> tuple[int, str]:
+    """(revision, absolute start key) of a token from ``encode_continue`` (upstream's
+    storage.DecodeContinue): the relative key must already be clean, so ``..`` or ``//``
+    cannot climb out of ``prefix``; the revision must be positive."""
     try:
         d = orjson.loads(base64.urlsafe_b64decode(token.encode() + b"=" * (-len(token) % 4)))
-        return int(d["rv"]), str(d["start"])
+        version, rv, start = d["v"], d["rv"], d["start"]
     except Exception:
         raise errors.bad_request("continue key is not valid: incorrect encoded start "
                                  "resourceVersion (version meta.k8s.io/v1)") from None
+    if version != "meta.k8s.io/v1":
+        raise errors.bad_request(f"continue key is not valid: server does not recognize "
+                                 f"this encoded version {version!r}")
+    if type(rv) is not int or rv <= 0:
+        raise errors.bad_request("continue key is not valid: incorrect encoded start "
+                                 "resourceVersion (version meta.k8s.io/v1)")
+    if not isinstance(start, str) or not start:
+        raise errors.bad_request("continue key is not valid: encoded start key empty "
+                                 "(version meta.k8s.io/v1)")
+    if not start.startswith("/") or _clean(start) != start:
+        raise errors.bad_request(f"continue key is not valid: {start}")
+    return rv, prefix + start[1:]
+
+
+def _clean(path: str) -> str:
+    """Go's path.Clean for an absolute path (posixpath keeps a leading '//')."""
+    cleaned = posixpath.normpath(path)
+    return "/" + cleaned.lstrip("/") if cleaned.startswith("//") else cleaned
 
 
 class Store:
@@ -133,7 +159,7 @@ class Store:
         if rv and not rv.isdigit():
             raise errors.bad_request(f"invalid resource version: {rv}")
         if cont:
-            crev, start = decode_continue(cont)
+            crev, start = decode_continue(cont, prefix)
             return await self._list_etcd(res, prefix, crev, start, limit, match, True)
         # Only RV=0 ("any") lists come from the cache. Consistent and NotOlderThan
         # reads go to etcd: etcd before 3.4.25 may send a progress notification ahead
@@ -186,7 +212,7 @@ class Store:
         if limit and more and items:
             last = items[-1]["metadata"]
             last_key = res.key(last.get("namespace"), last["name"])
-            token = encode_continue(read_rev, last_key + "\0")
+            token = encode_continue(read_rev, last_key + "\0", prefix)
         return items, read_rev, token, None
 
     # -- writes -----------------------------------------------------------------
