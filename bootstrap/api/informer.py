@@ -13,11 +13,13 @@ import asyncio
 import inspect
 import logging
 import random
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 
+from bootstrap.api.cache import Indexer, IndexFunc, meta_key
 from bootstrap.api.client import Client, ResourceRef, _resource
 from bootstrap.api.errors import APIError
 
@@ -26,30 +28,82 @@ log = logging.getLogger(__name__)
 Handler = Callable[..., Any]
 
 
-def object_key(obj: dict) -> str:
-    """``namespace/name`` (or ``name`` for cluster-scoped objects), client-go's key."""
-    meta = obj.get("metadata") or {}
-    ns = meta.get("namespace")
-    return f"{ns}/{meta.get('name', '')}" if ns else meta.get("name", "")
+object_key = meta_key  # ``namespace/name`` (or ``name``), client-go's key
+
+
+class _Listener:
+    """One handler's buffer and delivery task (client-go's processorListener): the
+    informer appends and never waits, so a slow handler delays only itself."""
+
+    def __init__(self, name: str, on_add: Handler | None, on_update: Handler | None,
+                 on_delete: Handler | None):
+        self.name = name
+        self.fns = (on_add, on_update, on_delete)
+        self.pending: deque[tuple] = deque()
+        self.synced = asyncio.Event()
+        self._wake: asyncio.Event | None = None
+        self._task: asyncio.Task | None = None
+
+    def push(self, *item) -> None:
+        self.pending.append(item)
+        if self._wake is not None:
+            self._wake.set()
+
+    def start(self) -> None:
+        if self._task is None or self._task.done():
+            self._wake = asyncio.Event()
+            self._wake.set()
+            self._task = asyncio.create_task(self._run(), name=f"listener-{self.name}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def _run(self) -> None:
+        assert self._wake is not None
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self.pending:
+                kind, *args = self.pending.popleft()
+                if kind == _SYNCED:
+                    self.synced.set()
+                    continue
+                fn = self.fns[kind]
+                if fn is None:
+                    continue
+                try:
+                    result = fn(*args)
+                    if inspect.isawaitable(result):
+                        await result
+                except Exception:  # a handler bug must not stop its listener
+                    log.exception("informer %s: handler failed", self.name)
+
+
+ADD, UPDATE, DELETE, _SYNCED = 0, 1, 2, 3
 
 
 class Informer:
     def __init__(self, client: Client, resource: ResourceRef, namespace: str | None = None,
                  label_selector: str | None = None, field_selector: str | None = None, *,
                  page_size: int = 500, min_watch_timeout: int = 300,
-                 backoff_max: float = 30.0):
+                 backoff_max: float = 30.0, resync: float = 0.0):
         self.client = client
         self.resource = _resource(resource)
         self.namespace = namespace
         self.label_selector = label_selector
         self.field_selector = field_selector
         self.page_size = page_size
+        self.resync = resync
         self._min_watch_timeout = min_watch_timeout
         self._backoff_max = backoff_max
-        self._cache: dict[str, dict] = {}
-        self._handlers: list[tuple[Handler | None, Handler | None, Handler | None]] = []
+        self.indexer = Indexer()
+        self._listeners: list[_Listener] = []
         self._synced = asyncio.Event()
         self._task: asyncio.Task | None = None
+        self._resync_task: asyncio.Task | None = None
         self.resource_version: str = ""
         # Counters that tests and metrics read; never used for control flow.
         self.lists = 0
@@ -60,8 +114,16 @@ class Informer:
     def add_handler(self, on_add: Handler | None = None, on_update: Handler | None = None,
                     on_delete: Handler | None = None) -> None:
         """on_add(obj), on_update(old, new), on_delete(obj); plain or async callables.
-        Add handlers before ``start()``: the initial list is delivered as on_add."""
-        self._handlers.append((on_add, on_update, on_delete))
+        Each handler gets its own buffered listener; one added after the informer
+        synced first receives on_add for every cached object."""
+        listener = _Listener(self.resource.plural, on_add, on_update, on_delete)
+        self._listeners.append(listener)
+        if self._synced.is_set():
+            for obj in self.indexer.list():
+                listener.push(ADD, obj)
+            listener.push(_SYNCED)
+        if self._task is not None:
+            listener.start()
 
     def on_add(self, fn: Handler) -> Handler:
         self.add_handler(on_add=fn)
@@ -75,53 +137,68 @@ class Informer:
         self.add_handler(on_delete=fn)
         return fn
 
+    def add_indexers(self, indexers: dict[str, IndexFunc]) -> None:
+        self.indexer.add_indexers(indexers)
+
     @property
     def has_synced(self) -> bool:
-        return self._synced.is_set()
+        """The cache holds the first list and every handler has received it."""
+        return self._synced.is_set() and all(li.synced.is_set() for li in self._listeners)
 
     async def wait_synced(self, timeout: float | None = None) -> None:
-        await asyncio.wait_for(self._synced.wait(), timeout)
+        async def synced() -> None:
+            await self._synced.wait()
+            for listener in list(self._listeners):
+                await listener.synced.wait()
+        await asyncio.wait_for(synced(), timeout)
 
     def get(self, name: str, namespace: str | None = None) -> dict | None:
         key = f"{namespace}/{name}" if namespace and self.resource.namespaced else name
-        return self._cache.get(key)
+        return self.indexer.get(key)
 
     def list(self, namespace: str | None = None) -> list[dict]:
-        if namespace is None:
-            return list(self._cache.values())
-        return [o for o in self._cache.values()
-                if (o.get("metadata") or {}).get("namespace") == namespace]
+        return self.indexer.list(namespace)
 
     def keys(self) -> list[str]:
-        return list(self._cache)
+        return self.indexer.keys()
 
-    async def _call(self, index: int, *args) -> None:
-        for handlers in list(self._handlers):
-            fn = handlers[index]
-            if fn is None:
-                continue
-            try:
-                result = fn(*args)
-                if inspect.isawaitable(result):
-                    await result
-            except Exception:  # a handler bug must not stop the informer
-                log.exception("informer %s: handler failed", self.resource.plural)
+    def _deliver(self, *item) -> None:
+        for listener in self._listeners:
+            listener.push(*item)
 
     # lifecycle --------------------------------------------------------------------
 
     def start(self) -> asyncio.Task:
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self.run(), name=f"informer-{self.resource.plural}")
+            for listener in self._listeners:
+                listener.start()
+            if self.resync > 0:
+                self._resync_task = asyncio.create_task(
+                    self._resync_loop(), name=f"resync-{self.resource.plural}")
         return self._task
 
+    @property
+    def started(self) -> bool:
+        return self._task is not None
+
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        tasks = [t for t in (self._task, self._resync_task) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._task = self._resync_task = None
+        for listener in self._listeners:
+            await listener.stop()
+
+    async def _resync_loop(self) -> None:
+        """client-go's resync: every period, each cached object again as on_update(o, o),
+        so controllers re-check conditions that depend on the clock."""
+        await self._synced.wait()
+        while True:
+            await asyncio.sleep(self.resync)
+            for obj in self.indexer.list():
+                self._deliver(UPDATE, obj, obj)
 
     async def run(self) -> None:
         backoff = 0.5
@@ -185,19 +262,22 @@ class Informer:
         await self._replace(items, meta.get("resourceVersion", ""))
 
     async def _replace(self, items: list[dict], resource_version: str) -> None:
-        fresh = {object_key(o): o for o in items}
-        old = self._cache
-        self._cache = fresh
+        old = self.indexer.replace(items)
         self.resource_version = resource_version
         for key, obj in old.items():
-            if key not in fresh:
-                await self._call(2, obj)
-        for key, obj in fresh.items():
-            if key not in old:
-                await self._call(0, obj)
-            elif _rv(old[key]) != _rv(obj):
-                await self._call(1, old[key], obj)
-        self._synced.set()
+            if key not in self.indexer:
+                # Missed the DELETED event (client-go's DeletedFinalStateUnknown):
+                # hand over the last state we saw.
+                self._deliver(DELETE, obj)
+        for obj in items:
+            prev = old.get(object_key(obj))
+            if prev is None:
+                self._deliver(ADD, obj)
+            elif _rv(prev) != _rv(obj):
+                self._deliver(UPDATE, prev, obj)
+        if not self._synced.is_set():
+            self._deliver(_SYNCED)
+            self._synced.set()
 
     async def _watch(self) -> int:
         """Watch from the current resourceVersion until the stream ends; returns the
@@ -210,30 +290,75 @@ class Informer:
                 label_selector=self.label_selector, field_selector=self.field_selector,
                 timeout_seconds=timeout, allow_bookmarks=True):
             count += 1
-            await self._apply(event)
+            self._apply(event)
         return count
 
-    async def _apply(self, event: dict) -> None:
+    def _apply(self, event: dict) -> None:
         kind, obj = event.get("type"), event.get("object") or {}
         rv = _rv(obj)
         if kind == "BOOKMARK":
             if rv:
                 self.resource_version = rv
             return
-        key = object_key(obj)
         if kind in ("ADDED", "MODIFIED"):
-            old = self._cache.get(key)
-            self._cache[key] = obj
+            old = self.indexer.add(obj)
             if old is None:
-                await self._call(0, obj)
-            else:
-                await self._call(1, old, obj)
+                self._deliver(ADD, obj)
+            elif _rv(old) != rv or not rv:
+                self._deliver(UPDATE, old, obj)
         elif kind == "DELETED":
-            old = self._cache.pop(key, None)
-            await self._call(2, obj)
+            self.indexer.delete(obj)
+            self._deliver(DELETE, obj)
         if rv:
             self.resource_version = rv
 
 
 def _rv(obj: dict) -> str:
     return (obj.get("metadata") or {}).get("resourceVersion", "")
+
+
+class SharedInformerFactory:
+    """One informer per (resource, namespace, selectors) per process, however many
+    consumers ask: every controller shares the same list+watch and cache."""
+
+    def __init__(self, client: Client, *, resync: float = 0.0, **informer_options):
+        self.client = client
+        self.resync = resync
+        self._options = informer_options
+        self._informers: dict[tuple, Informer] = {}
+
+    def informer(self, resource: ResourceRef, namespace: str | None = None, *,
+                 label_selector: str | None = None,
+                 field_selector: str | None = None) -> Informer:
+        res = _resource(resource)
+        key = (res.gvr, namespace, label_selector, field_selector)
+        inf = self._informers.get(key)
+        if inf is None:
+            inf = Informer(self.client, res, namespace, label_selector, field_selector,
+                           resync=self.resync, **self._options)
+            self._informers[key] = inf
+        return inf
+
+    @property
+    def informers(self) -> list[Informer]:
+        return list(self._informers.values())
+
+    def start(self) -> None:
+        """Start every informer not yet started (call again after asking for more)."""
+        for inf in self._informers.values():
+            if not inf.started:
+                inf.start()
+
+    @property
+    def has_synced(self) -> bool:
+        return all(inf.has_synced for inf in self._informers.values())
+
+    async def wait_synced(self, timeout: float | None = None) -> None:
+        async def synced() -> None:
+            for inf in list(self._informers.values()):
+                await inf.wait_synced()
+        await asyncio.wait_for(synced(), timeout)
+
+    async def stop(self) -> None:
+        for inf in self._informers.values():
+            await inf.stop()

@@ -1,0 +1,188 @@
+"""core/v1 Events, written in the background and correlated as client-go's
+EventCorrelator does, so a loop that reports the same thing every second makes one
+Event with a growing ``count`` rather than thousands of objects:
+
+- spam filter: per (source, involved object) a token bucket of 25, refilled one
+  token every 5 minutes; events beyond it are dropped;
+- aggregator: more than 10 events differing only in message within 10 minutes
+  collapse into one "(combined from similar events): <message>" Event;
+- logger: an event identical to one already written (same source, object, type,
+  reason, message) PATCHes that Event's count, lastTimestamp and message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from bootstrap.api.client import Client
+from bootstrap.api.errors import APIError
+from bootstrap.api.resources import by_gvr
+
+log = logging.getLogger(__name__)
+
+EVENTS = by_gvr("", "v1", "events")
+NORMAL, WARNING = "Normal", "Warning"
+
+SPAM_BURST = 25
+SPAM_REFILL_SECONDS = 300.0
+AGGREGATE_MAX_EVENTS = 10
+AGGREGATE_INTERVAL = 600.0
+CACHE_SIZE = 4096
+COMBINED_PREFIX = "(combined from similar events): "
+
+
+def object_reference(obj: dict) -> dict:
+    """An ObjectReference for an object (or a reference passed as is)."""
+    if "metadata" not in obj:
+        return {k: v for k, v in obj.items() if v}
+    meta = obj["metadata"]
+    ref = {"kind": obj.get("kind", ""), "namespace": meta.get("namespace", ""),
+           "name": meta.get("name", ""), "uid": meta.get("uid", ""),
+           "apiVersion": obj.get("apiVersion", ""),
+           "resourceVersion": meta.get("resourceVersion", "")}
+    return {k: v for k, v in ref.items() if v}
+
+
+def _ref_key(ref: dict) -> tuple:
+    return tuple(ref.get(k, "") for k in ("kind", "namespace", "name", "uid", "apiVersion"))
+
+
+def _rfc3339(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class _Written:
+    name: str
+    namespace: str
+    count: int
+    first: str
+
+
+class _Aggregate:
+    def __init__(self, at: float):
+        self.messages: set[str] = set()
+        self.started = at
+
+
+class EventRecorder:
+    def __init__(self, client: Client, component: str, host: str = "", *,
+                 clock: Callable[[], float] = time.time):
+        self.client = client
+        self.component = component
+        self.host = host
+        self._clock = clock
+        self._pending: asyncio.Queue[dict] = asyncio.Queue()
+        self._task: asyncio.Task | None = None
+        self._written: OrderedDict[tuple, _Written] = OrderedDict()
+        self._aggregates: OrderedDict[tuple, _Aggregate] = OrderedDict()
+        self._spam: dict[tuple, tuple[float, float]] = {}  # key -> (tokens, last refill)
+        self._closed = False
+
+    def event(self, obj: dict, type_: str, reason: str, message: str) -> None:
+        """Record an event about ``obj``; never blocks and never raises on API errors."""
+        if self._closed:
+            return
+        ref = object_reference(obj)
+        self._pending.put_nowait({"ref": ref, "type": type_, "reason": reason,
+                                  "message": message, "at": self._clock()})
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name=f"events-{self.component}")
+
+    def eventf(self, obj: dict, type_: str, reason: str, fmt: str, *args) -> None:
+        self.event(obj, type_, reason, fmt % args if args else fmt)
+
+    async def flush(self) -> None:
+        await self._pending.join()
+
+    async def close(self) -> None:
+        """Write what is queued, then stop."""
+        self._closed = True
+        if self._task is not None:
+            await self.flush()
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    # the writer -------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            item = await self._pending.get()
+            try:
+                await self._write(item)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # events are best effort, as upstream
+                log.warning("unable to write event %s %s: %s", item["reason"],
+                            item["ref"].get("name"), exc)
+            finally:
+                self._pending.task_done()
+
+    def _allowed(self, source_key: tuple, at: float) -> bool:
+        tokens, last = self._spam.get(source_key, (float(SPAM_BURST), at))
+        tokens = min(float(SPAM_BURST), tokens + (at - last) / SPAM_REFILL_SECONDS)
+        if tokens < 1:
+            self._spam[source_key] = (tokens, at)
+            return False
+        self._spam[source_key] = (tokens - 1, at)
+        return True
+
+    def _aggregate(self, base: tuple, message: str, at: float) -> tuple[tuple, str]:
+        agg = self._aggregates.get(base)
+        if agg is None or at - agg.started > AGGREGATE_INTERVAL:
+            agg = _Aggregate(at)
+        self._aggregates[base] = agg
+        self._aggregates.move_to_end(base)
+        while len(self._aggregates) > CACHE_SIZE:
+            self._aggregates.popitem(last=False)
+        agg.messages.add(message)
+        if len(agg.messages) < AGGREGATE_MAX_EVENTS:
+            return base + (message,), message
+        return base, COMBINED_PREFIX + message
+
+    async def _write(self, item: dict) -> None:
+        ref, at = item["ref"], item["at"]
+        source = (self.component, self.host)
+        if not self._allowed(source + _ref_key(ref), at):
+            log.debug("event %s on %s dropped by the spam filter", item["reason"],
+                      ref.get("name"))
+            return
+        base = source + _ref_key(ref) + (item["type"], item["reason"])
+        key, message = self._aggregate(base, item["message"], at)
+        now = _rfc3339(at)
+        seen = self._written.get(key)
+        if seen is not None:
+            patch = {"count": seen.count + 1, "lastTimestamp": now, "message": message}
+            try:
+                await self.client.patch(EVENTS, seen.name, patch, seen.namespace,
+                                        patch_type="strategic")
+                seen.count += 1
+                self._written.move_to_end(key)
+                return
+            except APIError as exc:
+                if exc.code != 404:
+                    raise
+                # The Event was deleted (TTL): write a fresh one.
+        namespace = ref.get("namespace") or "default"
+        body = {
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"name": f"{ref.get('name', '')}.{int(at * 1e9):x}",
+                         "namespace": namespace},
+            "involvedObject": ref, "reason": item["reason"], "message": message,
+            "source": {k: v for k, v in (("component", self.component),
+                                          ("host", self.host)) if v},
+            "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+            "type": item["type"], "reportingComponent": self.component,
+            "reportingInstance": self.host,
+        }
+        created = await self.client.create(EVENTS, body, namespace)
+        self._written[key] = _Written(created["metadata"]["name"], namespace, 1, now)
+        while len(self._written) > CACHE_SIZE:
+            self._written.popitem(last=False)
