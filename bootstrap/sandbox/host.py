@@ -26,6 +26,12 @@ DEV_NODES = {
     "tty": (5, 0), "net/tun": (10, 200), "fuse": (10, 229),
 }
 UPPER_SIZE = "16g"  # tmpfs pages are allocated lazily; this is only a ceiling
+# Per-host directories on the machine's disk bind-mounted into the host (host dir
+# name -> mount point). containerd stacks its snapshots as overlays and keeps
+# their upper dirs under /var/lib/containerd: on the host's overlay root that
+# fails (an overlay upper dir cannot live on overlayfs), and on the tmpfs it
+# would hold every image layer in memory.
+DISK_DIRS = {"containerd": "/var/lib/containerd"}
 
 
 def init_script(host_dir: Path, hostname: str) -> str:
@@ -40,6 +46,8 @@ def init_script(host_dir: Path, hostname: str) -> str:
         # Upper/work on a tmpfs: overlayfs refuses layers that overlap on one filesystem.
         f"mount -t overlay overlay -o lowerdir=/,upperdir={rw}/upper,workdir={rw}/work {root}",
         f"cp -a {seed}/. {root}/",
+        *(f"mkdir -p {root}{q(target)} && mount --bind {q(str(host_dir / src))} {root}{q(target)}"
+          for src, target in DISK_DIRS.items()),
         f"cd {root}",
         "mount -t proc -o nosuid,nodev,noexec proc proc",
         "mount -t sysfs -o nosuid,nodev,noexec sysfs sys",
@@ -106,6 +114,8 @@ def launch(host_dir: Path, hostname: str, netns: str, cgroup_procs: list[Path]) 
     script.write_text(init_script(host_dir, hostname))
     (host_dir / "root").mkdir(exist_ok=True)
     (host_dir / "rw").mkdir(exist_ok=True)
+    for src in DISK_DIRS:
+        (host_dir / src).mkdir(mode=0o711, exist_ok=True)
     join = "; ".join(f"echo $$ > {shlex.quote(str(p))}" for p in cgroup_procs)
     cmd = (
         f"{join}; exec nsenter --net=/run/netns/{shlex.quote(netns)} -- "
@@ -165,6 +175,26 @@ def kill(pid: int | None, start: int | None) -> None:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def mounts_under(path: Path) -> list[str]:
+    """Mount points in this (the machine's) mount namespace at or below ``path``, deepest first."""
+    base = str(path).rstrip("/")
+    found = []
+    with open("/proc/self/mountinfo") as fh:
+        for line in fh:
+            # Field 5 is the mount point, with spaces etc. as octal escapes.
+            point = line.split()[4].encode().decode("unicode_escape")
+            if point == base or point.startswith(base + "/"):
+                found.append(point)
+    return sorted(found, key=len, reverse=True)
+
+
+def unmount_under(path: Path) -> None:
+    """Host mounts live in the host's own namespace; this catches any that leaked to the
+    machine's (a bind mount made by hand, or a launcher that died before unshare)."""
+    for point in mounts_under(path):
+        subprocess.run(["umount", "-l", point], capture_output=True, timeout=30, check=False)
 
 
 def ns_inodes(pid: int) -> dict[str, int]:

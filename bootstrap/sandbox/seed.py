@@ -15,11 +15,12 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 # Units masked in every host: services installed on the machine that a role
-# must start deliberately (etcd, haproxy, postgresql), and units that wait for
+# must start deliberately (etcd, haproxy, postgresql, containerd, the image
+# registry: Debian enables them on install), and units that wait for
 # hardware, consoles, the network or the clock, none of which a namespace host has.
 MASKED_UNITS = (
     "etcd.service", "etcd2.service", "haproxy.service", "postgresql.service",
-    "postgresql@.service",
+    "postgresql@.service", "containerd.service", "docker-registry.service",
     "systemd-networkd-wait-online.service", "networking.service", "ifup@.service",
     "getty@.service", "serial-getty@.service", "console-getty.service",
     "container-getty@.service", "getty-static.service", "getty.target",
