@@ -8,7 +8,7 @@ import click
 from rich.console import Console
 
 from bootstrap.cli import main
-from bootstrap.flows.cluster_up import STAGES, cluster_up
+from bootstrap.flows.cluster_up import cluster_up, phases_help
 
 
 @main.group("cluster")
@@ -16,21 +16,19 @@ def cluster() -> None:
     """Converge the hosts of an inventory into a cluster."""
 
 
-_STAGE_HELP = "; ".join(f"{s.tag}: {s.help}" for s in STAGES)
-
-
-@cluster.command("up")
+@cluster.command("up", help="Install and converge everything the inventory describes "
+                 f"(idempotent).\n\n{phases_help()}")
 @click.option("-i", "--inventory", "inventory", required=True,
               type=click.Path(exists=True, dir_okay=False), help="kubespray-format inventory")
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
               help="cluster configuration (kubeadm-style YAML); defaults otherwise")
-@click.option("--tags", help=f"comma-separated stages or task tags to run ({_STAGE_HELP})")
+@click.option("--tags", help="comma-separated phases or task tags to run (a phase name runs "
+              "the whole phase; a task tag runs just those tasks); unknown tags are an error")
 @click.option("--limit", help="comma-separated host names to run on")
 @click.option("--dry-run", is_flag=True, help="show what would change, change nothing")
 @click.option("--diff", is_flag=True, help="show file differences")
 def up(inventory: str, config_path: str | None, tags: str | None, limit: str | None,
        dry_run: bool, diff: bool) -> None:
-    """Install and converge everything the inventory describes (idempotent)."""
     console = Console(stderr=False)
     result = cluster_up(inventory, config_path=config_path, tags=tags, limit=limit,
                         dry_run=dry_run, diff=diff, console=console)

@@ -20,12 +20,28 @@ TASK_KEYWORDS = {
 }
 
 
+def package_data_dir(name: str) -> Path:
+    """``bootstrap/_data/<name>`` (roles, templates) as shipped in the package.
+
+    In a checkout these are symlinks to the top-level roles/ and templates/; a
+    wheel carries the files themselves. Read through importlib.resources so
+    the lookup does not depend on where the package is installed.
+    """
+    from importlib.resources import files
+
+    path = files("bootstrap") / "_data" / name
+    if not isinstance(path, Path) or not path.is_dir():
+        raise UserError(f"the bootstrap package has no {name}/ data", where=str(path),
+                        hint="reinstall bootstrap from a wheel or a checkout")
+    return path
+
+
 def default_roles_path() -> list[str]:
-    """$BOOTSTRAP_ROLES_PATH (colon-separated), else the checkout's roles/."""
+    """$BOOTSTRAP_ROLES_PATH (colon-separated), else the roles shipped in the package."""
     env = os.environ.get("BOOTSTRAP_ROLES_PATH")
     if env:
         return [p for p in env.split(os.pathsep) if p]
-    return [str(Path(__file__).resolve().parents[2] / "roles")]
+    return [str(package_data_dir("roles"))]
 
 
 def shared_templates_dir(roles_path: list[str]) -> list[str]:

@@ -1,9 +1,10 @@
 """``bootstrap cluster up``: converge every host of an inventory (kubespray's cluster.yml).
 
-The stages are data (``STAGES``): each names its tag, the hosts it runs on and
-how it runs (usually one play of roles; etcd needs membership logic around its
-plays). Later issues append the control plane and the nodes to the same list.
-A second run over converged hosts changes nothing and says so.
+A workflow of phases declared once (``bootstrap.flows.workflow``), like
+``init``: each phase names the roles its plays apply, so ``--tags`` selects
+whole phases by name or just the tagged tasks inside their roles, and a tag
+that matches nothing is refused. A second run over converged hosts changes
+nothing and says so.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from bootstrap.config.cluster import load_cluster_config
 from bootstrap.config.inventory import load_inventory
@@ -19,42 +21,41 @@ from bootstrap.errors import UserError
 from bootstrap.flows import etcd_stage
 from bootstrap.flows.cluster_pki import ensure_cluster_pki
 from bootstrap.flows.plan import etcd_hosts, etcd_nodes, pki_plan
+from bootstrap.flows.workflow import Phase, Workflow, phase_list_text, run_tree, select_by_tags
 from bootstrap.remote.pool import close_all, connect_all
 
 
 @dataclass
 class UpContext:
-    inventory: object
-    config: object
+    inventory: Any
+    config: Any
     connections: dict
     pki_dir: Path
     dry_run: bool = False
     diff: bool = False
-    tags: set[str] | None = None
+    # The running phase's task filter (set by run_tree): None runs every task.
+    task_tags: set[str] | None = None
     limit: set[str] | None = None
     cluster_vars: dict = field(default_factory=dict)
     extra_vars: dict = field(default_factory=dict)
-    console: object = None
+    console: Any = None
+    recap: Recap = field(default_factory=Recap)
 
     def hosts(self, names) -> list[str]:
-        names = list(names)
         return [n for n in names if self.limit is None or n in self.limit]
 
     def play(self, name: str, hosts: list[str], roles: list[str], *, serial: int | None = None,
              vars: dict | None = None) -> Recap:
+        """Run one play, add it to the run's recap; a failed play stops the workflow."""
         if not hosts:
             return Recap(dry_run=self.dry_run)
         play = Play(name=name, hosts=hosts, roles=roles, serial=serial,
-                    vars={**self.cluster_vars, **(vars or {})}, tags=self.tags)
-        return run_play(play, self.inventory, self.connections, extra_vars=self.extra_vars,
-                        dry_run=self.dry_run, diff=self.diff, console=self.console)
-
-
-@dataclass(frozen=True)
-class Stage:
-    tag: str
-    help: str
-    run: Callable[[UpContext], Recap]
+                    vars={**self.cluster_vars, **(vars or {})}, tags=self.task_tags)
+        recap = run_play(play, self.inventory, self.connections, extra_vars=self.extra_vars,
+                         dry_run=self.dry_run, diff=self.diff, console=self.console)
+        self.recap = self.recap.merge(recap)
+        self.recap.raise_on_failure()
+        return recap
 
 
 def _all_hosts(ctx: UpContext) -> list[str]:
@@ -68,31 +69,53 @@ def _kubernetes_hosts(ctx: UpContext) -> list[str]:
     return ctx.hosts(names)
 
 
-def run_prepare(ctx: UpContext) -> Recap:
-    return ctx.play("prepare hosts", _all_hosts(ctx), ["prepare"])
+def run_prepare(ctx: UpContext) -> None:
+    ctx.play("prepare hosts", _all_hosts(ctx), ["prepare"])
 
 
-def run_pki(ctx: UpContext) -> Recap:
+def run_pki(ctx: UpContext) -> None:
     hosts = _all_hosts(ctx)
-    return ctx.play("distribute certificates", hosts, ["pki"],
-                    vars={"pki_plan": pki_plan(ctx.inventory, ctx.pki_dir, hosts)})
+    ctx.play("distribute certificates", hosts, ["pki"],
+             vars={"pki_plan": pki_plan(ctx.inventory, ctx.pki_dir, hosts)})
 
 
-def run_agents(ctx: UpContext) -> Recap:
-    # Imported here: the wheelhouse flow belongs to the engine area and builds
-    # wheels only when this stage actually runs.
+def run_agents(ctx: UpContext) -> None:
+    # Imported here: builds wheels only when this phase actually runs.
     from bootstrap.flows import wheelhouse
 
+    hosts = _kubernetes_hosts(ctx)
+    if not hosts:
+        return
     agent_vars = wheelhouse.agents_vars(ctx.inventory, console=ctx.console)
-    return ctx.play("install agents", _kubernetes_hosts(ctx), ["agents"], vars=agent_vars)
+    ctx.play("install agents", hosts, ["agents"], vars=agent_vars)
 
 
-STAGES: list[Stage] = [
-    Stage("prepare", "packages, users, directories, sysctls", run_prepare),
-    Stage("pki", "certificates and keys from the artifacts dir", run_pki),
-    Stage("agents", "the agents' wheelhouse in /opt/bootstrap", run_agents),
-    Stage("etcd", "etcd members with mutual TLS", etcd_stage.run),
-]
+def run_etcd(ctx: UpContext) -> None:
+    etcd_stage.run(ctx)
+
+
+def up_phases() -> list[Phase]:
+    return [
+        Phase("prepare", "packages, users, directories, kernel modules, sysctls",
+              run=run_prepare, roles=("prepare",)),
+        Phase("pki", "certificates and keys from the artifacts dir", run=run_pki,
+              roles=("pki",)),
+        Phase("agents", "the agents' wheelhouse in /opt/bootstrap", run=run_agents,
+              roles=("agents",)),
+        Phase("etcd", "etcd members with mutual TLS; new members added one at a time",
+              run=run_etcd, roles=("etcd",)),
+    ]
+
+
+def up_workflow() -> Workflow:
+    # The click command lives in cli/cluster_cmd.py (it opens connections around
+    # the run); the workflow gives it the phases, their help and tag selection.
+    return Workflow(name="cluster up", short="Converge the hosts of an inventory into a cluster.",
+                    phases=up_phases(), flags=[], make_context=lambda params: params)
+
+
+def phases_help() -> str:
+    return phase_list_text(up_workflow())
 
 
 def _split(value: str | None) -> set[str] | None:
@@ -101,18 +124,11 @@ def _split(value: str | None) -> set[str] | None:
     return {v.strip() for v in value.split(",") if v.strip()}
 
 
-def selected_stages(tags: set[str] | None) -> list[Stage]:
-    """Stages whose tag is asked for; when no stage matches, the tags name tasks
-    inside roles, so every stage runs and the engine filters its tasks."""
-    if not tags:
-        return list(STAGES)
-    return [s for s in STAGES if s.tag in tags] or list(STAGES)
-
-
 @dataclass
 class UpResult:
     recap: Recap
     pki_created: int
+    ran: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -125,32 +141,30 @@ def cluster_up(inventory_path: str, *, config_path: str | None = None, tags: str
                console=None, connect: Callable | None = None) -> UpResult:
     inventory = load_inventory(inventory_path)
     config = load_cluster_config(config_path)
+    workflow = up_workflow()
+    selection = select_by_tags(workflow, _split(tags))  # a bad tag fails before any host
     limit_set = _split(limit)
     if limit_set:
         unknown = sorted(limit_set - set(inventory.hosts))
         if unknown:
             raise UserError(f"--limit names unknown host(s): {', '.join(unknown)}",
                             where=str(inventory.path))
-    tag_set = _split(tags)
     if config.etcd.local is not None:
         etcd_nodes(inventory)  # a wrong member count fails here, before any host is touched
     pki_root, created = ensure_cluster_pki(inventory, config)
     hosts = [h for name, h in inventory.hosts.items() if not limit_set or name in limit_set]
     # etcd membership decisions read every member, even outside --limit.
     needed = {h.name for h in hosts}
-    if any(s.tag == "etcd" for s in selected_stages(tag_set)):
+    if "etcd" in selection:
         needed |= {h.name for h in etcd_hosts(inventory)}
     conns = (connect or connect_all)([h for h in inventory.hosts.values() if h.name in needed])
     try:
         ctx = UpContext(inventory=inventory, config=config, connections=conns, pki_dir=pki_root,
-                        dry_run=dry_run, diff=diff, tags=tag_set, limit=limit_set,
-                        cluster_vars=cluster_vars(config), console=console)
-        recap = Recap(dry_run=dry_run)
-        for stage in selected_stages(tag_set):
-            recap = recap.merge(stage.run(ctx))
-            if recap.failed:
-                break
-        return UpResult(recap=recap, pki_created=created,
+                        dry_run=dry_run, diff=diff, limit=limit_set,
+                        cluster_vars=cluster_vars(config), console=console,
+                        recap=Recap(dry_run=dry_run))
+        ran = run_tree(workflow.phases, ctx, selection=selection)
+        return UpResult(recap=ctx.recap, pki_created=created, ran=ran,
                         warnings=list(getattr(inventory, "warnings", [])))
     finally:
         close_all(conns)

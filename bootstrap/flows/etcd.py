@@ -3,9 +3,9 @@
 Everything here runs ``etcdctl`` ON an etcd host (over its ``Connection``) with
 that host's healthcheck-client certificate, because the etcd client port
 only accepts clients with a certificate from the etcd CA and the control
-machine holds no client certificate of its own. Status, membership changes
-(add one member at a time, only while every member is healthy) and snapshot
-save/restore live here; the CLI and the cluster-up flow call them.
+machine holds no client certificate of its own. Status and snapshot
+save/restore live here; membership changes are the engine's ``etcd_member``
+operation (bootstrap/engine/ops/etcd.py), run by the etcd role.
 """
 
 from __future__ import annotations
@@ -150,69 +150,6 @@ def wait_healthy(conn: Connection, nodes: list[EtcdNode], timeout: float = 120,
             raise UserError(f"etcd members not healthy after {timeout:g}s: {', '.join(bad)}",
                             where=f"host {conn.host}", hint="see `journalctl -u etcd` there")
         sleep(interval)
-
-
-# ----------------------------------------------------------------- membership
-
-def _peer_urls(members: list[dict]) -> set[str]:
-    return {u for m in members for u in m.get("peerURLs", [])}
-
-
-# etcd's own reconfiguration check (--strict-reconfig-check) refuses a member
-# add until every member has been connected for a few seconds (5 s in 3.4),
-# e.g. right after the previous member joined; these errors mean "try again".
-_RETRY_ADD = ("unhealthy cluster", "not enough started members")
-
-
-def _member_add(conn: Connection, cmd: str, new: EtcdNode, retry_for: float,
-                sleep: Callable[[float], None], clock: Callable[[], float]) -> None:
-    deadline = clock() + retry_for
-    while True:
-        r = conn.run(cmd, check=False)
-        if r.ok:
-            return
-        text = r.stderr + r.stdout
-        if not any(e in text for e in _RETRY_ADD) or clock() >= deadline:
-            raise UserError(f"etcd member add {new.name} failed: {tail(text)}",
-                            where=f"host {conn.host}")
-        sleep(1.0)
-
-
-def add_member(conn: Connection, members_nodes: list[EtcdNode], new: EtcdNode, *,
-               retry_for: float = 60, sleep: Callable[[float], None] = time.sleep,
-               clock: Callable[[], float] = time.monotonic) -> str:
-    """Add ``new`` to the cluster that ``members_nodes`` form; its ``--initial-cluster``.
-
-    Refuses unless every current member is healthy: the new member raises the
-    quorum size before it is running, so a cluster already missing a member
-    could lose quorum. Idempotent: a member already added (by peer URL) is
-    not added twice, which lets a run interrupted between ``member add`` and
-    the start of the member finish the job.
-    """
-    endpoints = [n.client_url for n in members_nodes]
-    members = member_list(conn, endpoints)
-    if new.peer_url not in _peer_urls(members):
-        health = endpoint_health(conn, endpoints)
-        unhealthy = [n.name for n in members_nodes if not health[n.client_url][0]]
-        if unhealthy:
-            raise UserError(
-                f"not adding etcd member {new.name}: member(s) {', '.join(unhealthy)} unhealthy,"
-                " so quorum would not tolerate a new member that fails to start",
-                where=f"host {conn.host}", hint="repair the cluster first")
-        cmd = etcdctl(f"--write-out=json member add {shlex.quote(new.name)}"
-                      f" --peer-urls={new.peer_url}", endpoints)
-        _member_add(conn, cmd, new, retry_for, sleep, clock)
-        members = member_list(conn, endpoints)
-    parts = []
-    for m in members:
-        urls = m.get("peerURLs", [])
-        if not urls:
-            continue
-        # An added but never started member has no name yet; ours is the new one.
-        name = m.get("name") or (new.name if new.peer_url in urls else "")
-        if name:
-            parts.append(f"{name}={urls[0]}")
-    return ",".join(parts)
 
 
 # ------------------------------------------------------------------ snapshots

@@ -8,9 +8,11 @@ probes every etcd host (read-only, also under --dry-run):
   start returns only once a quorum is up, which needs the others starting too.
 * some have data: the running members converge one at a time (serial: 1, the
   handler restarts a member only when its unit changed), then each host
-  without data joins: ``etcdctl member add`` (only while every member is
-  healthy), start it with ``--initial-cluster-state existing``, wait until it
-  is healthy, then the next one.
+  without data joins, one at a time: the role's ``etcd_member`` operation adds
+  it (its fact is the member list: nothing happens when the member is there,
+  and it obeys tags, --limit, --dry-run and the recap like any task), then it
+  starts with ``--initial-cluster-state existing`` and must be healthy before
+  the next one.
 """
 
 from __future__ import annotations
@@ -87,24 +89,15 @@ def run(ctx) -> Recap:
 
     recap = ctx.play("etcd", ctx.hosts(n.host for n in running), ["etcd"], serial=1,
                      vars={**common, "etcd_bootstrap_hosts": []})
-    if recap.failed:
-        return recap
-    for new in joining:
-        if ctx.limit is not None and new.host not in ctx.limit:
-            continue
-        conn = ctx.connections[running[0].host]
-        if ctx.dry_run:
-            _say(ctx, f"would add member {new.name} ({new.peer_url})")
-            cluster = initial_cluster(running + [new])
-        else:
-            _say(ctx, f"adding member {new.name} ({new.peer_url})")
-            cluster = ops.add_member(conn, running, new)
-        recap = recap.merge(ctx.play(f"etcd (join {new.name})", [new.host], ["etcd"], vars={
-            **common, "etcd_bootstrap_hosts": [new.host],
-            "etcd_initial_cluster_state": "existing", "etcd_initial_cluster": cluster}))
-        if recap.failed:
-            return recap
-        running.append(new)
-        if not ctx.dry_run:
-            ops.wait_healthy(conn, running)
+    # New members one at a time: the role's etcd_member task adds the member
+    # (only if the member list lacks it, only while every member is healthy),
+    # then it starts and must be healthy before the next host's turn.
+    joining_hosts = ctx.hosts(n.host for n in joining)
+    if joining_hosts:
+        _say(ctx, ("would add" if ctx.dry_run else "adding") + " member(s) "
+             + ", ".join(n.name for n in joining if n.host in joining_hosts))
+        recap = recap.merge(ctx.play("etcd (join)", joining_hosts, ["etcd"], serial=1, vars={
+            **common, "etcd_bootstrap_hosts": joining_hosts, "etcd_joining_hosts": joining_hosts,
+            "etcd_initial_cluster_state": "existing",
+            "etcd_member_endpoints": [n.client_url for n in running]}))
     return recap

@@ -60,9 +60,14 @@ def default_cache_dir() -> Path:
 def source_digest(root: Path) -> str:
     h = hashlib.sha256()
     files = [root / "pyproject.toml"]
-    for path in (root / "bootstrap").rglob("*"):
-        if path.is_file() and path.suffix in _SOURCE_SUFFIXES and "__pycache__" not in path.parts:
-            files.append(path)
+    # os.walk with followlinks: roles/ and templates/ are symlinked into the
+    # package (bootstrap/_data), and pathlib's rglob does not follow links.
+    for dirpath, dirnames, filenames in os.walk(root / "bootstrap", followlinks=True):
+        dirnames[:] = [d for d in dirnames if d != "__pycache__"]
+        for fn in filenames:
+            path = Path(dirpath) / fn
+            if path.suffix in _SOURCE_SUFFIXES:
+                files.append(path)
     for path in sorted(files):
         h.update(str(path.relative_to(root)).encode() + b"\0")
         h.update(path.read_bytes() + b"\0")

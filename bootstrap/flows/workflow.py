@@ -13,6 +13,11 @@ Rules, as in kubeadm: phases run depth-first in declaration order, a parent's
 only prints help when invoked alone; a child with ``run_all_siblings`` (the
 conventional ``all``) runs every sibling in order; skipping ``a`` skips its
 whole subtree, ``a/b`` just that child.
+
+Phases that run roles name them (``Phase.roles``), so ``--tags`` works from
+the same declaration: a tag is a phase's name (the phase runs whole) or a
+tag of tasks in its roles (the phase runs, and its plays run only those
+tasks); a tag that matches neither is an error naming the known tags.
 """
 
 from __future__ import annotations
@@ -40,6 +45,8 @@ class Phase:
     # (top-level phases: all of the workflow's flags).
     flags: tuple[str, ...] | None = None
     hidden: bool = False
+    # Roles the phase's plays apply; their task tags select the phase with --tags.
+    roles: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -123,12 +130,72 @@ def _skipped(path: str, skip: set[str]) -> bool:
     return any("/".join(parts[: i + 1]) in skip for i in range(len(parts)))
 
 
-def run_tree(phases: list[Phase], ctx: Any, skip: set[str] = frozenset(), prefix: str = "") -> list[str]:
-    """Run ``phases`` and their children in order; returns the paths that ran."""
+# --- tags ---------------------------------------------------------------------
+
+def role_tags(role: str, roles_path: list[str] | None = None) -> set[str]:
+    """Tags a role's tasks answer to: the role's name plus every task's own tags."""
+    from bootstrap.engine.roles import default_roles_path, load_role
+
+    loaded = load_role(role, roles_path or default_roles_path())
+    tags = {role}
+    for task in [*loaded.tasks, *loaded.handlers]:
+        tags |= set(task.tags)
+    return tags - {"always"}
+
+
+def known_tags(workflow: Workflow, roles_path: list[str] | None = None) -> list[str]:
+    out: set[str] = set()
+    for path, p in walk(workflow.phases):
+        out |= set(path.split("/"))
+        for role in p.roles:
+            out |= role_tags(role, roles_path)
+    return sorted(out)
+
+
+# What a selected phase runs: None = every task of its roles, else only tasks with these tags.
+Selection = dict[str, set[str] | None]
+
+
+def select_by_tags(workflow: Workflow, tags: set[str] | None,
+                   roles_path: list[str] | None = None) -> Selection:
+    """path -> task filter for every phase the tags select (all phases without tags)."""
+    paths = list(walk(workflow.phases))
+    if not tags:
+        return {path: None for path, _ in paths}
+    known = set(known_tags(workflow, roles_path))
+    unknown = sorted(tags - known)
+    if unknown:
+        raise UserError(f"--tags: no phase or task is tagged {unknown[0]!r}",
+                        hint="known tags: " + ", ".join(sorted(known)))
+    out: Selection = {}
+    for path, p in paths:
+        if tags & set(path.split("/")):
+            out[path] = None
+            continue
+        matching = {t for role in p.roles for t in role_tags(role, roles_path)} & tags
+        if matching:
+            out[path] = set(tags)
+    # A selected child needs its group to run too (the group's own run, if any).
+    for path in list(out):
+        parts = path.split("/")
+        for i in range(1, len(parts)):
+            out.setdefault("/".join(parts[:i]), set(tags))
+    return out
+
+
+def run_tree(phases: list[Phase], ctx: Any, skip: set[str] = frozenset(), prefix: str = "",
+             selection: Selection | None = None) -> list[str]:
+    """Run ``phases`` and their children in order; returns the paths that ran.
+
+    With ``selection`` (from ``select_by_tags``) only the selected phases run,
+    and ``ctx.task_tags`` holds the task filter of the phase running.
+    """
     ran = []
     for path, p in walk(phases, prefix):
-        if _skipped(path, skip):
+        if _skipped(path, skip) or (selection is not None and path not in selection):
             continue
+        if selection is not None:
+            ctx.task_tags = selection[path]
         if p.run is not None:
             p.run(ctx)
         ran.append(path)

@@ -1,9 +1,13 @@
-"""SSH connections over paramiko: one transport per host, reused for everything.
+"""SSH connections on fabric's ``Connection``: one transport per host, reused for everything.
 
-Each command is a new channel on the same transport (no new TCP or key
-exchange), and file transfers use one SFTP session on that transport. This
-is what keeps a no-change run of ~100 tasks to a few seconds. Channels are
-independent, so several threads may run commands on one connection at once.
+fabric opens the connection (user, port, key, timeouts) and owns the paramiko
+client and its transport; host-key policy is ours (accept-new/strict/ignore,
+as ssh's StrictHostKeyChecking). On that one transport, commands go to a
+long-lived ``/bin/sh`` (``_shell.ShellSession``, the fast path: no sshd
+session setup per command); commands with stdin get their own exec channel;
+files use fabric's SFTP session. This is what keeps a no-change run of ~100
+tasks to a few seconds. Channels are independent, so several threads may run
+commands on one connection at once.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import fabric
 import paramiko
 
 from bootstrap.errors import RemoteError
@@ -136,7 +141,7 @@ class SSHConnection:
         self.policy = known_hosts_policy
         self.known_hosts = known_hosts or default_known_hosts()
         self.connect_timeout = connect_timeout
-        self._client: paramiko.SSHClient | None = None
+        self._fabric: fabric.Connection | None = None
         self._sftp: paramiko.SFTPClient | None = None
         self._lock = threading.Lock()
         self._sftp_lock = threading.Lock()
@@ -150,19 +155,35 @@ class SSHConnection:
 
     def open(self) -> SSHConnection:
         with self._lock:
-            if self._client is not None and self._transport_alive():
+            if self._fabric is not None and self._transport_alive():
                 return self
-            self._client = self._connect()
+            self._fabric = self._connect()
             self._sftp = None
             self._idle = []
         return self
 
     def _transport_alive(self) -> bool:
-        t = self._client.get_transport() if self._client else None
+        t = self._fabric.client.get_transport() if self._fabric else None
         return bool(t and t.is_active())
 
-    def _connect(self) -> paramiko.SSHClient:
-        client = paramiko.SSHClient()
+    def _connect(self) -> fabric.Connection:
+        # The inventory is the source of truth for how to reach a host, so
+        # ~/.ssh/config is not consulted (kubespray's ansible.cfg does the same
+        # through ansible_ssh_common_args).
+        config = fabric.Config(overrides={"load_ssh_configs": False})
+        kwargs: dict[str, Any] = {
+            # Here, not as fabric's connect_timeout, which rounds to whole seconds.
+            "timeout": self.connect_timeout,
+            "look_for_keys": self.key_file is None,
+            "allow_agent": False,
+            "banner_timeout": self.connect_timeout,
+            "auth_timeout": self.connect_timeout,
+        }
+        if self.key_file:
+            kwargs["key_filename"] = self.key_file
+        fconn = fabric.Connection(self.address, user=self.user, port=self.port, config=config,
+                                  connect_kwargs=kwargs)
+        client = fconn.client
         if self.policy == "ignore":
             client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
         else:
@@ -178,17 +199,7 @@ class SSHConnection:
             else:
                 client.set_missing_host_key_policy(_AcceptNew(self.known_hosts))
         try:
-            client.connect(
-                hostname=self.address,
-                port=self.port,
-                username=self.user,
-                key_filename=self.key_file,
-                look_for_keys=self.key_file is None,
-                allow_agent=False,
-                timeout=self.connect_timeout,
-                banner_timeout=self.connect_timeout,
-                auth_timeout=self.connect_timeout,
-            )
+            fconn.open()
         except paramiko.BadHostKeyException:
             client.close()
             raise RemoteError(
@@ -245,12 +256,12 @@ class SSHConnection:
                 transport.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except (OSError, AttributeError):
                 pass
-        return client
+        return fconn
 
     def _transport(self) -> paramiko.Transport:
-        if self._client is None or not self._transport_alive():
+        if self._fabric is None or not self._transport_alive():
             self.open()
-        transport = self._client.get_transport()
+        transport = self._fabric.client.get_transport()
         assert transport is not None
         return transport
 
@@ -349,8 +360,9 @@ class SSHConnection:
     # -- files ------------------------------------------------------------
     def _sftp_client(self) -> paramiko.SFTPClient:
         if self._sftp is None or self._sftp.sock.closed:
+            self._transport()  # reconnects a dead transport first
             try:
-                self._sftp = paramiko.SFTPClient.from_transport(self._transport())
+                self._sftp = self._fabric.sftp()
             except paramiko.SSHException as exc:
                 raise RemoteError(f"cannot start SFTP: {exc}", where=self._where()) from None
         return self._sftp
@@ -408,9 +420,9 @@ class SSHConnection:
             if self._sftp is not None:
                 self._sftp.close()
                 self._sftp = None
-            if self._client is not None:
-                self._client.close()
-                self._client = None
+            if self._fabric is not None:
+                self._fabric.close()
+                self._fabric = None
 
     def __enter__(self) -> SSHConnection:
         return self

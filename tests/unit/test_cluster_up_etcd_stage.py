@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
 import pytest
@@ -84,52 +83,24 @@ def test_arm64_hosts_get_unsupported_arch():
     assert ctx.plays[0]["vars"]["etcd_unsupported_archs"] == {"h1": "arm64"}
 
 
-def _member_list(names_ips):
-    return json.dumps({"members": [
-        {"ID": i, "name": name, "peerURLs": [f"https://{ip}:2380"]}
-        for i, (name, ip) in enumerate(names_ips, 1)]})
-
-
-def test_new_hosts_join_one_at_a_time_with_member_add():
-    c = conns(5, with_data=("h1", "h2", "h3"))
-    members = [("h1", "10.0.0.1"), ("h2", "10.0.0.2"), ("h3", "10.0.0.3")]
-
-    def member_list(_cmd):
-        return Result(0, _member_list(members))
-
-    def member_add(cmd):
-        name = cmd.split("member add ")[1].split()[0]
-        members.append((name, f"10.0.0.{name[1:]}"))
-        return Result(0, "{}")
-
-    def health(cmd):
-        eps = cmd.split("--endpoints=")[1].split()[0].split(",")
-        return Result(0, json.dumps([{"endpoint": e, "health": True} for e in eps]))
-
-    c["h1"].respond(r"member list", member_list)
-    c["h1"].respond(r"member add", member_add)
-    c["h1"].respond(r"endpoint health", health)
-    ctx = Ctx(Inv(5), c)
+def test_new_hosts_join_one_at_a_time_through_the_role():
+    ctx = Ctx(Inv(5), conns(5, with_data=("h1", "h2", "h3")))
     etcd_stage.run(ctx)
-    names = [p["name"] for p in ctx.plays]
-    assert names == ["etcd", "etcd (join h4)", "etcd (join h5)"]
-    adds = [cmd for cmd in c["h1"].commands if "member add" in cmd]
-    assert len(adds) == 2 and "member add h4" in adds[0] and "member add h5" in adds[1]
-    join4 = ctx.plays[1]
-    assert join4["hosts"] == ["h4"]
-    assert join4["vars"]["etcd_initial_cluster_state"] == "existing"
-    assert join4["vars"]["etcd_bootstrap_hosts"] == ["h4"]
-    assert join4["vars"]["etcd_initial_cluster"].endswith("h4=https://10.0.0.4:2380")
-    assert "h5=" not in join4["vars"]["etcd_initial_cluster"]
-    assert "h4=https://10.0.0.4:2380" in ctx.plays[2]["vars"]["etcd_initial_cluster"]
+    assert [p["name"] for p in ctx.plays] == ["etcd", "etcd (join)"]
+    join = ctx.plays[1]
+    assert join["hosts"] == ["h4", "h5"] and join["serial"] == 1
+    v = join["vars"]
+    assert v["etcd_initial_cluster_state"] == "existing"
+    assert v["etcd_bootstrap_hosts"] == v["etcd_joining_hosts"] == ["h4", "h5"]
+    assert v["etcd_member_endpoints"] == [f"https://10.0.0.{i}:2379" for i in (1, 2, 3)]
+    # The stage itself never changes membership; the role's etcd_member task does.
+    assert not any("member add" in cmd for c in ctx.connections.values() for cmd in c.commands)
 
 
-def test_dry_run_adds_no_member():
-    c = conns(5, with_data=("h1", "h2", "h3"))
-    ctx = Ctx(Inv(5), c, dry_run=True)
+def test_limit_joins_only_the_named_new_host():
+    ctx = Ctx(Inv(5), conns(5, with_data=("h1", "h2", "h3")), limit={"h5"})
     etcd_stage.run(ctx)
-    assert not any("member add" in cmd for conn in c.values() for cmd in conn.commands)
-    assert [p["name"] for p in ctx.plays] == ["etcd", "etcd (join h4)", "etcd (join h5)"]
+    assert [p["hosts"] for p in ctx.plays if p["hosts"]] == [["h5"]]
 
 
 def test_external_etcd_in_config_skips_stage():

@@ -8,6 +8,7 @@ import pytest
 
 from bootstrap.errors import UserError
 from bootstrap.flows import cluster_up as cu
+from bootstrap.flows.workflow import select_by_tags
 from bootstrap.remote import Result
 from bootstrap.remote.fake import FakeConnection
 
@@ -44,14 +45,24 @@ class Connector:
         return dict(self.conns)
 
 
-def test_stage_order_is_prepare_pki_agents_etcd():
-    assert [s.tag for s in cu.STAGES] == ["prepare", "pki", "agents", "etcd"]
+def test_phase_order_is_prepare_pki_agents_etcd():
+    assert [p.name for p in cu.up_phases()] == ["prepare", "pki", "agents", "etcd"]
 
 
-def test_tags_select_stages_and_unknown_tags_run_all():
-    assert [s.tag for s in cu.selected_stages({"etcd", "pki"})] == ["pki", "etcd"]
-    assert [s.tag for s in cu.selected_stages({"sysctl"})] == [s.tag for s in cu.STAGES]
-    assert [s.tag for s in cu.selected_stages(None)] == [s.tag for s in cu.STAGES]
+def test_tags_select_whole_phases_or_tasks_inside_roles():
+    wf = cu.up_workflow()
+    assert select_by_tags(wf, {"etcd", "pki"}) == {"pki": None, "etcd": None}
+    # A task tag runs the phase holding it, filtered to those tasks.
+    assert select_by_tags(wf, {"sysctl"}) == {"prepare": {"sysctl"}}
+    assert list(select_by_tags(wf, None)) == ["prepare", "pki", "agents", "etcd"]
+
+
+def test_unknown_tag_is_an_error_naming_the_known_tags(inventory):
+    connect = Connector()
+    with pytest.raises(UserError) as ei:
+        cu.cluster_up(str(inventory), tags="sysctl,nope", connect=connect)
+    assert "'nope'" in ei.value.line() and "known tags: agents, etcd" in ei.value.line()
+    assert ei.value.exit_code == 2 and connect.conns == {}
 
 
 def test_unknown_limit_host_is_a_user_error(inventory):
@@ -104,3 +115,62 @@ def test_cluster_vars_come_from_the_cluster_config():
     assert out["etcd_data_dir"] == "/data/etcd"
     assert out["etcd_extra_args"] == {"quota-backend-bytes": "8589934592"}
     assert out["cluster_name"] == "prod"
+
+
+INVENTORY_1_TO_3 = """
+all:
+  hosts:
+    cp1: {ansible_host: 10.9.0.1, ip: 10.9.0.1}
+    cp2: {ansible_host: 10.9.0.2, ip: 10.9.0.2}
+    cp3: {ansible_host: 10.9.0.3, ip: 10.9.0.3}
+  children:
+    kube_control_plane: {hosts: {cp1: {}, cp2: {}, cp3: {}}}
+    kube_node: {hosts: {cp1: {}, cp2: {}, cp3: {}}}
+    etcd: {hosts: {cp1: {}, cp2: {}, cp3: {}}}
+    k8s_cluster: {children: {kube_control_plane: {}, kube_node: {}}}
+"""
+
+
+class GrowingConnector:
+    """cp1 runs a 1-member etcd (has data, member list names it); cp2, cp3 are new."""
+
+    def __init__(self):
+        self.conns: dict[str, FakeConnection] = {}
+
+    def __call__(self, hosts):
+        members = '{"members": [{"ID": 1, "name": "cp1", "peerURLs": ["https://10.9.0.1:2380"],' \
+                  ' "clientURLs": ["https://10.9.0.1:2379"]}]}'
+        for h in hosts:
+            data = "has-data" if h.name == "cp1" else "no-data"
+            self.conns[h.name] = FakeConnection(h.name, responses={
+                r"uname -m": Result(0, f"x86_64\n{data}\n"),
+                r"member list": Result(0, members),
+                r"endpoint health": Result(0, '[{"endpoint": "https://10.9.0.1:2379",'
+                                              ' "health": true}]'),
+            })
+        return dict(self.conns)
+
+
+def test_tags_sysctl_on_a_growing_etcd_cluster_adds_no_member(tmp_path):
+    """The issue's case: `--tags sysctl` while the etcd group grows 1 -> 3 must not
+    run `member add` (which would leave a member that never starts)."""
+    path = tmp_path / "hosts.yaml"
+    path.write_text(INVENTORY_1_TO_3)
+    connect = GrowingConnector()
+    result = cu.cluster_up(str(path), tags="sysctl", connect=connect)
+    assert result.ran == ["prepare"]
+    cmds = [c for conn in connect.conns.values() for c in conn.commands]
+    assert not any("member add" in c or "member list" in c for c in cmds)
+    assert any("sysctl" in c or "/proc/sys/net/bridge" in c for c in cmds)
+
+
+def test_growing_etcd_cluster_adds_members_through_the_engine_in_dry_run(tmp_path):
+    path = tmp_path / "hosts.yaml"
+    path.write_text(INVENTORY_1_TO_3)
+    connect = GrowingConnector()
+    result = cu.cluster_up(str(path), tags="etcd", dry_run=True, connect=connect)
+    cmds = {h: c.commands for h, c in connect.conns.items()}
+    # The member list is read (a fact), the add is only counted, never run.
+    assert any("member list" in c for c in cmds["cp2"])
+    assert not any("member add" in c for cs in cmds.values() for c in cs)
+    assert result.recap.per_host["cp2"].changed > 0

@@ -1,4 +1,4 @@
-"""etcd status, membership and snapshot logic against fake host connections."""
+"""etcd status and snapshot logic against fake host connections (membership: test_engine_etcd_member.py)."""
 
 from __future__ import annotations
 
@@ -85,41 +85,6 @@ def test_status_on_any_all_dead_is_one_user_error():
         etcd.status_on_any(dead, NODES)
 
 
-def test_add_member_when_all_healthy():
-    new = EtcdNode("h4", "m4", "10.0.0.4")
-    conn = fake()
-    calls = {"n": 0}
-
-    def members(_cmd):
-        calls["n"] += 1
-        listed = NODES if calls["n"] == 1 else NODES + [EtcdNode("h4", "", "10.0.0.4")]
-        return Result(0, members_json(listed), "")
-
-    conn.respond(r"member list", members)
-    init = etcd.add_member(conn, NODES, new)
-    adds = [c for c in conn.commands if "member add" in c]
-    assert len(adds) == 1 and "m4 --peer-urls=https://10.0.0.4:2380" in adds[0]
-    assert init.endswith("m4=https://10.0.0.4:2380")
-    assert init.startswith("m1=https://10.0.0.1:2380,")
-
-
-def test_add_member_refused_when_a_member_is_unhealthy():
-    conn = fake(down=("m3",))
-    with pytest.raises(UserError, match="m3 unhealthy"):
-        etcd.add_member(conn, NODES, EtcdNode("h4", "m4", "10.0.0.4"))
-    assert not any("member add" in c for c in conn.commands)
-
-
-def test_add_member_already_added_is_not_added_again():
-    new = EtcdNode("h4", "m4", "10.0.0.4")
-    conn = fake()
-    conn.respond(r"member list",
-                 Result(0, members_json(NODES + [EtcdNode("h4", "", "10.0.0.4")]), ""))
-    init = etcd.add_member(conn, NODES, new)
-    assert not any("member add" in c for c in conn.commands)
-    assert "m4=https://10.0.0.4:2380" in init
-
-
 def test_wait_healthy_times_out_with_names():
     ticks = iter(range(1000))
     with pytest.raises(UserError, match="not healthy after 5s: m2"):
@@ -168,32 +133,3 @@ def test_snapshot_save_uses_first_healthy_member():
     assert data == b"DATA" and status["revision"] == 9
     assert not any("snapshot save" in c for c in sick.commands)
     assert any("snapshot save /var/tmp/bootstrap-etcd-snapshot.db" in c for c in good.commands)
-
-
-def test_add_member_retries_while_etcd_says_cluster_not_ready():
-    new = EtcdNode("h4", "m4", "10.0.0.4")
-    conn = fake()
-    answers = iter([Result(1, "", "Error: etcdserver: unhealthy cluster"),
-                    Result(1, "", "Error: etcdserver: unhealthy cluster"),
-                    Result(0, "{}", "")])
-    conn.respond(r"member add", lambda _cmd: next(answers))
-    ticks = iter(range(1000))
-    etcd.add_member(conn, NODES, new, sleep=lambda _s: None, clock=lambda: next(ticks))
-    assert sum("member add" in c for c in conn.commands) == 3
-
-
-def test_add_member_other_errors_are_not_retried():
-    conn = fake()
-    conn.respond(r"member add", Result(1, "", "Error: etcdserver: Peer URLs already exists"))
-    with pytest.raises(UserError, match="Peer URLs already exists"):
-        etcd.add_member(conn, NODES, EtcdNode("h4", "m4", "10.0.0.4"), sleep=lambda _s: None)
-    assert sum("member add" in c for c in conn.commands) == 1
-
-
-def test_add_member_gives_up_after_retry_window():
-    conn = fake()
-    conn.respond(r"member add", Result(1, "", "Error: etcdserver: unhealthy cluster"))
-    ticks = iter(range(1000))
-    with pytest.raises(UserError, match="unhealthy cluster"):
-        etcd.add_member(conn, NODES, EtcdNode("h4", "m4", "10.0.0.4"), retry_for=5,
-                        sleep=lambda _s: None, clock=lambda: next(ticks))

@@ -14,6 +14,7 @@ from bootstrap.engine.ops.base import (
     Upload,
 )
 from bootstrap.engine.ops.containerd import op_containerd_image
+from bootstrap.engine.ops.etcd import op_etcd_member
 from bootstrap.engine.ops.files import op_copy, op_file, op_template
 from bootstrap.engine.ops.system import op_command, op_package, op_systemd
 from bootstrap.engine.ops.users import op_group, op_user
@@ -33,6 +34,7 @@ OPS: dict[str, Callable[[OpContext, dict], OpGen]] = {
     "user": op_user,
     "group": op_group,
     "containerd_image": op_containerd_image,
+    "etcd_member": op_etcd_member,
 }
 
 # Handled by the runner itself: they touch play state, not the host.
