@@ -4,10 +4,12 @@ Event with a growing ``count`` rather than thousands of objects:
 
 - spam filter: per (source, involved object) a token bucket of 25, refilled one
   token every 5 minutes; events beyond it are dropped;
-- aggregator: more than 10 events differing only in message within 10 minutes
-  collapse into one "(combined from similar events): <message>" Event;
+- aggregator: from the 10th distinct message of otherwise similar events (no
+  gap over 10 minutes between them) on, they collapse into one
+  "(combined from similar events): <message>" Event;
 - logger: an event identical to one already written (same source, object, type,
-  reason, message) PATCHes that Event's count, lastTimestamp and message.
+  reason, message; remembered in an LRU of 4096) PATCHes that Event's count,
+  lastTimestamp and message.
 """
 
 from __future__ import annotations
@@ -50,7 +52,8 @@ def object_reference(obj: dict) -> dict:
 
 
 def _ref_key(ref: dict) -> tuple:
-    return tuple(ref.get(k, "") for k in ("kind", "namespace", "name", "uid", "apiVersion"))
+    return tuple(ref.get(k, "") for k in ("kind", "namespace", "name", "fieldPath", "uid",
+                                          "apiVersion"))
 
 
 def _rfc3339(t: float) -> str:
@@ -66,9 +69,9 @@ class _Written:
 
 
 class _Aggregate:
-    def __init__(self, at: float):
+    def __init__(self):
         self.messages: set[str] = set()
-        self.started = at
+        self.last = 0.0
 
 
 class EventRecorder:
@@ -136,8 +139,9 @@ class EventRecorder:
 
     def _aggregate(self, base: tuple, message: str, at: float) -> tuple[tuple, str]:
         agg = self._aggregates.get(base)
-        if agg is None or at - agg.started > AGGREGATE_INTERVAL:
-            agg = _Aggregate(at)
+        if agg is None or at - agg.last > AGGREGATE_INTERVAL:
+            agg = _Aggregate()
+        agg.last = at  # the window slides with every similar event, as upstream
         self._aggregates[base] = agg
         self._aggregates.move_to_end(base)
         while len(self._aggregates) > CACHE_SIZE:
@@ -145,12 +149,13 @@ class EventRecorder:
         agg.messages.add(message)
         if len(agg.messages) < AGGREGATE_MAX_EVENTS:
             return base + (message,), message
+        agg.messages.pop()  # the set never grows past the threshold
         return base, COMBINED_PREFIX + message
 
     async def _write(self, item: dict) -> None:
         ref, at = item["ref"], item["at"]
         source = (self.component, self.host)
-        if not self._allowed(source + _ref_key(ref), at):
+        if not self._allowed(source + _ref_key(ref) + (item["type"],), at):
             log.debug("event %s on %s dropped by the spam filter", item["reason"],
                       ref.get("name"))
             return

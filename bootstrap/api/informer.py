@@ -354,9 +354,11 @@ class SharedInformerFactory:
         return all(inf.has_synced for inf in self._informers.values())
 
     async def wait_synced(self, timeout: float | None = None) -> None:
+        """Wait until every *started* informer has synced (client-go's WaitForCacheSync)."""
         async def synced() -> None:
             for inf in list(self._informers.values()):
-                await inf.wait_synced()
+                if inf.started:
+                    await inf.wait_synced()
         await asyncio.wait_for(synced(), timeout)
 
     async def stop(self) -> None:
