@@ -1,0 +1,5 @@
+import sys
+
+from bootstrap.agents.proxy import main
+
+sys.exit(main())
