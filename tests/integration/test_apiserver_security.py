@@ -19,6 +19,9 @@ from .cluster import eventually, running_cluster
 @pytest.fixture(scope="module")
 def cluster():
     with running_cluster() as c:
+        # No controller manager runs here: make the default service account ourselves.
+        core = client.CoreV1Api(_api(c, "kubernetes-admin", ("system:masters",)))
+        core.create_namespaced_service_account("default", {"metadata": {"name": "default"}})
         yield c
 
 
@@ -301,3 +304,129 @@ def test_kubectl_label_with_stale_resource_version_fails(cluster):
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0
     assert "the object has been modified" in proc.stderr
+
+
+# NodeRestriction ------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def nodes(cluster):
+    """Nodes sn1 and sn2, a pod on each using the default service account, and sn1's
+    kubelet TLS context."""
+    admin = client.CoreV1Api(_api(cluster, "kubernetes-admin", ("system:masters",)))
+    uids = {}
+    for n in ("sn1", "sn2"):
+        uids[n] = admin.create_node({"metadata": {"name": n}}).metadata.uid
+        admin.create_namespaced_pod("default", {
+            "metadata": {"name": f"on-{n}"},
+            "spec": {"nodeName": n, "containers": [{"name": "c", "image": "busybox"}]}})
+    ctx = cluster.ssl_context("system:node:sn1", ("system:nodes",))
+    eventually(lambda: _request(cluster, ctx, "GET", "/api/v1/nodes/sn1")[0] == 200)
+    return ctx, uids
+
+
+def _mirror(**spec) -> dict:
+    return {"metadata": {"name": "static-sn1", "annotations": {
+                "kubernetes.io/config.mirror": "abc"}},
+            "spec": {"nodeName": "sn1", "containers": [{"name": "c", "image": "busybox",
+                                                         **spec.pop("container", {})}],
+                     **spec}}
+
+
+PODS = "/api/v1/namespaces/default/pods"
+
+
+@pytest.mark.parametrize("spec,what", [
+    ({"volumes": [{"name": "s", "secret": {"secretName": "admin-token"}}]}, "secrets"),
+    ({"container": {"env": [{"name": "P", "valueFrom": {"secretKeyRef": {
+        "name": "db", "key": "password"}}}]}}, "secrets"),
+    ({"container": {"envFrom": [{"configMapRef": {"name": "cfg"}}]}}, "configmaps"),
+    ({"volumes": [{"name": "p", "projected": {"sources": [{"configMap": {"name": "c"}}]}}]},
+     "configmaps"),
+    ({"serviceAccountName": "default"}, "a service account"),
+    ({"volumes": [{"name": "t", "projected": {"sources": [
+        {"serviceAccountToken": {"path": "token"}}]}}]}, "a service account"),
+    ({"volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": "data"}}]},
+     "persistentvolumeclaims"),
+])
+def test_node_cannot_create_mirror_pod_referencing_api_objects(cluster, nodes, spec, what):
+    ctx, _ = nodes
+    code, status = _request(cluster, ctx, "POST", PODS, _mirror(**spec))
+    assert code == 403, status
+    assert f'node "sn1" can not create pods that reference {what}' in status["message"]
+
+
+def test_node_mirror_pod_owner_reference_must_be_its_own_node(cluster, nodes):
+    ctx, uids = nodes
+    pod = _mirror()
+    pod["metadata"]["ownerReferences"] = [{"apiVersion": "v1", "kind": "Node", "name": "sn1",
+                                           "uid": uids["sn2"], "controller": True}]
+    code, status = _request(cluster, ctx, "POST", PODS, pod)
+    assert code == 403 and "UID mismatch" in status["message"]
+    pod["metadata"]["ownerReferences"][0]["uid"] = uids["sn1"]
+    code, status = _request(cluster, ctx, "POST", PODS, pod)
+    assert code == 201, status
+    _request(cluster, cluster.ssl_context(), "DELETE", PODS + "/static-sn1")
+
+
+def test_node_token_requests_only_for_pods_bound_to_itself(cluster, nodes):
+    ctx, _ = nodes
+    admin = client.CoreV1Api(_api(cluster, "kubernetes-admin", ("system:masters",)))
+    pods = {n: admin.read_namespaced_pod(f"on-{n}", "default").metadata.uid
+            for n in ("sn1", "sn2")}
+    url = "/api/v1/namespaces/default/serviceaccounts/default/token"
+
+    def request(ref):
+        body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                "spec": {"audiences": ["https://kubernetes.default.svc.cluster.local"]}}
+        if ref:
+            body["spec"]["boundObjectRef"] = ref
+        return _request(cluster, ctx, "POST", url, body)
+
+    code, status = request(None)
+    assert code == 403 and "node requested token not bound to a pod" in status["message"]
+    code, status = request({"kind": "Pod", "apiVersion": "v1", "name": "on-sn2",
+                            "uid": pods["sn2"]})
+    assert code == 403, status
+    assert "bound to a pod scheduled on a different node" in status["message"]
+    code, status = request({"kind": "Pod", "apiVersion": "v1", "name": "on-sn1"})
+    assert code == 403 and "without a uid" in status["message"]
+    code, out = request({"kind": "Pod", "apiVersion": "v1", "name": "on-sn1",
+                         "uid": pods["sn1"]})
+    assert code == 201, out
+    assert out["status"]["token"]
+
+
+# bound tokens ---------------------------------------------------------------------
+
+def _whoami(cluster, token: str) -> int:
+    ctx = ssl.create_default_context(cafile=cluster.pki.path("ca.crt"))
+    req = urllib.request.Request(
+        cluster.server.url + "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+        data=json.dumps({"apiVersion": "authentication.k8s.io/v1",
+                         "kind": "SelfSubjectReview"}).encode(), method="POST",
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(req, context=ctx, timeout=10) as r:
+            return r.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_node_bound_token_dies_with_its_node(cluster):
+    admin = client.CoreV1Api(_api(cluster, "kubernetes-admin", ("system:masters",)))
+    node = admin.create_node({"metadata": {"name": "tok-node"}})
+    code, out = _request(cluster, cluster.ssl_context(), "POST",
+                         "/api/v1/namespaces/default/serviceaccounts/default/token", {
+                             "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                             "spec": {"boundObjectRef": {"kind": "Node", "apiVersion": "v1",
+                                                         "name": "tok-node",
+                                                         "uid": node.metadata.uid}}})
+    assert code == 201, out
+    token = out["status"]["token"]
+    assert eventually(lambda: _whoami(cluster, token) == 201)
+    admin.delete_node("tok-node")
+    assert eventually(lambda: _whoami(cluster, token) == 401)
+    # A new Node with the same name has a new uid: the old token stays dead.
+    admin.create_node({"metadata": {"name": "tok-node"}})
+    assert eventually(lambda: _whoami(cluster, token) == 401)
+    admin.delete_node("tok-node")

@@ -210,7 +210,7 @@ def test_namespace_lifecycle_and_audit_log(cluster):
     def forbidden_event():
         for line in cluster.audit_path.read_text().splitlines():
             ev = json.loads(line)
-            if ev["user"]["username"] == "alice" and ev["responseStatus"]["code"] == 403 \
+            if ev["user"].get("username") == "alice" and ev["responseStatus"]["code"] == 403 \
                     and ev.get("objectRef", {}).get("resource") == "configmaps":
                 return ev
         return None
@@ -220,6 +220,26 @@ def test_namespace_lifecycle_and_audit_log(cluster):
     assert ev["apiVersion"] == "audit.k8s.io/v1" and ev["stage"] == "ResponseComplete"
     assert ev["verb"] == "list" and ev["objectRef"]["namespace"] == "team"
     assert ev["sourceIPs"] == ["127.0.0.1"] and ev["userAgent"].startswith("kubectl")
+
+
+def test_failed_authentication_is_audited(cluster):
+    tk = token_kubeconfig(cluster)
+    denied = kubectl(tk, "get", "secrets", "-n", "kube-system", token="zzzzzz.0000000000000000",
+                     check=False)
+    assert denied.returncode != 0 and "Unauthorized" in denied.stderr
+
+    def failed_event():
+        for line in cluster.audit_path.read_text().splitlines():
+            ev = json.loads(line)
+            if ev["responseStatus"]["code"] == 401 and "/secrets" in ev["requestURI"]:
+                return ev
+        return None
+
+    ev = wait_for(failed_event)
+    assert ev is not None
+    assert ev["stage"] == "ResponseStarted" and ev["user"] == {}
+    assert ev["responseStatus"]["message"] == "Authentication failed, attempted: bearer"
+    assert ev["sourceIPs"] == ["127.0.0.1"]
 
 
 def test_stored_default_policy_is_served(cluster):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import secrets
 
+from bootstrap.agents.apiserver import podrefs
 from bootstrap.agents.apiserver.auth.authn import Store, UserInfo
 from bootstrap.agents.apiserver.serviceaccount import PROJECTED_EXPIRATION_SECONDS
 from bootstrap.api import errors
@@ -166,7 +167,7 @@ async def _node_restriction(op: str, resource: Resource, subresource: str, obj: 
             raise _node_forbidden(resource, name,
                                   f'node "{node}" is not allowed to modify lease "{name}"')
     elif gvr == ("", "v1", "serviceaccounts") and subresource == "token":
-        pass  # the Node authorizer already required a pod on this node using the SA
+        await _check_node_token_request(resource, obj, node, namespace, name, store)
 
 
 def _check_node(op, resource, subresource, obj, old, node, name) -> None:
@@ -227,11 +228,73 @@ async def _check_pod(op, resource, subresource, obj, old, node, namespace, name,
             raise _node_forbidden(resource, name,
                                   f'node "{node}" can only create pods with spec.nodeName set '
                                   f'to itself')
-        for ref in meta.get("ownerReferences") or []:
-            if ref.get("kind") != "Node" or ref.get("name") != node:
-                raise _node_forbidden(resource, name,
-                                      f'node "{node}" can only create pods with an owner '
-                                      f'reference set to itself')
+        await _check_mirror_pod_owner(resource, meta, node, name, store)
+        # A mirror pod may reference no other API object: it would hand the node a
+        # credential or data it cannot otherwise read (upstream NodeRestriction).
+        if spec.get("serviceAccountName") or spec.get("serviceAccount") or \
+                podrefs.projects_service_account_token(obj):
+            raise _node_forbidden(resource, name, f'node "{node}" can not create pods that '
+                                  f'reference a service account')
+        if podrefs.secret_names(obj):
+            raise _node_forbidden(resource, name, f'node "{node}" can not create pods that '
+                                  f'reference secrets')
+        if podrefs.configmap_names(obj):
+            raise _node_forbidden(resource, name, f'node "{node}" can not create pods that '
+                                  f'reference configmaps')
+        if podrefs.claims_volumes(obj):
+            raise _node_forbidden(resource, name, f'node "{node}" can not create pods that '
+                                  f'reference persistentvolumeclaims')
+        if spec.get("resourceClaims"):
+            raise _node_forbidden(resource, name, f'node "{node}" can not create pods that '
+                                  f'reference resourceclaims')
         return
     if op == "UPDATE" and not subresource:
         raise _node_forbidden(resource, name, f'node "{node}" can only update pod status')
+
+
+async def _check_mirror_pod_owner(resource, meta: dict, node: str, name: str, store) -> None:
+    refs = meta.get("ownerReferences") or []
+    if len(refs) > 1:
+        raise _node_forbidden(resource, name, f'node "{node}" can only create pods with a '
+                              f'single owner reference set to itself')
+    if not refs:
+        return
+    ref = refs[0]
+    if ref.get("apiVersion") != "v1" or ref.get("kind") != "Node" or ref.get("name") != node:
+        raise _node_forbidden(resource, name, f'node "{node}" can only create pods with an '
+                              f'owner reference set to itself')
+    if not ref.get("controller"):
+        raise _node_forbidden(resource, name, f'node "{node}" can only create pods with a '
+                              f'controller owner reference set to itself')
+    if ref.get("blockOwnerDeletion"):
+        raise _node_forbidden(resource, name, f'node "{node}" must not set blockOwnerDeletion '
+                              f'on an owner reference')
+    node_obj = await store.get("nodes", None, node)
+    if node_obj is None:
+        raise errors.not_found("nodes", node)
+    uid = node_obj["metadata"].get("uid", "")
+    if ref.get("uid") != uid:
+        raise _node_forbidden(resource, name, f'node {node} UID mismatch: expected {uid} '
+                              f'got {ref.get("uid", "")}')
+
+
+async def _check_node_token_request(resource, obj: dict | None, node: str, namespace: str,
+                                    name: str, store) -> None:
+    """A kubelet may only request tokens bound to a pod that runs on it; the API server
+    then adds the node claim itself, so a kubelet can never mint a Node-bound token."""
+    ref = ((obj or {}).get("spec") or {}).get("boundObjectRef") or None
+    if not isinstance(ref, dict) or ref.get("kind") != "Pod":
+        raise _node_forbidden(resource, name, 'node requested token not bound to a pod')
+    if not ref.get("uid"):
+        raise _node_forbidden(resource, name,
+                              "node requested token with a pod binding without a uid")
+    pod = await store.get("pods", namespace, ref.get("name", ""))
+    if pod is None:
+        raise errors.not_found("pods", ref.get("name", ""))
+    if pod["metadata"].get("uid") != ref["uid"]:
+        raise _node_forbidden(resource, name, f'the UID in the bound object reference '
+                              f'({ref["uid"]}) does not match the UID in record. The object '
+                              f'might have been deleted and then recreated')
+    if (pod.get("spec") or {}).get("nodeName") != node:
+        raise _node_forbidden(resource, name, "node requested token bound to a pod scheduled "
+                              "on a different node")

@@ -73,6 +73,8 @@ def build(server) -> web.Application:
                                        info.subresource, scope, code, elapsed)
             if server.audit is not None and user is not None:
                 _audit(server, request, info, user, code, received, impersonator)
+            elif server.audit is not None and code == 401:
+                _audit_failed_authentication(server, request, info, received)
 
     application.router.add_route("*", "/{tail:.*}", entry)
     return application
@@ -124,6 +126,27 @@ async def dispatch(server, request: web.Request, info, user) -> web.StreamRespon
     if handler is None:
         raise errors.method_not_supported(res.plural, info.verb, res.group)
     return await handler(server, request, info, user)
+
+
+def _audit_failed_authentication(server, request: web.Request, info, received) -> None:
+    """Upstream's WithFailedAuthenticationAudit: a ResponseStarted event with no user and
+    the credential kinds that were tried, so credential stuffing shows in the log."""
+    from .audit import build_event
+    tried = []
+    if (request.headers.get("Authorization") or "").strip().lower().startswith("bearer "):
+        tried.append("bearer")
+    if _peer_cert(request):
+        tried.append("x509")
+    message = (f"Authentication failed, attempted: {', '.join(tried)}" if tried
+               else "Authentication failed, no credentials provided")
+    try:
+        server.audit.log(build_event(
+            verb=info.verb if info.resource_request else request.method.lower(),
+            request_uri=str(request.rel_url), user={}, source_ips=[request.remote or ""],
+            user_agent=request.headers.get("User-Agent", ""), code=401, received=received,
+            status_message=message, status_reason="Unauthorized", stage="ResponseStarted"))
+    except OSError as exc:
+        log.warning("audit log write failed: %s", exc)
 
 
 def _audit(server, request: web.Request, info, user, code: int, received,

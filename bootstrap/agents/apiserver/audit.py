@@ -31,7 +31,7 @@ def build_event(*, verb: str, request_uri: str, user: dict, source_ips: list[str
                 object_ref: dict | None = None, audit_id: str | None = None,
                 impersonated_user: dict | None = None, status_message: str = "",
                 status_reason: str = "", annotations: dict | None = None,
-                completed: datetime | None = None) -> dict:
+                completed: datetime | None = None, stage: str = "ResponseComplete") -> dict:
     """The Event dict for one finished request.
 
     ``object_ref`` as upstream: resource, namespace, name, apiGroup, apiVersion,
@@ -42,7 +42,7 @@ def build_event(*, verb: str, request_uri: str, user: dict, source_ips: list[str
         "apiVersion": "audit.k8s.io/v1",
         "level": "Metadata",
         "auditID": audit_id or new_audit_id(),
-        "stage": "ResponseComplete",
+        "stage": stage,
         "requestURI": request_uri,
         "verb": verb,
         "user": user,

@@ -264,6 +264,14 @@ class Authenticator:
                 if obj is None or obj["metadata"].get("deletionTimestamp") or (
                         ref.get("uid") and obj["metadata"].get("uid") != ref["uid"]):
                     return None
+            # A Node-bound token dies with its Node. A pod-bound token's node claim is
+            # informational only (the pod check above already binds its lifetime).
+            if private.get("node") and not private.get("pod"):
+                ref = private["node"]
+                node = await self._store.get("nodes", None, ref.get("name", ""))
+                if node is None or node["metadata"].get("deletionTimestamp") or (
+                        ref.get("uid") and node["metadata"].get("uid") != ref["uid"]):
+                    return None
             if private.get("pod"):
                 extra[EXTRA_POD_NAME] = [private["pod"].get("name", "")]
                 extra[EXTRA_POD_UID] = [private["pod"].get("uid", "")]

@@ -197,8 +197,12 @@ async def pod_log(server, request, info):
 
 async def token(server, request, info, user):
     from .. import serviceaccount
+    from .. import admission
     body = await common.read_body(request)
     sa = await server.store.get(info.resource, info.namespace, info.name)
+    # NodeRestriction decides which pods a kubelet may mint tokens for.
+    await admission.admit("CREATE", info.resource, body, None, user, server.auth_store,
+                          subresource="token", namespace=info.namespace, name=info.name)
     if server.sa_signing_key is None:
         raise errors.internal_error("--service-account-signing-key-file is not configured")
     out = await serviceaccount.token_request(sa, body, server.auth_store, server.sa_signing_key,
