@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from datetime import UTC, datetime
@@ -51,7 +52,16 @@ def build(server) -> web.Application:
                 # Audit names the authenticated user and the impersonated one apart.
                 impersonator, user = user, effective
             await _authorize(server, request, info, user)
-            resp = await dispatch(server, request, info, user)
+            if _long_running(info):
+                resp = await dispatch(server, request, info, user)
+            else:
+                try:
+                    async with asyncio.timeout(server.cfg.request_timeout):
+                        resp = await dispatch(server, request, info, user)
+                except TimeoutError:
+                    raise errors.APIError(504, "Timeout", "Timeout: request did not complete "
+                                          "within requested timeout - context deadline "
+                                          "exceeded") from None
             code = resp.status
             return resp
         except errors.APIError as exc:
@@ -78,6 +88,15 @@ def build(server) -> web.Application:
 
     application.router.add_route("*", "/{tail:.*}", entry)
     return application
+
+
+# Upstream's LongRunningRequestCheck: these stream for as long as the client wants.
+_LONG_RUNNING_VERBS = {"watch", "proxy"}
+_LONG_RUNNING_SUBRESOURCES = {"attach", "exec", "proxy", "log", "portforward"}
+
+
+def _long_running(info) -> bool:
+    return info.verb in _LONG_RUNNING_VERBS or info.subresource in _LONG_RUNNING_SUBRESOURCES
 
 
 async def _authorize(server, request: web.Request, info, user) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -69,23 +70,72 @@ def build_event(*, verb: str, request_uri: str, user: dict, source_ips: list[str
 
 
 class AuditLogger:
-    def __init__(self, path: str | Path):
+    """Appends events to a file, rotating it as upstream's lumberjack writer does for
+    --audit-log-maxsize (MB), --audit-log-maxbackup (files) and --audit-log-maxage
+    (days): the full file becomes ``<name>-<UTC time>.<ext>`` and a new one starts;
+    backups beyond the count or age are removed. 0 means no limit."""
+
+    def __init__(self, path: str | Path, *, max_size_mb: int = 0, max_backups: int = 0,
+                 max_age_days: int = 0, clock=time.time):
         self._path = str(path)
         self._lock = threading.Lock()
+        self._max_bytes = max_size_mb * 1024 * 1024
+        self._max_backups = max_backups
+        self._max_age = max_age_days * 86400
+        self._clock = clock
+        self._size = 0
         if self._path == "-":
             self._fd = sys.stdout.fileno()
             self._owned = False
         else:
             Path(self._path).parent.mkdir(parents=True, exist_ok=True)
-            # O_APPEND makes each line one write, so several processes (or a log
-            # shipper truncating the file) never interleave half lines.
-            self._fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            self._open()
             self._owned = True
+
+    def _open(self) -> None:
+        # O_APPEND makes each line one write, so several processes (or a log
+        # shipper truncating the file) never interleave half lines.
+        self._fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self._size = os.fstat(self._fd).st_size
 
     def log(self, event: dict) -> None:
         line = orjson.dumps(event) + b"\n"
         with self._lock:
+            if self._owned and self._max_bytes and self._size and \
+                    self._size + len(line) > self._max_bytes:
+                self._rotate()
             os.write(self._fd, line)
+            self._size += len(line)
+
+    def _backup_name(self) -> Path:
+        p = Path(self._path)
+        stamp = datetime.fromtimestamp(self._clock(), UTC).strftime("%Y-%m-%dT%H-%M-%S.%f")[:-3]
+        return p.with_name(f"{p.stem}-{stamp}{p.suffix}")
+
+    def _rotate(self) -> None:
+        os.close(self._fd)
+        os.replace(self._path, self._backup_name())
+        self._open()
+        self._prune()
+
+    def backups(self) -> list[Path]:
+        """Rotated files, oldest first (their names sort by time)."""
+        p = Path(self._path)
+        return sorted(f for f in p.parent.glob(f"{p.stem}-*{p.suffix}") if f != p)
+
+    def _prune(self) -> None:
+        old = self.backups()
+        doomed = set()
+        if self._max_backups and len(old) > self._max_backups:
+            doomed.update(old[:len(old) - self._max_backups])
+        if self._max_age:
+            cutoff = self._clock() - self._max_age
+            doomed.update(f for f in old if f.stat().st_mtime < cutoff)
+        for f in doomed:
+            try:
+                f.unlink()
+            except FileNotFoundError:
+                pass
 
     def close(self) -> None:
         if self._owned and self._fd >= 0:

@@ -12,6 +12,9 @@ import os
 import sys
 from dataclasses import dataclass
 
+from bootstrap.api import tlsconfig
+from bootstrap.api.agent import parse_duration
+
 
 class FlagError(Exception):
     pass
@@ -49,6 +52,14 @@ class Config:
     kubelet_client_key: str | None
     kubelet_certificate_authority: str | None
     v: int
+    cert_dir: str = "/var/run/kubernetes"
+    tls_cipher_suites: tuple[str, ...] = tlsconfig.DEFAULT_SUITES
+    tls_min_version: str = tlsconfig.DEFAULT_MIN_VERSION
+    audit_log_maxage: int = 0
+    audit_log_maxbackup: int = 0
+    audit_log_maxsize: int = 0
+    request_timeout: float = 60.0
+    idle_connection_timeout: float = 90.0
 
 
 def _bool(v: str) -> bool:
@@ -72,6 +83,10 @@ def _parser() -> argparse.ArgumentParser:
     a("--advertise-address")
     a("--tls-cert-file")
     a("--tls-private-key-file")
+    a("--cert-dir", default="/var/run/kubernetes",
+      help="where the self-signed serving certificate goes when --tls-cert-file is not given")
+    a("--tls-cipher-suites", default=",".join(tlsconfig.DEFAULT_SUITES))
+    a("--tls-min-version", default=tlsconfig.DEFAULT_MIN_VERSION)
     a("--client-ca-file")
     a("--service-account-key-file", action="append", default=[])
     a("--service-account-signing-key-file")
@@ -83,6 +98,14 @@ def _parser() -> argparse.ArgumentParser:
     a("--anonymous-auth", nargs="?", const="true", default="true", type=_bool)
     a("--encryption-provider-config")
     a("--audit-log-path")
+    a("--audit-log-maxage", type=int, default=0, help="days to keep rotated audit logs")
+    a("--audit-log-maxbackup", type=int, default=0, help="rotated audit logs to keep")
+    a("--audit-log-maxsize", type=int, default=0, help="megabytes before rotation")
+    a("--request-timeout", default="1m0s",
+      help="deadline of non-long-running requests (Go duration)")
+    # Not a kube-apiserver flag: Go's server closes idle connections after 90 s, and a
+    # connection that never completes its headers likewise (ReadHeaderTimeout).
+    a("--idle-connection-timeout", default="90s")
     a("--profiling", nargs="?", const="true", default="true", type=_bool)
     a("--kubelet-client-certificate")
     a("--kubelet-client-key")
@@ -118,6 +141,25 @@ def parse(argv: list[str]) -> Config:
         raise FlagError("--secure-port: must be between 1 and 65535")
     if bool(ns.tls_cert_file) != bool(ns.tls_private_key_file):
         raise FlagError("--tls-cert-file and --tls-private-key-file must be given together")
+    try:
+        suites = tlsconfig.parse_cipher_suites(ns.tls_cipher_suites)
+    except ValueError as exc:
+        raise FlagError(f"--tls-cipher-suites: {exc}") from None
+    try:
+        tlsconfig.parse_min_version(ns.tls_min_version)
+    except ValueError as exc:
+        raise FlagError(f"--tls-min-version: {exc}") from None
+    durations = {}
+    for flag in ("request_timeout", "idle_connection_timeout"):
+        try:
+            durations[flag] = parse_duration(getattr(ns, flag))
+        except ValueError as exc:
+            raise FlagError(f"--{flag.replace('_', '-')}: {exc}") from None
+        if durations[flag] <= 0:
+            raise FlagError(f"--{flag.replace('_', '-')}: must be positive")
+    for flag in ("audit_log_maxage", "audit_log_maxbackup", "audit_log_maxsize"):
+        if getattr(ns, flag) < 0:
+            raise FlagError(f"--{flag.replace('_', '-')}: must not be negative")
     modes = [m.strip() for m in ns.authorization_mode.split(",") if m.strip()]
     for m in modes:
         if m not in ("Node", "RBAC", "AlwaysAllow", "AlwaysDeny"):
@@ -141,7 +183,11 @@ def parse(argv: list[str]) -> Config:
         audit_log_path=ns.audit_log_path, profiling=ns.profiling,
         kubelet_client_certificate=ns.kubelet_client_certificate,
         kubelet_client_key=ns.kubelet_client_key,
-        kubelet_certificate_authority=ns.kubelet_certificate_authority, v=ns.v)
+        kubelet_certificate_authority=ns.kubelet_certificate_authority, v=ns.v,
+        cert_dir=ns.cert_dir, tls_cipher_suites=suites, tls_min_version=ns.tls_min_version,
+        audit_log_maxage=ns.audit_log_maxage, audit_log_maxbackup=ns.audit_log_maxbackup,
+        audit_log_maxsize=ns.audit_log_maxsize, request_timeout=durations["request_timeout"],
+        idle_connection_timeout=durations["idle_connection_timeout"])
 
 
 def parse_or_exit(argv: list[str]) -> Config:

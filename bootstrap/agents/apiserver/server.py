@@ -9,7 +9,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from bootstrap.api import errors, openapi
+from bootstrap.api import agentserver, errors, openapi, tlsconfig
 from bootstrap.api.resources import CATALOGUE, Resource
 
 from . import admission, app, bootstrap_objects, nsfinalizer
@@ -83,7 +83,9 @@ class Server:
         self.audit = None
         if cfg.audit_log_path:
             from .audit import AuditLogger
-            self.audit = AuditLogger(cfg.audit_log_path)
+            self.audit = AuditLogger(cfg.audit_log_path, max_size_mb=cfg.audit_log_maxsize,
+                                     max_backups=cfg.audit_log_maxbackup,
+                                     max_age_days=cfg.audit_log_maxage)
         self.advertise_ip = cfg.advertise_address or (
             cfg.bind_address if cfg.bind_address not in ("0.0.0.0", "::") else "127.0.0.1")
         self.advertise = f"{self.advertise_ip}:{cfg.secure_port}"
@@ -116,16 +118,14 @@ class Server:
             self._kubelet_ssl = ctx
         return self._kubelet_ssl
 
-    def ssl_context(self) -> ssl.SSLContext | None:
-        if not self.cfg.tls_cert_file:
-            return None
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-        ctx.load_cert_chain(self.cfg.tls_cert_file, self.cfg.tls_private_key_file)
-        if self.cfg.client_ca_file:
-            ctx.load_verify_locations(self.cfg.client_ca_file)
-            # Optional: tokens and anonymous requests come without a client cert.
-            ctx.verify_mode = ssl.CERT_OPTIONAL
+    def ssl_context(self) -> ssl.SSLContext:
+        """The secure port is always TLS: without --tls-cert-file a self-signed
+        certificate is made under --cert-dir (and reused), as upstream does."""
+        cfg = self.cfg
+        ctx = agentserver.serving_context("apiserver", cfg.bind_address, cfg.tls_cert_file,
+                                          cfg.tls_private_key_file, cfg.cert_dir,
+                                          cfg.client_ca_file)
+        tlsconfig.apply(ctx, cfg.tls_cipher_suites, cfg.tls_min_version)
         ctx.set_alpn_protocols(["http/1.1"])
         return ctx
 
@@ -140,8 +140,11 @@ class Server:
         # In a worker thread: the event loop keeps serving while the documents build.
         self._tasks.append(asyncio.create_task(asyncio.to_thread(openapi.warm)))
         application = app.build(self)
+        # keepalive_timeout also closes a connection that never finishes its request
+        # headers: aiohttp drops a handler still waiting for its first message.
         self.runner = web.AppRunner(application, handle_signals=False, access_log=None,
-                                    shutdown_timeout=1.0)
+                                    shutdown_timeout=1.0,
+                                    keepalive_timeout=self.cfg.idle_connection_timeout)
         await self.runner.setup()
         site = web.TCPSite(self.runner, self.cfg.bind_address, self.cfg.secure_port,
                            ssl_context=self.ssl_context(), reuse_address=True)

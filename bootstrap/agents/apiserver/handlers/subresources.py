@@ -196,8 +196,7 @@ async def pod_log(server, request, info):
 
 
 async def token(server, request, info, user):
-    from .. import serviceaccount
-    from .. import admission
+    from .. import admission, serviceaccount
     body = await common.read_body(request)
     sa = await server.store.get(info.resource, info.namespace, info.name)
     # NodeRestriction decides which pods a kubelet may mint tokens for.
