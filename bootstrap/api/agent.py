@@ -18,6 +18,7 @@ import re
 import signal
 import socket
 import sys
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 
@@ -39,6 +40,7 @@ LEADER_STATUS = Gauge("leader_election_master_status",
                       "0 indicates backup, 1 indicates master. 'name' is the string used to "
                       "identify the lease.", ["name"], registry=REGISTRY)
 
+WATCHDOG_SLACK = 20.0  # upstream's leaderelection.NewLeaderHealthzAdaptor(20 * time.Second)
 _DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0,
                    "m": 60.0, "h": 3600.0}
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
@@ -204,16 +206,25 @@ async def run_agent(args: argparse.Namespace, name: str, main: Main, *,
 
     lease_name = args.leader_elect_resource_name or name
     if args.leader_elect:
+        async def leading() -> None:
+            LEADER_STATUS.labels(lease_name).set(1)
+            log.info("successfully acquired lease %s/%s",
+                     args.leader_elect_resource_namespace, lease_name)
+            try:
+                await lead()
+            finally:
+                LEADER_STATUS.labels(lease_name).set(0)
+
         elector = LeaderElector(
             client, args.leader_elect_resource_namespace, lease_name, identity(),
             args.leader_elect_lease_duration, args.leader_elect_renew_deadline,
-            args.leader_elect_retry_period, on_started_leading=lead,
+            args.leader_elect_retry_period, on_started_leading=leading,
             on_new_leader=lambda who: log.info("new leader elected: %s", who))
-        checks["/healthz"]["leaderElection"] = lambda: True
+        checks["/healthz"]["leaderElection"] = _lease_watchdog(elector)
         LEADER_STATUS.labels(lease_name).set(0)
         log.info("attempting to acquire leader lease %s/%s...",
                  args.leader_elect_resource_namespace, lease_name)
-        campaign = asyncio.create_task(_campaign(elector, lease_name), name="leader-election")
+        campaign = asyncio.create_task(elector.run(), name="leader-election")
     else:
         campaign = asyncio.create_task(lead(), name="main")
     stopper = asyncio.create_task(stop.wait())
@@ -244,19 +255,14 @@ async def run_agent(args: argparse.Namespace, name: str, main: Main, *,
     return rc
 
 
-async def _campaign(elector: LeaderElector, lease_name: str) -> None:
-    original = elector.on_started_leading
-
-    async def leading() -> None:
-        LEADER_STATUS.labels(lease_name).set(1)
-        log.info("successfully acquired lease %s/%s", elector.namespace, lease_name)
-        try:
-            if original is not None:
-                await original()
-        finally:
-            LEADER_STATUS.labels(lease_name).set(0)
-    elector.on_started_leading = leading
-    await elector.run()
+def _lease_watchdog(elector: LeaderElector) -> Callable[[], bool]:
+    """Upstream's leader-election healthz adaptor: a leader whose lease has not been
+    renewed for lease duration + 20 s is unhealthy (it hangs without noticing)."""
+    def check() -> bool:
+        if not elector.is_leader:
+            return True
+        return time.monotonic() - elector.observed_at <= elector.lease_duration + WATCHDOG_SLACK
+    return check
 
 
 def _package(main: Callable) -> str:

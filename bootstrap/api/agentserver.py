@@ -16,12 +16,14 @@ certificate user from step 1 is allowed, since the CA is then the only authority
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import socket
 import ssl
 import tempfile
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from datetime import timedelta
 from ipaddress import ip_address
@@ -30,6 +32,7 @@ from pathlib import Path
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from bootstrap.api import errors
 from bootstrap.api.client import Client
 from bootstrap.api.metrics import REGISTRY
 from bootstrap.api.resources import by_gvr
@@ -38,9 +41,31 @@ log = logging.getLogger(__name__)
 
 TOKEN_REVIEWS = by_gvr("authentication.k8s.io", "v1", "tokenreviews")
 ACCESS_REVIEWS = by_gvr("authorization.k8s.io", "v1", "subjectaccessreviews")
-REVIEW_CACHE_SECONDS = 10.0  # upstream caches allowed answers 10 s, denials 10 s
+REVIEW_CACHE_SECONDS = 10.0  # upstream's delegating authn/authz cache TTLs (10 s)
+REVIEW_CACHE_SIZE = 1024
 
 Check = Callable[[], bool]
+
+
+class _TTLCache:
+    """A small bounded cache of review answers (upstream caches them 10 s): forged
+    tokens cannot grow it without limit, and raw tokens are never kept."""
+
+    def __init__(self, ttl: float = REVIEW_CACHE_SECONDS, size: int = REVIEW_CACHE_SIZE):
+        self.ttl, self.size = ttl, size
+        self._items: OrderedDict[object, tuple[float, object]] = OrderedDict()
+
+    def get(self, key: object) -> tuple[bool, object]:
+        hit = self._items.get(key)
+        if hit is None or time.monotonic() - hit[0] > self.ttl:
+            return False, None
+        return True, hit[1]
+
+    def put(self, key: object, value: object) -> None:
+        self._items[key] = (time.monotonic(), value)
+        self._items.move_to_end(key)
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)
 
 
 class DelegatedAuth:
@@ -48,8 +73,8 @@ class DelegatedAuth:
         self.authn = authn
         self.authz = authz
         self.cert_users = cert_users
-        self._tokens: dict[str, tuple[float, dict | None]] = {}
-        self._decisions: dict[tuple, tuple[float, bool]] = {}
+        self._tokens = _TTLCache()
+        self._decisions = _TTLCache()
 
     async def user(self, request: web.Request) -> dict | None:
         cert = _peer_cert(request)
@@ -59,31 +84,36 @@ class DelegatedAuth:
         if self.authn is None or not header.startswith("Bearer "):
             return None
         token = header[len("Bearer "):].strip()
-        cached = self._tokens.get(token)
-        if cached and time.monotonic() - cached[0] < REVIEW_CACHE_SECONDS:
-            return cached[1]
+        digest = hashlib.sha256(token.encode()).digest()
+        found, user = self._tokens.get(digest)
+        if found:
+            return user  # type: ignore[return-value]
         review = await self.authn.create(TOKEN_REVIEWS, {
             "apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
             "spec": {"token": token}})
         status = review.get("status") or {}
-        user = status.get("user") if status.get("authenticated") else None
-        self._tokens[token] = (time.monotonic(), user)
+        user = dict(status["user"], via="token") \
+            if status.get("authenticated") and status.get("user") else None
+        self._tokens.put(digest, user)
         return user
 
     async def allowed(self, user: dict, verb: str, path: str) -> bool:
         if self.authz is None:
             return self.cert_users and user.get("via") == "x509"
         key = (user.get("username"), tuple(user.get("groups") or ()), verb, path)
-        cached = self._decisions.get(key)
-        if cached and time.monotonic() - cached[0] < REVIEW_CACHE_SECONDS:
-            return cached[1]
+        found, decision = self._decisions.get(key)
+        if found:
+            return bool(decision)
+        spec = {"user": user.get("username"), "groups": user.get("groups") or [],
+                "nonResourceAttributes": {"path": path, "verb": verb}}
+        for field in ("uid", "extra"):
+            if user.get(field):
+                spec[field] = user[field]
         review = await self.authz.create(ACCESS_REVIEWS, {
             "apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
-            "spec": {"user": user.get("username"), "groups": user.get("groups") or [],
-                     "uid": user.get("uid"), "extra": user.get("extra"),
-                     "nonResourceAttributes": {"path": path, "verb": verb}}})
+            "spec": spec})
         allowed = bool((review.get("status") or {}).get("allowed"))
-        self._decisions[key] = (time.monotonic(), allowed)
+        self._decisions.put(key, allowed)
         return allowed
 
 
@@ -105,28 +135,37 @@ def _peer_cert(request: web.Request) -> dict | None:
     return {"username": cn, "groups": orgs, "via": "x509"}
 
 
+def _status(err: errors.APIError) -> web.Response:
+    return web.json_response(err.status(), status=err.code)
+
+
 def health_app(name: str, checks: dict[str, dict[str, Check]], auth: DelegatedAuth,
                always_allow: set[str]) -> web.Application:
+    prefixes = tuple(p[:-1] for p in always_allow if p.endswith("*"))
+
     @web.middleware
     async def authorize(request: web.Request, handler):
-        if request.path in always_allow:
+        # Exact paths, or prefixes written "/path/*", as --authorization-always-allow-paths.
+        if request.path in always_allow or (prefixes and request.path.startswith(prefixes)):
             return await handler(request)
+        verb = request.method.lower()
         try:
             user = await auth.user(request)
             if user is None:
-                return web.Response(status=401, text="Unauthorized\n")
-            if not await auth.allowed(user, request.method.lower(), request.path):
-                return web.Response(status=403, text=(
-                    f'forbidden: User "{user.get("username")}" cannot get path '
-                    f'"{request.path}"\n'))
-        except Exception as exc:  # the delegate is down: refuse, never 500 a probe
+                return _status(errors.unauthorized())
+            if not await auth.allowed(user, verb, request.path):
+                return _status(errors.forbidden(user.get("username", ""), verb, "",
+                                                path=request.path, resource_request=False))
+        except Exception as exc:  # the delegate is unreachable or refuses us
             log.warning("%s: delegated auth failed: %s", name, exc)
-            return web.Response(status=503, text="authentication/authorization unavailable\n")
+            return _status(errors.service_unavailable(
+                "authentication or authorization is unavailable"))
         return await handler(request)
 
     app = web.Application(middlewares=[authorize])
     for path, table in checks.items():
         app.router.add_get(path, _health_handler(path.strip("/"), table))
+        app.router.add_get(path + "/{check}", _health_handler(path.strip("/"), table))
 
     async def metrics(_request: web.Request) -> web.Response:
         resp = web.Response(body=generate_latest(REGISTRY))
@@ -137,9 +176,16 @@ def health_app(name: str, checks: dict[str, dict[str, Check]], auth: DelegatedAu
 
 
 def _health_handler(what: str, table: dict[str, Check]):
+    """Upstream's healthz format: "ok", or one [+]/[-] line per check with ?verbose or
+    on failure; /<what>/<check> runs one check."""
     async def handler(request: web.Request) -> web.Response:
+        only = request.match_info.get("check")
+        if only is not None and only not in table:
+            raise web.HTTPNotFound()
         results = []
         for check_name, check in table.items():
+            if only is not None and check_name != only:
+                continue
             try:
                 ok = bool(check())
             except Exception:

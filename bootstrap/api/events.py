@@ -65,7 +65,6 @@ class _Written:
     name: str
     namespace: str
     count: int
-    first: str
 
 
 class _Aggregate:
@@ -87,6 +86,7 @@ class EventRecorder:
         self._aggregates: OrderedDict[tuple, _Aggregate] = OrderedDict()
         self._spam: dict[tuple, tuple[float, float]] = {}  # key -> (tokens, last refill)
         self._closed = False
+        self._last_nanos = 0
 
     def event(self, obj: dict, type_: str, reason: str, message: str) -> None:
         """Record an event about ``obj``; never blocks and never raises on API errors."""
@@ -176,9 +176,12 @@ class EventRecorder:
                     raise
                 # The Event was deleted (TTL): write a fresh one.
         namespace = ref.get("namespace") or "default"
+        # "<object>.<unix nanos in hex>" as upstream; strictly increasing here so two
+        # events in one clock tick still get distinct names.
+        self._last_nanos = max(int(at * 1e9), self._last_nanos + 1)
         body = {
             "apiVersion": "v1", "kind": "Event",
-            "metadata": {"name": f"{ref.get('name', '')}.{int(at * 1e9):x}",
+            "metadata": {"name": f"{ref.get('name', '')}.{self._last_nanos:x}",
                          "namespace": namespace},
             "involvedObject": ref, "reason": item["reason"], "message": message,
             "source": {k: v for k, v in (("component", self.component),
@@ -188,6 +191,6 @@ class EventRecorder:
             "reportingInstance": self.host,
         }
         created = await self.client.create(EVENTS, body, namespace)
-        self._written[key] = _Written(created["metadata"]["name"], namespace, 1, now)
+        self._written[key] = _Written(created["metadata"]["name"], namespace, 1)
         while len(self._written) > CACHE_SIZE:
             self._written.popitem(last=False)

@@ -17,6 +17,7 @@ import asyncio
 import copy
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bootstrap.api import errors, meta
@@ -29,6 +30,7 @@ from bootstrap.api.selectors import parse_field_selector, parse_label_selector
 
 PODS = by_gvr("", "v1", "pods")
 _STATUS_KEY = "status"
+_FIELD_SUBRESOURCES = {"finalize": ("spec", "finalizers"), "approval": ("status", "conditions")}
 
 
 @dataclass
@@ -100,7 +102,7 @@ class FakeClient:
     def end_watches(self) -> None:
         """End every open watch stream cleanly, as a server-side timeout does."""
         for q in self._watchers:
-            q.put_nowait(None)
+            q.put_nowait(self.rv)  # the revision this stream has been delivered up to
 
     def _all(self):
         for gvr, objs in self._store.items():
@@ -222,11 +224,11 @@ class FakeClient:
                     change = await asyncio.wait_for(queue.get(), remaining)
                 except TimeoutError:
                     return
-                if change is None:
+                if isinstance(change, int):  # end_watches(): a bookmark, then the end
                     if allow_bookmarks:
                         yield {"type": "BOOKMARK", "object": {
                             "kind": res.kind, "apiVersion": res.gv,
-                            "metadata": {"resourceVersion": str(self.rv)}}}
+                            "metadata": {"resourceVersion": str(change)}}}
                     return
                 event = _filter(change, res, namespace, match)
                 if event is not None:
@@ -296,11 +298,19 @@ class FakeClient:
     def _replace(self, res: Resource, current: dict, new: dict, subresource: str | None,
                  dry_run: bool) -> dict:
         """The update path shared by PUT, PATCH, /status and /scale."""
-        if subresource not in (None, "", _STATUS_KEY):
+        if subresource in _FIELD_SUBRESOURCES and subresource in res.subresources:
+            # namespaces/finalize and certificatesigningrequests/approval change one field.
+            top, key = _FIELD_SUBRESOURCES[subresource]
+            out = copy.deepcopy(current)
+            out.setdefault(top, {})[key] = copy.deepcopy((new.get(top) or {}).get(key) or [])
+            new = out
+        elif subresource not in (None, "", _STATUS_KEY):
             raise errors.method_not_supported(f"{res.plural}/{subresource}", "update",
                                               res.group)
         has_status = _STATUS_KEY in res.subresources
-        if subresource == _STATUS_KEY:
+        if subresource in _FIELD_SUBRESOURCES:
+            pass
+        elif subresource == _STATUS_KEY:
             # /status changes status only; everything else stays as stored.
             out = copy.deepcopy(current)
             out[_STATUS_KEY] = new.get(_STATUS_KEY)
@@ -326,7 +336,10 @@ class FakeClient:
             return copy.deepcopy(new)
         if new == current:
             return copy.deepcopy(current)  # a no-op write keeps its resourceVersion
-        if cm.get("deletionTimestamp") and not md.get("finalizers") \
+        # A namespace is also held by spec.finalizers (released through /finalize).
+        held = md.get("finalizers") or (res.kind == "Namespace" and
+                                        (new.get("spec") or {}).get("finalizers"))
+        if cm.get("deletionTimestamp") and not held \
                 and not cm.get("deletionGracePeriodSeconds"):
             return self._commit(res, "DELETED", current, new)  # last finalizer removed
         return self._commit(res, "MODIFIED", current, new)
@@ -405,14 +418,22 @@ class FakeClient:
         if extra and extra not in finalizers:
             finalizers.append(extra)
         grace = options.get("gracePeriodSeconds")
-        if res is PODS and (current.get("spec") or {}).get("nodeName") and \
+        if res.kind == "Namespace" and (current.get("spec") or {}).get("finalizers"):
+            # spec.finalizers hold a namespace in Terminating until the controller finalizes.
+            if md.get("deletionTimestamp"):
+                return copy.deepcopy(current)
+            nmd["deletionTimestamp"] = meta.now_rfc3339()
+            nmd["deletionGracePeriodSeconds"] = 0
+            new.setdefault("status", {})["phase"] = "Terminating"
+            return self._commit(res, "MODIFIED", current, new)
+        if res.gvr == PODS.gvr and (current.get("spec") or {}).get("nodeName") and \
                 (current.get("status") or {}).get("phase") not in ("Succeeded", "Failed"):
             g = grace if grace is not None else \
                 (current.get("spec") or {}).get("terminationGracePeriodSeconds", 30)
             if g > 0:
                 if md.get("deletionTimestamp") and g >= md.get("deletionGracePeriodSeconds", 0):
                     return copy.deepcopy(current)
-                nmd["deletionTimestamp"] = meta.now_rfc3339()
+                nmd["deletionTimestamp"] = _in_seconds(g)
                 nmd["deletionGracePeriodSeconds"] = g
                 if finalizers:
                     nmd["finalizers"] = finalizers
@@ -524,6 +545,11 @@ def _scale(res: Resource, obj: dict) -> dict:
             "spec": {"replicas": (obj.get("spec") or {}).get("replicas", 0)},
             "status": {"replicas": status.get("replicas", 0),
                        "selector": ",".join(f"{k}={v}" for k, v in sorted((sel or {}).items()))}}
+
+
+def _in_seconds(seconds: int) -> str:
+    """deletionTimestamp of a graceful delete: when the grace period ends."""
+    return (datetime.now(UTC) + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _success(code: int) -> dict:

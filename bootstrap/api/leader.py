@@ -81,6 +81,12 @@ class LeaderElector:
         """Identity of the current holder as last observed ("" when unknown)."""
         return self._leader
 
+    @property
+    def observed_at(self) -> float:
+        """time.monotonic() when the Lease record last changed as seen here; while
+        leading, that is the last successful renewal (the /healthz watchdog reads it)."""
+        return self._observed_at
+
     # the algorithm ---------------------------------------------------------------
 
     def _spec(self, now: str, old: dict | None) -> dict:

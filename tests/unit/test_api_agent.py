@@ -1,8 +1,26 @@
-"""Agent flags: upstream names and defaults, Go durations and booleans."""
+"""The agent process: flags with upstream names and defaults, Go durations,
+health and metrics serving, leader election outcomes, delegated auth."""
 
+import argparse
+import asyncio
+import logging
+import socket
+import ssl
+
+import aiohttp
 import pytest
 
-from bootstrap.api.agent import agent_parser, parse_duration
+from bootstrap.api.agent import (
+    agent_parser,
+    configure_logging,
+    identity,
+    parse_bool,
+    parse_duration,
+    run_agent,
+)
+from bootstrap.api.agentserver import DelegatedAuth
+from bootstrap.api.fake import FakeClient
+from bootstrap.api.resources import by_gvr
 
 
 def test_go_durations():
@@ -36,3 +54,197 @@ def test_bad_duration_is_exit_2(capsys):
         agent_parser("x", "", secure_port=1).parse_args(["--leader-elect-retry-period=2"])
     assert exc.value.code == 2
     assert 'invalid duration "2"' in capsys.readouterr().err
+
+
+LEASES = by_gvr("coordination.k8s.io", "v1", "leases")
+FAST = ["--bind-address=127.0.0.1", "--leader-elect-lease-duration=1s",
+        "--leader-elect-renew-deadline=500ms", "--leader-elect-retry-period=100ms"]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(autouse=True)
+def restore_logging():
+    names = ["", "bootstrap", "bootstrap.api.agent", "bootstrap.api.leader", __name__]
+    levels = {n: logging.getLogger(n).level for n in names}
+    yield
+    for n, level in levels.items():
+        logging.getLogger(n).setLevel(level)
+
+
+class Running:
+    """run_agent in this process on a FakeClient, stopped through its stop event."""
+
+    def __init__(self, *flags, main=None, ready=None, client=None):
+        self.port = free_port()
+        self.args = agent_parser("t", "", secure_port=self.port).parse_args([*FAST, *flags])
+        self.client = client or FakeClient()
+        self.stop = asyncio.Event()
+        self.started = asyncio.Event()
+        self.main = main or self._main
+        self.ready = ready
+
+    async def _main(self, client, factory, recorder):
+        self.started.set()
+        await asyncio.Event().wait()
+
+    def start(self):
+        self.task = asyncio.create_task(run_agent(self.args, "kube-scheduler", self.main,
+                                                  ready=self.ready, client=self.client,
+                                                  stop=self.stop))
+        return self
+
+    async def get(self, path):
+        ctx = ssl.create_default_context()
+        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx)) as s:
+            async with s.get(f"https://127.0.0.1:{self.port}{path}") as r:
+                return r.status, await r.text()
+
+    async def finish(self):
+        self.stop.set()
+        return await asyncio.wait_for(self.task, 10)
+
+
+async def until(cond, timeout=10.0):
+    async with asyncio.timeout(timeout):
+        while not cond():
+            await asyncio.sleep(0.01)
+
+
+def lease(client):
+    return client.objects("leases", "kube-system")[0]
+
+
+@pytest.mark.timeout(30)
+async def test_leader_runs_main_serves_health_and_releases_on_stop():
+    agent = Running("--authorization-always-allow-paths=/healthz,/healthz/*,/readyz").start()
+    await asyncio.wait_for(agent.started.wait(), 10)
+    holder = lease(agent.client)["spec"]["holderIdentity"]
+    assert holder.startswith(socket.gethostname() + "_")
+    assert await agent.get("/healthz") == (200, "ok")
+    assert await agent.get("/healthz/leaderElection") == (200, "ok")
+    status, body = await agent.get("/healthz/nope")
+    assert status == 404
+    status, body = await agent.get("/healthz?verbose")
+    assert body == "[+]ping ok\n[+]leaderElection ok\nhealthz check passed\n"
+    status, body = await agent.get("/livez")  # not in this always-allow list
+    assert status == 401 and '"reason":"Unauthorized"' in body.replace(" ", "")
+    assert await agent.finish() == 0
+    assert lease(agent.client)["spec"]["holderIdentity"] == ""  # handed back
+
+
+@pytest.mark.timeout(30)
+async def test_losing_the_lease_exits_1(caplog):
+    agent = Running().start()
+    await asyncio.wait_for(agent.started.wait(), 10)
+    stolen = lease(agent.client)
+    stolen["spec"]["holderIdentity"] = "thief"
+    await agent.client.update(LEASES, stolen)
+    assert await asyncio.wait_for(agent.task, 10) == 1
+    assert "leaderelection lost" in caplog.text
+    assert lease(agent.client)["spec"]["holderIdentity"] == "thief"
+
+
+@pytest.mark.timeout(30)
+async def test_main_failing_exits_1_and_readyz_reports_checks(caplog):
+    async def broken(client, factory, recorder):
+        raise RuntimeError("main broke")
+    agent = Running("--leader-elect=false", main=broken).start()
+    assert await asyncio.wait_for(agent.task, 10) == 1
+    assert "main broke" in caplog.text
+    assert agent.client.objects("leases", "kube-system") == []  # no election at all
+
+    agent = Running("--leader-elect=false", ready=lambda: False).start()
+    await asyncio.wait_for(agent.started.wait(), 10)
+    status, body = await agent.get("/readyz")
+    assert status == 500
+    assert body == "[+]ping ok\n[-]informer-sync failed: reason withheld\nreadyz check failed\n"
+    assert (await agent.get("/metrics"))[0] == 401  # no client CA: nobody is authenticated
+    assert await agent.finish() == 0
+
+
+@pytest.mark.timeout(30)
+async def test_setup_errors_are_one_line_exit_2(tmp_path, capsys):
+    args = agent_parser("t", "", secure_port=free_port()).parse_args(
+        ["--kubeconfig", str(tmp_path / "missing")])
+    assert await run_agent(args, "kube-scheduler", None) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot read kubeconfig" in err
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        args = agent_parser("t", "", secure_port=busy.getsockname()[1]).parse_args(
+            ["--bind-address=127.0.0.1"])
+        assert await run_agent(args, "kube-scheduler", None, client=FakeClient()) == 2
+    err = capsys.readouterr().err
+    assert "cannot listen on 127.0.0.1" in err and err.count("\n") == 1
+
+
+def test_self_signed_cert_is_kept_under_cert_dir(tmp_path):
+    from bootstrap.api.agentserver import serving_context
+    serving_context("kube-scheduler", "127.0.0.1", None, None, str(tmp_path), None)
+    crt = (tmp_path / "kube-scheduler.crt").read_bytes()
+    assert (tmp_path / "kube-scheduler.key").stat().st_mode & 0o777 == 0o600
+    serving_context("kube-scheduler", "127.0.0.1", None, None, str(tmp_path), None)
+    assert (tmp_path / "kube-scheduler.crt").read_bytes() == crt  # reused, not regenerated
+
+
+def test_bools_identity_and_verbosity():
+    assert parse_bool("true") and parse_bool("1") and not parse_bool("F")
+    with pytest.raises(argparse.ArgumentTypeError):
+        parse_bool("yes")
+    host, _, uid = identity().partition("_")
+    assert host == socket.gethostname() and len(uid) == 36
+    configure_logging(0, "bootstrap.agents.scheduler")
+    assert logging.getLogger("bootstrap.agents.scheduler").getEffectiveLevel() == logging.INFO
+    assert logging.getLogger("bootstrap.api.informer").getEffectiveLevel() == logging.WARNING
+    configure_logging(2, "bootstrap.agents.scheduler")
+    assert logging.getLogger("bootstrap.api.informer").getEffectiveLevel() == logging.DEBUG
+
+
+class Reviews:
+    """Stands in for the delegate API server: canned TokenReview and SAR answers."""
+
+    def __init__(self):
+        self.calls = []
+
+    async def create(self, resource, body, namespace=None, **kw):
+        self.calls.append(body["kind"])
+        if body["kind"] == "TokenReview":
+            ok = body["spec"]["token"] == "good"
+            return {"status": {"authenticated": ok, "user": {
+                "username": "system:serviceaccount:ns:scraper", "groups": ["g"]}}}
+        allowed = body["spec"]["user"] == "system:serviceaccount:ns:scraper"
+        assert body["spec"]["nonResourceAttributes"] == {"path": "/metrics", "verb": "get"}
+        return {"status": {"allowed": allowed}}
+
+
+class FakeRequest:
+    def __init__(self, token):
+        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.transport = None
+
+
+async def test_delegated_auth_reviews_and_caches():
+    reviews = Reviews()
+    auth = DelegatedAuth(reviews, reviews, cert_users=True)
+    assert await auth.user(FakeRequest(None)) is None
+    assert await auth.user(FakeRequest("forged")) is None
+    user = await auth.user(FakeRequest("good"))
+    assert user["username"] == "system:serviceaccount:ns:scraper" and user["via"] == "token"
+    assert await auth.allowed(user, "get", "/metrics")
+    assert not await auth.allowed({"username": "other", "via": "x509"}, "get", "/metrics")
+    calls = len(reviews.calls)
+    await auth.user(FakeRequest("good"))
+    await auth.allowed(user, "get", "/metrics")
+    assert len(reviews.calls) == calls  # answered from the cache
+    # No authorization delegate: certificate users only.
+    local = DelegatedAuth(None, None, cert_users=True)
+    assert await local.user(FakeRequest("good")) is None  # tokens cannot be checked
+    assert await local.allowed({"username": "x", "via": "x509"}, "get", "/metrics")
+    assert not await local.allowed({"username": "x", "via": "token"}, "get", "/metrics")

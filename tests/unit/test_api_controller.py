@@ -66,3 +66,111 @@ async def test_reconciles_and_requeues_on_conflict():
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await factory.stop()
+
+
+class Probe(Controller):
+    """Records what reconcile saw; behaviour per key set by the test."""
+    name = "probe"
+    workers = 3
+
+    def __init__(self, client, factory):
+        super().__init__(client, factory)
+        self.cms = factory.informer(CONFIGMAPS)
+        self.cms.add_handler(on_add=self.enqueue)
+        self.running: set[str] = set()
+        self.overlap = False
+        self.calls: list[str] = []
+        self.cache_sizes: list[int] = []
+        self.gate = asyncio.Event()
+        self.behaviour = {}
+
+    async def reconcile(self, key):
+        if key in self.running:
+            self.overlap = True
+        self.running.add(key)
+        self.calls.append(key)
+        self.cache_sizes.append(len(self.cms.keys()))
+        try:
+            action = self.behaviour.get(key)
+            if action == "block":
+                await self.gate.wait()
+            elif action == "fail":
+                raise RuntimeError("reconcile bug")
+            elif action == "later":
+                self.behaviour[key] = None
+                return 0.01
+            return None
+        finally:
+            self.running.discard(key)
+
+
+@pytest.fixture
+async def probe():
+    client = FakeClient()
+    client.seed(cm("a"), cm("b"), cm("c"))
+    factory = SharedInformerFactory(client)
+    ctl = Probe(client, factory)
+    yield ctl
+    ctl.gate.set()
+    await factory.stop()
+
+
+async def run(ctl):
+    task = asyncio.create_task(ctl.run())
+    return task
+
+
+async def stop(task):
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_workers_start_after_sync_and_never_share_a_key(probe):
+    probe.behaviour["default/a"] = "block"
+    task = await run(probe)
+    try:
+        await until(lambda: len(probe.calls) == 3)
+        assert probe.cache_sizes[0] == 3  # the caches were full before the first reconcile
+        for _ in range(5):
+            probe.enqueue("default/a")   # while a is running: queued once, run after
+        await asyncio.sleep(0)
+        assert probe.calls.count("default/a") == 1
+        probe.enqueue("default/b")
+        await until(lambda: probe.calls.count("default/b") == 2)  # other workers go on
+        probe.gate.set()
+        await until(lambda: probe.calls.count("default/a") == 2)
+        assert not probe.overlap
+    finally:
+        await stop(task)
+    assert probe.queue.shutting_down
+
+
+async def test_errors_are_retried_with_backoff_and_delays_requeue(probe, caplog):
+    probe.behaviour["default/a"] = "fail"
+    probe.behaviour["default/b"] = "later"
+    task = await run(probe)
+    try:
+        await until(lambda: probe.calls.count("default/a") >= 3)
+        assert probe.queue.num_requeues("default/a") >= 2
+        assert "error syncing 'default/a'" in caplog.text and "reconcile bug" in caplog.text
+        await until(lambda: probe.calls.count("default/b") == 2)
+        assert probe.queue.num_requeues("default/b") == 0
+        probe.behaviour["default/a"] = None
+        await until(lambda: probe.queue.num_requeues("default/a") == 0)
+    finally:
+        await stop(task)
+
+
+async def test_process_drives_one_step(probe):
+    probe.behaviour["default/c"] = "fail"
+    await probe.process("default/c")
+    assert probe.queue.num_requeues("default/c") == 1
+    probe.behaviour["default/c"] = None
+    await probe.process("default/c")
+    assert probe.queue.num_requeues("default/c") == 0
+    probe.enqueue({"metadata": {"name": "x", "namespace": "ns"}})
+    probe.enqueue_after("cluster-scoped", 0.01)
+    assert await probe.queue.get() == "ns/x"
+    # the failed step came back through the rate limiter (5 ms), the delayed key after 10 ms
+    later = {await asyncio.wait_for(probe.queue.get(), 5) for _ in range(2)}
+    assert later == {"default/c", "cluster-scoped"}

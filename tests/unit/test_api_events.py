@@ -2,7 +2,8 @@
 
 import pytest
 
-from bootstrap.api.events import EventRecorder
+from bootstrap.api.errors import APIError
+from bootstrap.api.events import EVENTS, EventRecorder
 from bootstrap.api.fake import FakeClient
 
 pytestmark = pytest.mark.timeout(20)
@@ -30,3 +31,59 @@ async def test_identical_event_increments_count():
     assert ev["firstTimestamp"] != ev["lastTimestamp"]
     assert [r.verb for r in client.requests] == ["create", "patch"]
     await rec.close()
+
+
+async def test_similar_events_combine_after_ten_messages():
+    client = FakeClient()
+    rec = EventRecorder(client, "kubelet", "node-1", clock=lambda: 5000.0)
+    for i in range(11):
+        rec.event(POD, "Warning", "BackOff", f"back-off {i}")
+    await rec.flush()
+    events = sorted(client.objects("events", "ns"), key=lambda e: e["message"])
+    assert len(events) == 10
+    combined = [e for e in events if e["message"].startswith("(combined from similar events)")]
+    assert len(combined) == 1
+    assert combined[0]["message"] == "(combined from similar events): back-off 10"
+    assert combined[0]["count"] == 2   # the 10th created it, the 11th counted on it
+    assert combined[0]["source"] == {"component": "kubelet", "host": "node-1"}
+    await rec.close()
+
+
+async def test_spam_filter_and_refill():
+    client = FakeClient()
+    now = [0.0]
+    rec = EventRecorder(client, "spammer", clock=lambda: now[0])
+    for _ in range(30):
+        rec.event(POD, "Normal", "Pulled", "same")
+    await rec.flush()
+    ev = client.objects("events", "ns")[0]
+    assert ev["count"] == 25
+    now[0] += 300  # one token back
+    rec.event(POD, "Normal", "Pulled", "same")
+    rec.event(POD, "Normal", "Pulled", "same")
+    await rec.flush()
+    assert client.objects("events", "ns")[0]["count"] == 26
+    await rec.close()
+
+
+async def test_deleted_event_is_recreated_and_errors_do_not_stop_the_writer():
+    client = FakeClient()
+    rec = EventRecorder(client, "ctl")
+    node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1", "uid": "u"}}
+    rec.event(node, "Normal", "NodeReady", "ready")
+    await rec.flush()
+    [ev] = client.objects("events", "default")  # cluster-scoped objects: "default"
+    assert ev["involvedObject"] == {"kind": "Node", "name": "n1", "uid": "u", "apiVersion": "v1"}
+    await client.delete(EVENTS, ev["metadata"]["name"], "default")
+    rec.event(node, "Normal", "NodeReady", "ready")
+    await rec.flush()
+    [again] = client.objects("events", "default")
+    assert again["count"] == 1
+    client.fail("create", "events", APIError(403, "Forbidden", "no"))
+    rec.event(node, "Warning", "Other", "lost")
+    rec.event(node, "Warning", "Another", "kept")
+    await rec.close()
+    assert sorted(e["reason"] for e in client.objects("events", "default")) == \
+        ["Another", "NodeReady"]
+    rec.event(node, "Warning", "AfterClose", "ignored")
+    assert len(client.objects("events", "default")) == 2

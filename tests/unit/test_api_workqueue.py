@@ -85,3 +85,67 @@ async def test_shutdown_hands_out_queued_then_raises():
     with pytest.raises(ShutDown):
         await q.get()
     waiter.cancel()
+
+
+def sample(name, queue, suffix=""):
+    from bootstrap.api.metrics import REGISTRY
+    return REGISTRY.get_sample_value(name + suffix, {"name": queue}) or 0
+
+
+async def test_metrics_for_named_queues_only():
+    q = WorkQueue("metrics-test")
+    adds = sample("workqueue_adds_total", "metrics-test")
+    q.add("a")
+    q.add("a")  # deduplicated: not an add
+    q.add("b")
+    assert sample("workqueue_adds_total", "metrics-test") - adds == 2
+    assert sample("workqueue_depth", "metrics-test") == 2
+    key = await q.get()
+    assert sample("workqueue_depth", "metrics-test") == 1
+    q.done(key)
+    assert sample("workqueue_work_duration_seconds", "metrics-test", "_count") >= 1
+    assert sample("workqueue_queue_duration_seconds", "metrics-test", "_count") >= 1
+    retries = sample("workqueue_retries_total", "metrics-test")
+    q.add_rate_limited("c")
+    assert sample("workqueue_retries_total", "metrics-test") - retries == 1
+    unnamed = WorkQueue()
+    unnamed.add("x")
+    assert sample("workqueue_adds_total", "") == 0
+
+
+async def test_rate_limited_requeue_counts_and_forget():
+    q = WorkQueue(rate_limiter=ItemExponentialFailureRateLimiter(0.001, 0.004))
+    for _ in range(3):
+        q.add_rate_limited("k")
+        assert await asyncio.wait_for(q.get(), 5) == "k"
+        q.done("k")
+    assert q.num_requeues("k") == 3
+    q.forget("k")
+    assert q.num_requeues("k") == 0
+
+
+async def test_concurrent_getters_get_distinct_keys():
+    q = WorkQueue()
+    getters = [asyncio.create_task(q.get()) for _ in range(3)]
+    await asyncio.sleep(0)
+    for key in ("a", "b", "c"):
+        q.add(key)
+    got = await asyncio.wait_for(asyncio.gather(*getters), 5)
+    assert sorted(got) == ["a", "b", "c"]
+
+
+async def test_shutdown_with_drain_waits_for_in_flight():
+    q = WorkQueue()
+    q.add("a")
+    key = await q.get()
+    q.add("b")
+    drained = asyncio.create_task(q.shutdown_with_drain())
+    await asyncio.sleep(0.01)
+    assert not drained.done()
+    q.done(key)
+    assert await q.get() == "b"
+    assert not drained.done()
+    q.done("b")
+    await asyncio.wait_for(drained, 5)
+    with pytest.raises(ShutDown):
+        await q.get()
