@@ -1,0 +1,5 @@
+import sys
+
+from bootstrap.agents.dns import main
+
+sys.exit(main())
