@@ -81,7 +81,7 @@ async def watch(server, request: web.Request, info: RequestInfo, user) -> web.St
     initial_pending = initial_events
     server.metrics.watchers(res, +1)
     try:
-        if initial_pending and watcher.queue.empty():
+        if initial_pending and not watcher.pending():
             await _initial_end(send, res, cache.rev)
             initial_pending = False
         while True:
@@ -90,7 +90,7 @@ async def watch(server, request: web.Request, info: RequestInfo, user) -> web.St
                 break
             wait = min(left, BOOKMARK_INTERVAL) if (bookmarks or initial_pending) else left
             try:
-                ev = await asyncio.wait_for(watcher.queue.get(), wait)
+                ev = await asyncio.wait_for(watcher.get(), wait)
             except TimeoutError:
                 if initial_pending:
                     await _initial_end(send, res, cache.rev)
@@ -101,7 +101,7 @@ async def watch(server, request: web.Request, info: RequestInfo, user) -> web.St
                 continue
             if ev is None:
                 break  # the cache restarted or we fell behind: the client re-watches
-            if initial_pending and watcher.queue.empty():
+            if initial_pending and not watcher.pending():
                 await _emit(send, ev, visible)
                 await _initial_end(send, res, cache.rev)
                 initial_pending = False

@@ -41,24 +41,48 @@ class Event:
 
 
 class Watcher:
+    """One client's view of the cache. The initial snapshot (or the replayed window)
+    is a list of references to events the cache already holds, walked lazily as
+    upstream's watchCacheInterval is, so a watch over 50,000 objects costs no queue
+    slots; only live events queue, bounded, and only those the filter can see (the
+    object or its previous state matches), so a narrow watch on a busy resource
+    holds nothing it will not send. A watcher that falls WATCHER_QUEUE events behind
+    is closed, as upstream closes a blocked watcher."""
+
     def __init__(self, cache: WatchCache, filt: Callable[[dict], bool], since: int = 0):
         self.cache = cache
         self.filter = filt
         # Events at or below the start revision are already in the client's list;
         # a late one (see sync_to) must not be replayed.
         self.since = since
+        self.initial: collections.deque[Event] = collections.deque()
         self.queue: asyncio.Queue = asyncio.Queue(maxsize=WATCHER_QUEUE)
         self.closed = False
 
+    def relevant(self, ev: Event) -> bool:
+        return self.filter(ev.obj) or (ev.prev is not None and self.filter(ev.prev))
+
     def push(self, item) -> None:
         if self.closed or (item is not None and item.rv <= self.since):
+            return
+        if item is not None and not self.relevant(item):
             return
         try:
             self.queue.put_nowait(item)
         except asyncio.QueueFull:
             self.closed = True
+            self.initial.clear()
             self.queue = asyncio.Queue(maxsize=1)
             self.queue.put_nowait(None)
+
+    def pending(self) -> bool:
+        return bool(self.initial) or not self.queue.empty()
+
+    async def get(self) -> Event | None:
+        """The next event to send (None: the stream must end)."""
+        if self.initial and not self.closed:
+            return self.initial.popleft()
+        return await self.queue.get()
 
     def close(self) -> None:
         self.cache.watchers.discard(self)
@@ -214,16 +238,14 @@ class WatchCache:
         """
         w = Watcher(self, filt)
         if since is None:
-            for obj in self.objects.values():
-                w.push(Event("ADDED", int(obj["metadata"]["resourceVersion"]), obj, None))
+            w.initial.extend(Event("ADDED", int(obj["metadata"]["resourceVersion"]), obj, None)
+                             for obj in self.objects.values() if filt(obj))
             w.since = self.applied
         else:
             if since < self.oldest:
                 raise too_old_resource_version(since, self.oldest)
             w.since = since
-            for ev in self.events:
-                if ev.rv > since:
-                    w.push(ev)
+            w.initial.extend(ev for ev in self.events if ev.rv > since and w.relevant(ev))
         self.watchers.add(w)
         return w
 
