@@ -265,6 +265,10 @@ def _pdb(obj: dict) -> None:
     pass
 
 
+def _priorityclass(obj: dict) -> None:
+    obj.setdefault("preemptionPolicy", "PreemptLowerPriority")
+
+
 def _rbac_binding(obj: dict) -> None:
     for s in obj.get("subjects") or []:
         if s.get("kind") in ("User", "Group"):
@@ -288,6 +292,7 @@ _BY_KIND: dict[str, Callable[[dict], None]] = {
     "Node": _node,
     "CertificateSigningRequest": _csr,
     "PodDisruptionBudget": _pdb,
+    "PriorityClass": _priorityclass,
     "RoleBinding": _rbac_binding,
     "ClusterRoleBinding": _rbac_binding,
 }

@@ -146,6 +146,8 @@ CATALOGUE: list[Resource] = [
     # policy/v1
     _r("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", True, ("pdb",),
        ("status",)),
+    # scheduling.k8s.io/v1
+    _r("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", False, ("pc",)),
 ]
 
 _BY_GVR = {r.gvr: r for r in CATALOGUE}

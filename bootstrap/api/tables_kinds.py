@@ -339,6 +339,18 @@ def _pvc_columns() -> list[Column]:
             Column("VolumeMode", lambda o, n: _spec(o).get("volumeMode", ""), priority=1, description=_doc(_CORE + "PersistentVolumeClaimSpec", "volumeMode"))]
 
 
+def _priorityclass_columns() -> list[Column]:
+    pc = "io.k8s.api.scheduling.v1.PriorityClass"
+    return [name_column(),
+            Column("Value", lambda o, n: o.get("value", 0), type="integer",
+                   description=_doc(pc, "value")),
+            Column("Global-Default", lambda o, n: bool(o.get("globalDefault")), type="boolean",
+                   description=_doc(pc, "globalDefault")),
+            age_column(),
+            Column("PreemptionPolicy", lambda o, n: o.get("preemptionPolicy", ""),
+                   description=_doc(pc, "preemptionPolicy"))]
+
+
 COLUMNS = {
     **WORKLOAD_COLUMNS,
     "services": _service_columns,
@@ -360,4 +372,5 @@ COLUMNS = {
     "controllerrevisions": _controllerrevision_columns,
     "resourcequotas": _resourcequota_columns,
     "persistentvolumeclaims": _pvc_columns,
+    "priorityclasses": _priorityclass_columns,
 }

@@ -315,6 +315,44 @@ def _lease(obj: dict) -> list[FieldError]:
     return []
 
 
+# The system PriorityClasses every cluster has (upstream scheduling.SystemPriorityClasses):
+# only these may use the "system-" prefix and values above the user maximum.
+SYSTEM_PRIORITY_CLASSES = (
+    {"name": "system-node-critical", "value": 2000001000, "globalDefault": False,
+     "description": "Used for system critical pods that must not be moved from their current node."},
+    {"name": "system-cluster-critical", "value": 2000000000, "globalDefault": False,
+     "description": "Used for system critical pods that must run in the cluster, but can be "
+                    "moved to another node if necessary."},
+)
+HIGHEST_USER_DEFINABLE_PRIORITY = 1000000000
+
+
+def _priorityclass(obj: dict) -> list[FieldError]:
+    name = (obj.get("metadata") or {}).get("name", "")
+    value = obj.get("value", 0)
+    out: list[FieldError] = []
+    if name.startswith("system-"):
+        known = next((s for s in SYSTEM_PRIORITY_CLASSES if s["name"] == name), None)
+        if known is None:
+            why = f"{name} is not a known system priority class"
+        elif known["value"] != value:
+            why = f"value of {name} PriorityClass must be {known['value']}"
+        elif known["globalDefault"] != bool(obj.get("globalDefault")):
+            why = f"globalDefault of {name} PriorityClass must be {str(known['globalDefault']).lower()}"
+        else:
+            why = ""
+        if why:
+            out.append(forbidden_field("metadata.name", "priority class names with 'system-' "
+                                       f"prefix are reserved for system use only. error: {why}"))
+    elif isinstance(value, int) and value > HIGHEST_USER_DEFINABLE_PRIORITY:
+        out.append(forbidden_field("value", "maximum allowed value of a user defined priority "
+                                   f"is {HIGHEST_USER_DEFINABLE_PRIORITY}"))
+    policy = obj.get("preemptionPolicy")
+    if policy is not None and policy not in ("Never", "PreemptLowerPriority"):
+        out.append(not_supported("preemptionPolicy", policy, ["Never", "PreemptLowerPriority"]))
+    return out
+
+
 CREATE_CHECKS = {
     "Pod": _pod,
     "Deployment": _deployment,
@@ -331,6 +369,7 @@ CREATE_CHECKS = {
     "RoleBinding": _rbac_binding,
     "ClusterRoleBinding": _rbac_binding,
     "Lease": _lease,
+    "PriorityClass": _priorityclass,
 }
 
 
@@ -452,6 +491,14 @@ def _csr_update(new: dict, old: dict) -> list[FieldError]:
     return out
 
 
+def _priorityclass_update(new: dict, old: dict) -> list[FieldError]:
+    out: list[FieldError] = []
+    if new.get("value") != old.get("value"):
+        out.append(forbidden_field("value", "may not be changed in an update."))
+    _immutable(new.get("preemptionPolicy"), old.get("preemptionPolicy"), "preemptionPolicy", out)
+    return out
+
+
 UPDATE_CHECKS = {
     "Pod": _pod_update,
     "Deployment": _selector_immutable,
@@ -466,4 +513,5 @@ UPDATE_CHECKS = {
     "RoleBinding": _rbac_binding_update,
     "ClusterRoleBinding": _rbac_binding_update,
     "CertificateSigningRequest": _csr_update,
+    "PriorityClass": _priorityclass_update,
 }

@@ -1,7 +1,8 @@
 """Objects every cluster has, created at start when absent (idempotent, race-safe).
 
 System namespaces, the default RBAC policy, and the ``default/kubernetes``
-Service (its Endpoints and EndpointSlice are endpoints.py's). Creates that race
+Service (its Endpoints and EndpointSlice are endpoints.py's), and the system
+PriorityClasses. Creates that race
 with another server end in AlreadyExists, which is the same outcome.
 """
 
@@ -11,6 +12,7 @@ import logging
 
 from bootstrap.api import errors
 from bootstrap.api.resources import by_gvr
+from bootstrap.api.validation_kinds import SYSTEM_PRIORITY_CLASSES
 
 from .auth.defaults import AUTOUPDATE, default_rbac_objects
 
@@ -41,6 +43,12 @@ async def ensure(server) -> None:
         obj["metadata"].setdefault("annotations", {}).setdefault(AUTOUPDATE, "true")
         await _create_absent(server, by_gvr(group, version, plural), obj)
     await _kubernetes_service(server)
+    priority_classes = by_gvr("scheduling.k8s.io", "v1", "priorityclasses")
+    for pc in SYSTEM_PRIORITY_CLASSES:
+        await _create_absent(server, priority_classes, {
+            "apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+            "metadata": {"name": pc["name"]}, "value": pc["value"],
+            "globalDefault": pc["globalDefault"], "description": pc["description"]})
 
 
 async def _kubernetes_service(server) -> None:
