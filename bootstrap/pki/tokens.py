@@ -4,6 +4,8 @@
   from ``secrets`` as kubeadm draws from crypto/rand.
 - The CA pin is ``sha256:<hex>`` over the CA's DER SubjectPublicKeyInfo, what
   ``kubeadm join --discovery-token-ca-cert-hash`` checks.
+- Discovery signatures: the cluster-info kubeconfig signed with a token as a
+  detached JWS (HS256, ``kid`` = token id), what kubeadm's token discovery checks.
 - The certificate key (32 random bytes, hex) encrypts the shared CA files with
   AES-256-GCM, the random 12-byte nonce prefixed to the sealed data, as
   ``kubeadm init --upload-certs`` does for the kubeadm-certs Secret.
@@ -14,10 +16,12 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import hmac
 import re
 import secrets
 from pathlib import Path
 
+import jwt
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -50,6 +54,22 @@ def parse_token(token: str) -> tuple[str, str]:
             hint=r"expected [a-z0-9]{6}.[a-z0-9]{16}, e.g. from `bootstrap token generate`",
         )
     return m.group(1), m.group(2)
+
+
+def detached_jws(content: str, token_id: str, token_secret: str) -> str:
+    """RFC 7515 Appendix F detached JWS of ``content`` keyed by the token secret:
+    ``<header>..<signature>``, byte-identical to kubeadm's ComputeDetachedSignature
+    (go-jose zero-pads the key to 32 bytes, which HMAC's own padding makes a no-op,
+    and serialises the header with sorted keys and no ``typ``)."""
+    key = token_secret.encode().ljust(32, b"\0")
+    full = jwt.api_jws.PyJWS().encode(content.encode(), key, algorithm="HS256",
+                                      headers={"kid": token_id, "typ": None})
+    header, _, signature = full.split(".")
+    return f"{header}..{signature}"
+
+
+def detached_jws_valid(signature: str, content: str, token_id: str, token_secret: str) -> bool:
+    return hmac.compare_digest(signature, detached_jws(content, token_id, token_secret))
 
 
 def ca_cert_hash(ca_cert_path: str | Path) -> str:

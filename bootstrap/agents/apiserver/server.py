@@ -12,7 +12,7 @@ from aiohttp import web
 from bootstrap.api import agentserver, errors, openapi, tlsconfig
 from bootstrap.api.resources import CATALOGUE, Resource
 
-from . import admission, app, bootstrap_objects, nsfinalizer
+from . import admission, app, bootstrap_objects
 from .auth import escalation
 from .auth.authn import MASTERS, Authenticator, UserInfo
 from .auth.authz import Authorizer
@@ -103,7 +103,7 @@ class Server:
                                self.authorizer)
         return await admission.admit(op, res, obj if op != "DELETE" else None, old,
                                      ctx.user or SYSTEM_USER, self.auth_store,
-                                     subresource=ctx.subresource)
+                                     subresource=ctx.subresource, authorizer=self.authorizer)
 
     def kubelet_ssl_context(self) -> ssl.SSLContext | None:
         if self._kubelet_ssl is None and self.cfg.kubelet_client_certificate:
@@ -136,7 +136,6 @@ class Server:
         await bootstrap_objects.ensure(self)
         await self.endpoints.start()
         self._tasks.append(asyncio.create_task(self.endpoints.run()))
-        self._tasks.append(asyncio.create_task(nsfinalizer.run(self)))
         # In a worker thread: the event loop keeps serving while the documents build.
         self._tasks.append(asyncio.create_task(asyncio.to_thread(openapi.warm)))
         application = app.build(self)

@@ -3,10 +3,12 @@
 Names, subjects and rules follow upstream's bootstrap policy
 (plugin/pkg/auth/authorizer/rbac/bootstrappolicy) plus the bindings kubeadm adds
 for TLS bootstrapping (kubeadm:kubelet-bootstrap, kubeadm:node-autoapprove-*,
-kubeadm:cluster-admins, kubeadm:get-nodes). One deliberate difference: our
-controller manager runs every controller under its own identity (upstream's
---use-service-account-credentials=false), so system:kube-controller-manager
-carries the union of what the per-controller roles upstream would grant.
+kubeadm:cluster-admins, kubeadm:get-nodes). The controller manager runs every
+controller under its own identity by default, so system:kube-controller-manager
+carries the union of what the per-controller roles grant; with
+--use-service-account-credentials each controller uses its service account
+kube-system:<name> bound to system:controller:<name>, as upstream's
+controller_policy.go and namespace_policy.go.
 """
 
 from __future__ import annotations
@@ -270,7 +272,134 @@ def _cluster_role_bindings() -> list[dict]:
     ]
 
 
+# Controller roles (system:controller:<service account>), from upstream's
+# controller_policy.go for the controllers our controller manager runs.
+_EVENTS = _rule(["create", "update", "patch"], ["", "events.k8s.io"], ["events"])
+_CONTROLLER_ROLES: dict[str, list[dict]] = {
+    "deployment-controller": [
+        _rule(["get", "list", "watch", "update"], ["apps"], ["deployments"]),
+        _rule(["update"], ["apps"], ["deployments/status", "deployments/finalizers"]),
+        _rule(["get", "list", "watch", "create", "update", "patch", "delete"], ["apps"],
+              ["replicasets"]),
+        _rule(["get", "list", "watch", "update"], [""], ["pods"]), _EVENTS],
+    "replicaset-controller": [
+        _rule(["get", "list", "watch", "update"], ["apps"], ["replicasets"]),
+        _rule(["update"], ["apps"], ["replicasets/status", "replicasets/finalizers"]),
+        _rule(["list", "watch", "patch", "create", "delete"], [""], ["pods"]), _EVENTS],
+    "daemon-set-controller": [
+        _rule(READ, ["apps"], ["daemonsets"]),
+        _rule(["update"], ["apps"], ["daemonsets/status", "daemonsets/finalizers"]),
+        _rule(["list", "watch"], [""], ["nodes"]),
+        _rule(["list", "watch", "create", "delete", "patch"], [""], ["pods"]),
+        _rule(["create"], [""], ["pods/binding"]),
+        _rule(READ + ["create", "delete", "update", "patch"], ["apps"],
+              ["controllerrevisions"]), _EVENTS],
+    "statefulset-controller": [
+        _rule(["list", "watch"], [""], ["pods"]),
+        _rule(READ, ["apps"], ["statefulsets"]),
+        _rule(["update"], ["apps"], ["statefulsets/status", "statefulsets/finalizers"]),
+        _rule(["get", "create", "delete", "update", "patch"], [""], ["pods"]),
+        _rule(READ + ["create", "delete", "update", "patch"], ["apps"],
+              ["controllerrevisions"]),
+        _rule(["get", "create", "list", "watch", "update", "delete"], [""],
+              ["persistentvolumeclaims"]),
+        _rule(["update"], [""], ["pods/finalizers"]), _EVENTS],
+    "job-controller": [
+        _rule(READ + ["update", "patch"], ["batch"], ["jobs"]),
+        _rule(["update"], ["batch"], ["jobs/status", "jobs/finalizers"]),
+        _rule(["list", "watch", "create", "delete", "patch"], [""], ["pods"]), _EVENTS],
+    "cronjob-controller": [
+        _rule(READ + ["update"], ["batch"], ["cronjobs"]),
+        _rule(READ + ["create", "update", "delete", "patch"], ["batch"], ["jobs"]),
+        _rule(["update"], ["batch"], ["cronjobs/status", "cronjobs/finalizers"]),
+        _rule(["list", "watch", "delete"], [""], ["pods"]), _EVENTS],
+    "ttl-after-finished-controller": [
+        _rule(READ + ["delete"], ["batch"], ["jobs"]), _EVENTS],
+    "disruption-controller": [
+        _rule(READ, ["apps"], ["deployments", "replicasets", "statefulsets"]),
+        _rule(READ, [""], ["replicationcontrollers"]),
+        _rule(READ, ["policy"], ["poddisruptionbudgets"]),
+        _rule(["update"], ["policy"], ["poddisruptionbudgets/status"]),
+        _rule(["patch", "update"], [""], ["pods/status"]),
+        _rule(["get"], ["*"], ["*/scale"]), _EVENTS],
+    "endpoint-controller": [
+        _rule(READ, [""], ["services", "pods"]),
+        _rule(READ + ["create", "update", "delete"], [""], ["endpoints"]),
+        _rule(["create"], [""], ["endpoints/restricted"]), _EVENTS],
+    "endpointslice-controller": [
+        _rule(READ, [""], ["services", "pods", "nodes"]),
+        _rule(["update"], [""], ["services/finalizers"]),
+        _rule(READ + ["create", "update", "delete"], ["discovery.k8s.io"], ["endpointslices"]),
+        _EVENTS],
+    "generic-garbage-collector": [
+        _rule(["get", "list", "watch", "patch", "update", "delete"], ["*"], ["*"]), _EVENTS],
+    "namespace-controller": [
+        _rule(["get", "list", "watch", "delete"], [""], ["namespaces"]),
+        _rule(["update"], [""], ["namespaces/finalize", "namespaces/status"]),
+        _rule(["get", "list", "watch", "delete", "deletecollection"], ["*"], ["*"])],
+    "node-controller": [
+        _rule(["get", "list", "watch", "update", "delete", "patch"], [""], ["nodes"]),
+        _rule(["patch", "update"], [""], ["nodes/status", "pods/status"]),
+        _rule(["list", "watch", "get", "delete"], [""], ["pods"]), _EVENTS],
+    # Upstream runs taint eviction under this name since 1.29; the rules are what
+    # the controller does: delete pods and write their DisruptionTarget condition.
+    "taint-eviction-controller": [
+        _rule(["get", "list", "watch", "delete"], [""], ["pods"]),
+        _rule(["patch", "update"], [""], ["pods/status"]),
+        _rule(["list", "watch"], [""], ["nodes"]), _EVENTS],
+    "pod-garbage-collector": [
+        _rule(["list", "watch", "delete"], [""], ["pods"]),
+        _rule(READ, [""], ["nodes"]),
+        _rule(["patch"], [""], ["pods/status"])],
+    "service-account-controller": [_rule(["create"], [""], ["serviceaccounts"]), _EVENTS],
+    "certificate-controller": [
+        _rule(["get", "list", "watch", "delete"], ["certificates.k8s.io"],
+              ["certificatesigningrequests"]),
+        _rule(["update"], ["certificates.k8s.io"],
+              ["certificatesigningrequests/status", "certificatesigningrequests/approval"]),
+        _rule(["approve"], ["certificates.k8s.io"], ["signers"],
+              names=["kubernetes.io/kube-apiserver-client-kubelet"]),
+        _rule(["sign"], ["certificates.k8s.io"], ["signers"],
+              names=["kubernetes.io/legacy-unknown", "kubernetes.io/kube-apiserver-client",
+                     "kubernetes.io/kube-apiserver-client-kubelet",
+                     "kubernetes.io/kubelet-serving"]),
+        _rule(["create"], ["authorization.k8s.io"], ["subjectaccessreviews"]), _EVENTS],
+    "root-ca-cert-publisher": [_rule(["create", "update"], [""], ["configmaps"]), _EVENTS],
+}
+
+# Namespaced controller roles (namespace_policy.go): (namespace, name) -> rules.
+_NAMESPACED_CONTROLLER_ROLES: dict[tuple[str, str], list[dict]] = {
+    ("kube-system", "bootstrap-signer"): [_rule(READ, [""], ["secrets"])],
+    ("kube-public", "bootstrap-signer"): [
+        _rule(READ, [""], ["configmaps"]),
+        _rule(["update"], [""], ["configmaps"], names=["cluster-info"]), _EVENTS],
+    ("kube-system", "token-cleaner"): [
+        _rule(["delete", "get", "list", "watch"], [""], ["secrets"]), _EVENTS],
+}
+CONTROLLER_ROLE_PREFIX = "system:controller:"
+
+
+def _controller_objects() -> list[dict]:
+    out: list[dict] = []
+    for sa, rules in _CONTROLLER_ROLES.items():
+        out.append(cluster_role(CONTROLLER_ROLE_PREFIX + sa, rules))
+        out.append(cluster_role_binding(CONTROLLER_ROLE_PREFIX + sa,
+                                        CONTROLLER_ROLE_PREFIX + sa,
+                                        [subject("ServiceAccount", sa, "kube-system")]))
+    for (ns, sa), rules in _NAMESPACED_CONTROLLER_ROLES.items():
+        name = CONTROLLER_ROLE_PREFIX + sa
+        out.append({"apiVersion": RBAC_API, "kind": "Role",
+                    "metadata": {**_meta(name), "namespace": ns}, "rules": rules})
+        out.append({"apiVersion": RBAC_API, "kind": "RoleBinding",
+                    "metadata": {**_meta(name), "namespace": ns},
+                    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                "name": name},
+                    "subjects": [subject("ServiceAccount", sa, "kube-system")]})
+    return out
+
+
 def default_rbac_objects() -> list[dict]:
-    """ClusterRoles first, then ClusterRoleBindings; fresh copies each call so callers
-    may add server-set metadata without touching the module's data."""
-    return copy.deepcopy(_cluster_roles() + _cluster_role_bindings())
+    """ClusterRoles first, then ClusterRoleBindings, then the controller roles and their
+    bindings; fresh copies each call so callers may add server-set metadata without
+    touching the module's data."""
+    return copy.deepcopy(_cluster_roles() + _cluster_role_bindings() + _controller_objects())

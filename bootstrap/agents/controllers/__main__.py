@@ -1,0 +1,5 @@
+import sys
+
+from bootstrap.agents.controllers import main
+
+sys.exit(main())

@@ -1,0 +1,282 @@
+"""garbagecollector: objects whose owners are gone are deleted, and the
+``orphan`` / ``foregroundDeletion`` finalizers the API server sets on deletion are
+carried out (upstream's GarbageCollector).
+
+The ownership graph is the informer caches themselves: every stored kind is
+watched with an owner-UID index (dependents of X) and a UID index (X by uid), so
+no second copy of the graph is kept. Items are queued as
+``<plural.group>|<namespace/name>`` and each reconcile is one of:
+
+- a dependent: owners are classified solid / dangling / waiting (in foreground
+  deletion). With a solid owner left, references to the others are removed;
+  without, the dependent is deleted (Foreground when it has dependents of its
+  own and an owner waits for it, else its own finalizers' policy, else
+  Background). An owner missing from the cache is confirmed with a live GET by
+  name and UID before anything is deleted, as upstream.
+- an owner with ``orphan``: references to it are removed from every dependent,
+  then the finalizer.
+- an owner with ``foregroundDeletion``: its dependents are deleted; the finalizer
+  goes when no dependent with ``blockOwnerDeletion`` remains.
+
+Every write carries the cached resourceVersion (a stale cache is a 409 and a
+retry) or a UID precondition, so reconciles are safe to repeat.
+"""
+
+from __future__ import annotations
+
+from bootstrap.api.cache import OWNER_UID, index_by_owner_uid, meta_key, split_key
+from bootstrap.api.controller import Controller
+from bootstrap.api.errors import APIError
+from bootstrap.api.resources import CATALOGUE, Resource, by_api_version
+
+UID = "uid"
+ORPHAN = "orphan"
+FOREGROUND = "foregroundDeletion"
+SOLID, DANGLING, WAITING, UNKNOWN = "solid", "dangling", "waiting", "unknown"
+
+
+def index_by_uid(obj: dict) -> list[str]:
+    uid = (obj.get("metadata") or {}).get("uid")
+    return [uid] if uid else []
+
+
+def collected_resources() -> list[Resource]:
+    """Every stored kind that can be watched and deleted (upstream: every deletable
+    resource discovery reports)."""
+    return [r for r in CATALOGUE if r.stored and {"watch", "delete"} <= set(r.verbs)]
+
+
+def _finalizers(obj: dict) -> list[str]:
+    return list((obj.get("metadata") or {}).get("finalizers") or [])
+
+
+def waiting_for_dependents(obj: dict) -> bool:
+    md = obj.get("metadata") or {}
+    return bool(md.get("deletionTimestamp")) and FOREGROUND in (md.get("finalizers") or [])
+
+
+def deletion_policy(obj: dict) -> str:
+    """The policy a dependent is deleted with when no owner waits on it."""
+    fins = _finalizers(obj)
+    if ORPHAN in fins:
+        return "Orphan"
+    if FOREGROUND in fins:
+        return "Foreground"
+    return "Background"
+
+
+class GarbageCollector(Controller):
+    name = "garbagecollector"
+    workers = 20
+
+    def __init__(self, client, factory, recorder=None):
+        super().__init__(client, factory, recorder)
+        self.resources = collected_resources()
+        self._by_name = {r.qualified: r for r in self.resources}
+        self.informers = {}
+        for res in self.resources:
+            inf = factory.informer(res)
+            inf.add_indexers({OWNER_UID: index_by_owner_uid, UID: index_by_uid})
+            inf.add_handler(on_add=lambda o, r=res: self._changed(r, None, o),
+                            on_update=lambda old, new, r=res: self._changed(r, old, new),
+                            on_delete=lambda o, r=res: self._deleted(r, o))
+            self.informers[res.qualified] = inf
+
+    @classmethod
+    def from_options(cls, client, factory, recorder, options):
+        ctrl = cls(client, factory, recorder)
+        ctrl.workers = options.concurrent_gc_syncs
+        return ctrl
+
+    # keys and lookups --------------------------------------------------------------
+
+    @staticmethod
+    def item_key(res: Resource, obj: dict) -> str:
+        return f"{res.qualified}|{meta_key(obj)}"
+
+    def _parse(self, key: str) -> tuple[Resource, str | None, str]:
+        qualified, _, rest = key.partition("|")
+        ns, name = split_key(rest)
+        return self._by_name[qualified], ns, name
+
+    def dependents(self, uid: str) -> list[tuple[Resource, dict]]:
+        out = []
+        for res in self.resources:
+            for obj in self.informers[res.qualified].indexer.by_index(OWNER_UID, uid):
+                out.append((res, obj))
+        return out
+
+    def _owner_resource(self, ref: dict) -> Resource | None:
+        res = by_api_version(ref.get("apiVersion", ""), ref.get("kind", ""))
+        if res is None:
+            # Another version of a kind we serve (apps/v1beta2 Deployment, ...).
+            group = ref.get("apiVersion", "").rpartition("/")[0]
+            res = next((r for r in self.resources
+                        if r.group == group and r.kind == ref.get("kind")), None)
+        return res if res is not None and res.qualified in self.informers else None
+
+    def _cached_owner(self, res: Resource, ref: dict, ns: str | None) -> dict | None:
+        for obj in self.informers[res.qualified].indexer.by_index(UID, ref.get("uid", "")):
+            if not res.namespaced or obj["metadata"].get("namespace") == ns:
+                return obj
+        return None
+
+    # handlers: only enqueue ------------------------------------------------------------
+
+    def _enqueue_owners(self, obj: dict, only_deleting: bool = True) -> None:
+        ns = obj["metadata"].get("namespace")
+        for ref in obj["metadata"].get("ownerReferences") or []:
+            res = self._owner_resource(ref)
+            if res is None:
+                continue
+            owner = self._cached_owner(res, ref, ns if res.namespaced else None)
+            if owner is not None and (not only_deleting or owner["metadata"].get(
+                    "deletionTimestamp")):
+                self.enqueue(self.item_key(res, owner))
+
+    def _changed(self, res: Resource, old: dict | None, new: dict) -> None:
+        md = new["metadata"]
+        if md.get("ownerReferences"):
+            self.enqueue(self.item_key(res, new))
+            if old is not None and (old["metadata"].get("ownerReferences")
+                                    != md["ownerReferences"] or md.get("deletionTimestamp")):
+                self._enqueue_owners(new)  # a waiting owner may be unblocked now
+        if md.get("deletionTimestamp"):
+            fins = md.get("finalizers") or []
+            if ORPHAN in fins or FOREGROUND in fins:
+                self.enqueue(self.item_key(res, new))
+            if FOREGROUND in fins and not (old or {}).get("metadata", {}).get(
+                    "deletionTimestamp"):
+                for dep_res, dep in self.dependents(md.get("uid", "")):
+                    self.enqueue(self.item_key(dep_res, dep))
+
+    def _deleted(self, res: Resource, obj: dict) -> None:
+        for dep_res, dep in self.dependents(obj["metadata"].get("uid", "")):
+            self.enqueue(self.item_key(dep_res, dep))
+        self._enqueue_owners(obj)
+
+    # reconcile ---------------------------------------------------------------------
+
+    async def reconcile(self, key: str) -> float | None:
+        res, ns, name = self._parse(key)
+        obj = self.informers[res.qualified].get(name, ns)
+        if obj is None:
+            return None
+        md = obj["metadata"]
+        if md.get("deletionTimestamp"):
+            fins = md.get("finalizers") or []
+            if ORPHAN in fins:
+                await self._orphan_dependents(obj)
+                await self._remove_finalizer(res, obj, ORPHAN)
+            elif FOREGROUND in fins:
+                await self._process_deleting_dependents(res, obj)
+            return None  # otherwise being deleted by someone else: wait for it
+        if md.get("ownerReferences"):
+            await self._attempt_to_delete(res, obj)
+        return None
+
+    async def classify(self, res: Resource, obj: dict) -> dict[str, list[dict]]:
+        """Each ownerReference as solid, dangling (owner gone or replaced), waiting
+        (owner in foreground deletion) or unknown (a kind we cannot look up)."""
+        ns = obj["metadata"].get("namespace")
+        out: dict[str, list[dict]] = {SOLID: [], DANGLING: [], WAITING: [], UNKNOWN: []}
+        for ref in obj["metadata"].get("ownerReferences") or []:
+            owner_res = self._owner_resource(ref)
+            if owner_res is None:
+                out[UNKNOWN].append(ref)
+                continue
+            if owner_res.namespaced and not ns:
+                # A cluster-scoped object cannot have a namespaced owner: absent, as upstream.
+                out[DANGLING].append(ref)
+                continue
+            owner_ns = ns if owner_res.namespaced else None
+            owner = self._cached_owner(owner_res, ref, owner_ns)
+            if owner is None:
+                owner = await self._live_owner(owner_res, ref, owner_ns)
+            if owner is None:
+                out[DANGLING].append(ref)
+            elif waiting_for_dependents(owner):
+                out[WAITING].append(ref)
+            else:
+                out[SOLID].append(ref)
+        return out
+
+    async def _live_owner(self, res: Resource, ref: dict, ns: str | None) -> dict | None:
+        """The cache may simply not have seen a new owner yet: ask the API server."""
+        try:
+            live = await self.client.get(res, ref.get("name", ""), ns)
+        except APIError as exc:
+            if exc.code == 404:
+                return None
+            raise
+        return live if live["metadata"].get("uid") == ref.get("uid") else None
+
+    async def _attempt_to_delete(self, res: Resource, obj: dict) -> None:
+        refs = await self.classify(res, obj)
+        if refs[SOLID] or refs[UNKNOWN]:
+            drop = {r.get("uid") for r in refs[DANGLING] + refs[WAITING]}
+            if drop:
+                await self._set_owner_refs(res, obj, drop)
+            return
+        md = obj["metadata"]
+        if refs[WAITING] and self.dependents(md.get("uid", "")):
+            policy = "Foreground"  # our owner waits for us: so do we, for ours
+        else:
+            policy = deletion_policy(obj)
+        self.log.info("deleting %s %s (owners gone), propagation %s", res.qualified,
+                      meta_key(obj), policy)
+        await self._delete(res, obj, policy)
+
+    async def _process_deleting_dependents(self, res: Resource, owner: dict) -> None:
+        uid = owner["metadata"].get("uid", "")
+        blocking = []
+        for dep_res, dep in self.dependents(uid):
+            ref = next((r for r in dep["metadata"].get("ownerReferences") or []
+                        if r.get("uid") == uid), {})
+            if ref.get("blockOwnerDeletion"):
+                blocking.append(dep)
+            if not dep["metadata"].get("deletionTimestamp"):
+                self.enqueue(self.item_key(dep_res, dep))
+        if not blocking:
+            await self._remove_finalizer(res, owner, FOREGROUND)
+
+    async def _orphan_dependents(self, owner: dict) -> None:
+        uid = owner["metadata"].get("uid", "")
+        for dep_res, dep in self.dependents(uid):
+            await self._set_owner_refs(dep_res, dep, {uid})
+
+    # writes ----------------------------------------------------------------------------
+
+    async def _set_owner_refs(self, res: Resource, obj: dict, drop: set[str]) -> None:
+        md = obj["metadata"]
+        keep = [r for r in md.get("ownerReferences") or [] if r.get("uid") not in drop]
+        patch = {"metadata": {"resourceVersion": md["resourceVersion"],
+                              "ownerReferences": keep or None}}
+        try:
+            await self.client.patch(res, md["name"], patch, md.get("namespace"),
+                                    patch_type="merge")
+        except APIError as exc:
+            if exc.code != 404:
+                raise
+
+    async def _remove_finalizer(self, res: Resource, obj: dict, finalizer: str) -> None:
+        md = obj["metadata"]
+        keep = [f for f in md.get("finalizers") or [] if f != finalizer]
+        patch = {"metadata": {"resourceVersion": md["resourceVersion"],
+                              "finalizers": keep or None}}
+        try:
+            await self.client.patch(res, md["name"], patch, md.get("namespace"),
+                                    patch_type="merge")
+        except APIError as exc:
+            if exc.code != 404:
+                raise
+
+    async def _delete(self, res: Resource, obj: dict, policy: str) -> None:
+        md = obj["metadata"]
+        try:
+            await self.client.delete(res, md["name"], md.get("namespace"),
+                                     propagation_policy=policy,
+                                     preconditions={"uid": md.get("uid")})
+        except APIError as exc:
+            if exc.code not in (404, 409):  # gone, or a new object under the name
+                raise

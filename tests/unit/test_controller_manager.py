@@ -1,0 +1,97 @@
+"""The controller manager's table, --controllers syntax, flags and wiring."""
+
+import logging
+
+import pytest
+
+from bootstrap.agents import controllers
+from bootstrap.agents.controllers import manager
+from bootstrap.errors import UserError
+
+pytestmark = pytest.mark.timeout(20)
+
+
+def test_star_enables_all_but_the_default_disabled():
+    on = manager.parse_controllers("*")
+    assert "garbagecollector" in on and "namespace" in on
+    assert "bootstrapsigner" not in on and "tokencleaner" not in on
+
+
+def test_kubeadm_style_and_disable():
+    on = manager.parse_controllers("*,bootstrapsigner,tokencleaner")
+    assert {"bootstrapsigner", "tokencleaner", "deployment"} <= set(on)
+    on = manager.parse_controllers("*,-podgc")
+    assert "podgc" not in on and "nodelifecycle" in on
+    assert manager.parse_controllers("namespace,serviceaccount") == ["namespace",
+                                                                     "serviceaccount"]
+    # the last mention wins, as upstream
+    assert manager.parse_controllers("-namespace,namespace") == ["namespace"]
+    assert manager.parse_controllers("") == manager.parse_controllers("*")
+
+
+def test_unknown_controller_is_a_user_error():
+    with pytest.raises(UserError) as exc:
+        manager.parse_controllers("*,-nope")
+    assert exc.value.where == "--controllers" and "'nope'" in exc.value.message
+
+
+def test_main_rejects_unknown_controller_in_one_line(capsys):
+    assert controllers.main(["--controllers=*,frobnicator"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unknown controller 'frobnicator'" in err[0]
+
+
+def test_main_rejects_bad_cluster_cidr(capsys):
+    assert controllers.main(["--allocate-node-cidrs", "--cluster-cidr=10.0.0.0/33"]) == 2
+    assert "--cluster-cidr: invalid CIDR" in capsys.readouterr().err
+
+
+def test_table_paths_of_other_owners():
+    t = manager.CONTROLLERS
+    assert t["deployment"].target == \
+        "bootstrap.agents.controllers.deployment:DeploymentController"
+    assert t["ttl-after-finished"].target == \
+        "bootstrap.agents.controllers.ttlafterfinished:TTLAfterFinishedController"
+    assert t["endpoint"].target == "bootstrap.agents.controllers.endpoints:EndpointsController"
+    assert t["endpointslice"].target == \
+        "bootstrap.agents.controllers.endpointslice:EndpointSliceController"
+    assert t["garbagecollector"].service_account == "generic-garbage-collector"
+
+
+def test_missing_module_is_a_warning_not_a_failure(caplog):
+    table = {"ghost": manager.Entry("bootstrap.agents.controllers.no_such_module:Ghost", "x"),
+             "namespace": manager.CONTROLLERS["namespace"]}
+    with caplog.at_level(logging.WARNING):
+        assert manager.load("ghost", table) is None
+        assert manager.load("namespace", table).__name__ == "NamespaceController"
+    assert "no_such_module does not exist" in caplog.text
+
+
+def test_flags_reach_options():
+    args = controllers.build_parser().parse_args([
+        "--node-monitor-grace-period=4s", "--cluster-cidr=10.244.0.0/16",
+        "--allocate-node-cidrs=true", "--node-cidr-mask-size=26",
+        "--cluster-signing-duration=1h", "--terminated-pod-gc-threshold=5",
+        "--use-service-account-credentials", "--concurrent-gc-syncs=3"])
+    o = controllers.options_from_args(args)
+    assert (o.node_monitor_grace_period, o.cluster_cidr, o.allocate_node_cidrs,
+            o.node_cidr_mask_size, o.cluster_signing_duration, o.terminated_pod_gc_threshold,
+            o.use_service_account_credentials, o.concurrent_gc_syncs) == (
+        4.0, "10.244.0.0/16", True, 26, 3600.0, 5, True, 3)
+    d = controllers.options_from_args(controllers.build_parser().parse_args([]))
+    assert d.node_monitor_grace_period == 50.0 and d.node_cidr_mask_size == 0
+    assert d.cluster_signing_duration == 8760 * 3600 and args.secure_port == 10257
+    assert args.leader_elect is True and args.leader_elect_resource_name == \
+        "kube-controller-manager"
+
+
+def test_build_uses_from_options_and_may_skip():
+    from bootstrap.agents.controllers.nodeipam import NodeIpamController
+    from bootstrap.api.fake import FakeClient
+    from bootstrap.api.informer import SharedInformerFactory
+    client = FakeClient()
+    factory = SharedInformerFactory(client)
+    assert manager.build(NodeIpamController, client, factory, None, manager.Options()) is None
+    ctl = manager.build(NodeIpamController, client, factory, None,
+                        manager.Options(allocate_node_cidrs=True, cluster_cidr="10.1.0.0/16"))
+    assert ctl.sets[0].mask_size == 24
