@@ -1,7 +1,7 @@
 """Admission: the plugins every request passes after authorization, before storage.
 
-Mutating first (ServiceAccount), then validating (NamespaceLifecycle,
-NodeRestriction), each with upstream's checks and error messages. Defaulting of
+Mutating first (ServiceAccount, Priority), then validating (NamespaceLifecycle,
+Priority, NodeRestriction), each with upstream's checks and error messages. Defaulting of
 object fields is the schema package's job (bootstrap.api.schema.apply_defaults),
 which CORE runs before calling ``admit``.
 """
@@ -51,9 +51,12 @@ async def admit(op: str, resource: Resource, obj: dict | None, old: dict | None,
     # mutating (on a copy: a rejected request leaves the caller's object as it was)
     if op == "CREATE" and resource.gvr == ("", "v1", "pods") and not subresource:
         obj = await _service_account(copy.deepcopy(obj), namespace, store)
+        obj = await _priority_pod(obj, name, store)
         _default_toleration_seconds(obj)
     # validating
     await _namespace_lifecycle(op, resource, namespace, name, store)
+    if resource.gvr == PRIORITY_CLASSES and op in ("CREATE", "UPDATE") and not subresource:
+        await _priority_class(op, obj, name, store)
     if authorizer is not None and resource.gvr == CSRS and op == "UPDATE":
         await _certificate_signer_permission(subresource, obj, old, user, authorizer)
     node = user.node_name
@@ -146,6 +149,58 @@ async def _namespace_lifecycle(op: str, resource: Resource, namespace: str, name
             "message": f"namespace {namespace} is being terminated",
             "field": "metadata.namespace"}]}
         raise err
+
+
+# Priority --------------------------------------------------------------------------
+
+PRIORITY_CLASSES = ("scheduling.k8s.io", "v1", "priorityclasses")
+DEFAULT_PREEMPTION_POLICY = "PreemptLowerPriority"
+
+
+async def _default_priority_class(store: Store) -> dict | None:
+    # Two defaults can exist after a race: the lowest value wins, as upstream.
+    defaults = [pc for pc in await store.list("priorityclasses") if pc.get("globalDefault")]
+    return min(defaults, key=lambda pc: pc.get("value", 0), default=None)
+
+
+async def _priority_pod(pod: dict, name: str, store: Store) -> dict:
+    """spec.priorityClassName -> spec.priority and spec.preemptionPolicy."""
+    spec = pod.setdefault("spec", {})
+    class_name = spec.get("priorityClassName") or ""
+    if class_name:
+        pc = await store.get("priorityclasses", None, class_name)
+        if pc is None:
+            raise errors.forbidden_message("pods", name,
+                                           f"no PriorityClass with name {class_name} was found")
+    else:
+        pc = await _default_priority_class(store)
+        if pc is not None:
+            spec["priorityClassName"] = pc["metadata"]["name"]
+    priority = pc.get("value", 0) if pc is not None else 0
+    policy = (pc or {}).get("preemptionPolicy") or DEFAULT_PREEMPTION_POLICY
+    if spec.get("priority") is not None and spec["priority"] != priority:
+        raise errors.forbidden_message(
+            "pods", name, f"the integer value of priority ({spec['priority']}) must not be "
+            f"provided in pod spec; priority admission controller computed {priority} from "
+            f"the given PriorityClass name")
+    if spec.get("preemptionPolicy") and spec["preemptionPolicy"] != policy:
+        raise errors.forbidden_message(
+            "pods", name, f"the string value of PreemptionPolicy ({spec['preemptionPolicy']}) "
+            f"must not be provided in pod spec; priority admission controller computed "
+            f"{policy} from the given PriorityClass name")
+    spec["priority"] = priority
+    spec["preemptionPolicy"] = policy
+    return pod
+
+
+async def _priority_class(op: str, pc: dict | None, name: str, store: Store) -> None:
+    if not (pc or {}).get("globalDefault"):
+        return
+    current = await _default_priority_class(store)
+    if current is not None and (op == "CREATE" or current["metadata"]["name"] != name):
+        raise errors.forbidden_message(
+            "priorityclasses", name, f"PriorityClass {current['metadata']['name']} is already "
+            f"marked as default. Only one default can exist", "scheduling.k8s.io")
 
 
 # ServiceAccount ----------------------------------------------------------------------
