@@ -354,11 +354,12 @@ class SharedInformerFactory:
         return all(inf.has_synced for inf in self._informers.values())
 
     async def wait_synced(self, timeout: float | None = None) -> None:
-        """Wait until every *started* informer has synced (client-go's WaitForCacheSync)."""
+        """Wait until every informer asked for has synced, including ones started only
+        later (a controller's run() starts the factory): callers may wait before the
+        workers have been scheduled."""
         async def synced() -> None:
             for inf in list(self._informers.values()):
-                if inf.started:
-                    await inf.wait_synced()
+                await inf.wait_synced()
         await asyncio.wait_for(synced(), timeout)
 
     async def stop(self) -> None:

@@ -165,12 +165,14 @@ async def test_factory_shares_informers_and_indexes():
         await factory.stop()
 
 
-async def test_wait_synced_ignores_informers_not_started():
+async def test_wait_synced_covers_informers_started_later():
     client = FakeClient()
     factory = SharedInformerFactory(client)
     factory.informer(PODS)
-    await factory.wait_synced(1)  # nothing started: nothing to wait for
+    waiting = asyncio.create_task(factory.wait_synced(5))
+    await asyncio.sleep(0.01)
+    assert not waiting.done()  # asked for, not started yet
     factory.start()
-    await factory.wait_synced(5)
+    await waiting
     assert factory.has_synced
     await factory.stop()
