@@ -1,0 +1,5 @@
+import sys
+
+from bootstrap.agents.kubelet import main
+
+sys.exit(main())
