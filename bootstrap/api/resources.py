@@ -92,9 +92,9 @@ CATALOGUE: list[Resource] = [
     # core/v1
     _r("", "v1", "Namespace", "namespaces", False, ("ns",), ("status", "finalize"),
        verbs=("create", "delete", "get", "list", "patch", "update", "watch")),
-    _r("", "v1", "Node", "nodes", False, ("no",), ("status",)),
+    _r("", "v1", "Node", "nodes", False, ("no",), ("status", "proxy")),
     _r("", "v1", "Pod", "pods", True, ("po",),
-       ("status", "binding", "log", "eviction"), _ALL),
+       ("status", "binding", "log", "eviction", "exec", "attach", "portforward"), _ALL),
     _r("", "v1", "Binding", "bindings", True, verbs=CREATE_ONLY, stored=False),
     _r("", "v1", "Service", "services", True, ("svc",), ("status",), _ALL),
     _r("", "v1", "Endpoints", "endpoints", True, ("ep",), singular="endpoints"),

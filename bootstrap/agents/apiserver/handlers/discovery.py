@@ -20,6 +20,10 @@ _SUB = {
     "binding": ("Binding", "", "v1", ("create",)),
     "eviction": ("Eviction", "policy", "v1", ("create",)),
     "log": ("Pod", "", "v1", ("get",)),
+    "exec": ("PodExecOptions", "", "v1", ("create", "get")),
+    "attach": ("PodAttachOptions", "", "v1", ("create", "get")),
+    "portforward": ("PodPortForwardOptions", "", "v1", ("create", "get")),
+    "proxy": ("NodeProxyOptions", "", "v1", ("create", "delete", "get", "patch", "update")),
     "token": ("TokenRequest", "authentication.k8s.io", "v1", ("create",)),
     "finalize": ("Namespace", "", "v1", ("update",)),
 }

@@ -14,7 +14,7 @@ from bootstrap.api.resources import by_gvr
 
 from ..registry import Ctx
 from ..requestinfo import RequestInfo
-from . import common, crud, output
+from . import common, crud, output, streaming
 
 SCALABLE = ("deployments", "replicasets", "statefulsets")
 
@@ -51,6 +51,10 @@ async def dispatch(server, request: web.Request, info: RequestInfo, user) -> web
         return await token(server, request, info, user)
     elif sub == "finalize" and verb == "update":
         return await finalize(server, request, info, user)
+    elif sub in streaming.POD_STREAMS and res.plural == "pods":
+        return await streaming.pod_stream(server, request, info, user)
+    elif sub == "proxy" and res.plural == "nodes":
+        return await streaming.node_proxy(server, request, info, user)
     raise errors.method_not_supported(f"{res.plural}/{sub}", verb, res.group)
 
 
@@ -151,27 +155,14 @@ async def pod_log(server, request, info):
     """pods/log: proxy to the kubelet on the pod's node with the kubelet-client cert."""
     pod = await server.store.get(info.resource, info.namespace, info.name)
     node_name = (pod.get("spec") or {}).get("nodeName")
-    containers = [c["name"] for c in (pod.get("spec") or {}).get("containers") or []]
-    container = request.query.get("container") or (containers[0] if len(containers) == 1
-                                                   else None)
-    if container is None:
-        raise errors.bad_request(
-            f"a container name must be specified for pod {info.name}, choose one of: "
-            f"[{' '.join(containers)}]")
-    if container not in containers:
-        raise errors.bad_request(f"container {container} is not valid for pod {info.name}")
+    container = streaming.validate_container(pod, request.query.get("container"))
     if not node_name:
         raise errors.bad_request(f"pod {info.name} does not have a host assigned")
-    node = await server.store.get(by_gvr("", "v1", "nodes"), None, node_name)
-    addrs = (node.get("status") or {}).get("addresses") or []
-    host = next((a["address"] for a in addrs if a.get("type") == "InternalIP"), None) or \
-        next((a["address"] for a in addrs), node_name)
-    port = ((node.get("status") or {}).get("daemonEndpoints") or {}).get(
-        "kubeletEndpoint", {}).get("Port", 10250)
+    base = await streaming.kubelet_base(server, node_name)
     params = {k: v for k, v in request.query.items()
               if k in ("follow", "previous", "sinceSeconds", "sinceTime", "timestamps",
                        "tailLines", "limitBytes")}
-    url = f"https://{host}:{port}/containerLogs/{info.namespace}/{info.name}/{container}"
+    url = f"{base}/containerLogs/{info.namespace}/{info.name}/{container}"
     sslctx = server.kubelet_ssl_context()
     try:
         session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None,
@@ -179,8 +170,7 @@ async def pod_log(server, request, info):
         upstream = await session.get(url, params=params, ssl=sslctx or False)
     except (aiohttp.ClientError, OSError, ssl.SSLError) as exc:
         await session.close()
-        raise errors.internal_error(
-            f"Get \"{url}\": dial tcp {host}:{port}: {exc}") from None
+        raise errors.internal_error(f"Get \"{url}\": {exc}") from None
     try:
         resp = web.StreamResponse(status=upstream.status,
                                   headers={"Content-Type": upstream.headers.get(
