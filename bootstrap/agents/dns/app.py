@@ -80,6 +80,8 @@ class DNSApp:
         self.services = self.factory.informer(SERVICES)
         self.slices = self.factory.informer(SLICES)
         exclude = {f"{h}:{p}" for h, p in self.listen}
+        if args.service_cluster_ip:      # our own Service IP DNATs back to us
+            exclude.add(f"{args.service_cluster_ip}:53")
         upstreams = read_resolv_conf(args.resolv_conf, exclude)
         timeout = parse_duration(args.forward_timeout).total_seconds()
         self.metrics = Metrics()
