@@ -526,3 +526,39 @@ class ChildEvents:
         if self.expectations is not None:
             self.expectations.deletion_observed(self._key(owner), pod_key(obj))
         self.enqueue(owner)
+
+
+class LastWritten:
+    """Read-your-writes over a lagging cache: the newest object this controller
+    wrote per key, used instead of the cached one while the cache is older. A
+    Job counted from a stale status would otherwise create pods twice; the
+    resourceVersion (etcd's revision here) orders the two."""
+
+    def __init__(self):
+        self._objs: dict[str, dict] = {}
+
+    def remember(self, obj: dict) -> dict:
+        self._objs[pod_key(obj)] = obj
+        return obj
+
+    def fresh(self, key: str, cached: dict | None) -> dict | None:
+        mine = self._objs.get(key)
+        if cached is None or mine is None:
+            if cached is None:
+                self._objs.pop(key, None)
+            return cached
+        if mine["metadata"].get("uid") != cached["metadata"].get("uid"):
+            self._objs.pop(key, None)
+            return cached
+        try:
+            newer = int(mine["metadata"]["resourceVersion"]) > \
+                int(cached["metadata"]["resourceVersion"])
+        except (KeyError, ValueError):
+            newer = False
+        if not newer:
+            self._objs.pop(key, None)
+            return cached
+        return mine
+
+    def forget(self, key: str) -> None:
+        self._objs.pop(key, None)
