@@ -136,15 +136,18 @@ class NamespaceController(Controller):
                 md = obj["metadata"]
                 if not md.get("deletionTimestamp"):
                     try:
-                        await self.client.delete(res, md["name"], namespace,
-                                                 propagation_policy="Background",
-                                                 preconditions={"uid": md.get("uid")})
+                        out = await self.client.delete(res, md["name"], namespace,
+                                                       propagation_policy="Background",
+                                                       preconditions={"uid": md.get("uid")})
                     except APIError as exc:
                         if exc.code in (404, 409):
                             continue
                         failures.append(f"{res.qualified}: {exc.message}")
                         break
-                    # What is left after the delete is counted on the next pass.
+                    # The answer is the object while finalizers or a grace period hold it.
+                    md = (out or {}).get("metadata") or {}
+                    if not md.get("deletionTimestamp"):
+                        continue
                 left += 1
                 for f in md.get("finalizers") or []:
                     by_finalizer[f] = by_finalizer.get(f, 0) + 1
