@@ -25,19 +25,26 @@ def cluster() -> None:
 @click.option("--tags", help="comma-separated phases or task tags to run (a phase name runs "
               "the whole phase; a task tag runs just those tasks); unknown tags are an error")
 @click.option("--limit", help="comma-separated host names to run on")
+@click.option("--skip-phases", metavar="PHASE[,PHASE...]",
+              help="phases to skip (see the list above), e.g. wait")
+@click.option("--wait-timeout", type=click.FloatRange(min=0), default=None,
+              help="seconds the wait phase waits for every node to be Ready [default: 300]")
 @click.option("--dry-run", is_flag=True, help="show what would change, change nothing")
 @click.option("--diff", is_flag=True, help="show file differences")
 def up(inventory: str, config_path: str | None, tags: str | None, limit: str | None,
-       dry_run: bool, diff: bool) -> None:
+       skip_phases: str | None, wait_timeout: float | None, dry_run: bool, diff: bool) -> None:
     console = Console(stderr=False)
     result = cluster_up(inventory, config_path=config_path, tags=tags, limit=limit,
-                        dry_run=dry_run, diff=diff, console=console)
+                        dry_run=dry_run, diff=diff, console=console, skip_phases=skip_phases,
+                        wait_timeout=wait_timeout)
     recap = result.recap
     for warning in result.warnings:
         console.print(f"[yellow]warning:[/] {warning}")
     if result.pki_created:
         console.print(f"pki: created {result.pki_created} certificate/key file(s) in artifacts")
     recap.raise_on_failure()
+    if result.summary:
+        console.print(result.summary, markup=False, highlight=False)
     if dry_run:
         console.print(f"cluster up (dry run): {recap.changed} change(s) would be made")
     elif recap.changed == 0:

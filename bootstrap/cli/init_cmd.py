@@ -1,9 +1,4 @@
-"""``bootstrap init phase ...``: derived from the init workflow declaration.
-
-Plain ``bootstrap init`` (every phase in order, ``--skip-phases``) is registered
-once the workflow does the full job (control plane, kubelet); until then only
-the individual phases are offered.
-"""
+"""``bootstrap init`` and ``bootstrap init phase ...``: derived from the init workflow declaration."""
 
 from __future__ import annotations
 
@@ -11,6 +6,6 @@ import click
 
 from bootstrap.cli import main
 from bootstrap.flows.init import init_workflow
-from bootstrap.flows.workflow import build_phase_only_command
+from bootstrap.flows.workflow import build_run_command
 
-main.add_command(build_phase_only_command(init_workflow(click.echo)))
+main.add_command(build_run_command(init_workflow(click.echo)))

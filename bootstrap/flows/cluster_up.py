@@ -9,6 +9,7 @@ nothing and says so.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,10 +19,17 @@ from bootstrap.config.cluster import load_cluster_config
 from bootstrap.config.inventory import load_inventory
 from bootstrap.engine import Play, Recap, run_play
 from bootstrap.errors import UserError
-from bootstrap.flows import etcd_stage
+from bootstrap.flows import cluster_nodes, etcd_stage, node_vars
 from bootstrap.flows.cluster_pki import ensure_cluster_pki
 from bootstrap.flows.plan import etcd_hosts, etcd_nodes, pki_plan
-from bootstrap.flows.workflow import Phase, Workflow, phase_list_text, run_tree, select_by_tags
+from bootstrap.flows.workflow import (
+    Phase,
+    Workflow,
+    parse_skip,
+    phase_list_text,
+    run_tree,
+    select_by_tags,
+)
 from bootstrap.remote.pool import close_all, connect_all
 
 
@@ -40,6 +48,8 @@ class UpContext:
     extra_vars: dict = field(default_factory=dict)
     console: Any = None
     recap: Recap = field(default_factory=Recap)
+    artifacts: Any = None  # cluster_nodes.Artifacts, made by the first node phase
+    summary: str = ""
 
     def hosts(self, names) -> list[str]:
         return [n for n in names if self.limit is None or n in self.limit]
@@ -104,6 +114,19 @@ def up_phases() -> list[Phase]:
               roles=("agents",)),
         Phase("etcd", "etcd members with mutual TLS; new members added one at a time",
               run=run_etcd, roles=("etcd",)),
+        Phase("containerd", "containerd, the image registry and the offline images",
+              run=cluster_nodes.run_containerd, roles=("containerd", "registry")),
+        Phase("loadbalancer", "haproxy on 127.0.0.1 on nodes that are not control plane "
+              "(several control-plane hosts, no external balancer)",
+              run=cluster_nodes.run_loadbalancer, roles=("haproxy",)),
+        Phase("control-plane", "`bootstrap init` on the first control-plane host, `bootstrap "
+              "join --control-plane` on the others one at a time",
+              run=cluster_nodes.run_control_plane, roles=("kubeadm",)),
+        Phase("nodes", "`bootstrap join` on the workers, in parallel",
+              run=cluster_nodes.run_workers, roles=("kubeadm",)),
+        Phase("kube-proxy", "kube-proxy units on every node", run=cluster_nodes.run_node_agents,
+              roles=("kube-proxy",)),
+        Phase("wait", "every node Ready; print the summary", run=cluster_nodes.run_wait),
     ]
 
 
@@ -118,6 +141,10 @@ def phases_help() -> str:
     return phase_list_text(up_workflow())
 
 
+def _split_list(value: str | None) -> list[str]:
+    return [v.strip() for v in (value or "").split(",") if v.strip()]
+
+
 def _split(value: str | None) -> set[str] | None:
     if not value:
         return None
@@ -130,6 +157,7 @@ class UpResult:
     pki_created: int
     ran: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    summary: str = ""
 
     @property
     def changed(self) -> int:
@@ -138,11 +166,14 @@ class UpResult:
 
 def cluster_up(inventory_path: str, *, config_path: str | None = None, tags: str | None = None,
                limit: str | None = None, dry_run: bool = False, diff: bool = False,
-               console=None, connect: Callable | None = None) -> UpResult:
+               console=None, connect: Callable | None = None, skip_phases: str | None = None,
+               wait_timeout: float | None = None) -> UpResult:
     inventory = load_inventory(inventory_path)
     config = load_cluster_config(config_path)
     workflow = up_workflow()
     selection = select_by_tags(workflow, _split(tags))  # a bad tag fails before any host
+    for path in parse_skip(workflow, _split_list(skip_phases)):
+        selection.pop(path, None)
     limit_set = _split(limit)
     if limit_set:
         unknown = sorted(limit_set - set(inventory.hosts))
@@ -151,7 +182,12 @@ def cluster_up(inventory_path: str, *, config_path: str | None = None, tags: str
                             where=str(inventory.path))
     if config.etcd.local is not None:
         etcd_nodes(inventory)  # a wrong member count fails here, before any host is touched
-    pki_root, created = ensure_cluster_pki(inventory, config)
+    # Certificates name the API endpoint (load balancer, 127.0.0.1 for the localhost one);
+    # etcd stays as configured (bootstrap's own, even when the hosts see it as external).
+    endpoint = node_vars.api_endpoint(inventory)
+    pki_config = dataclasses.replace(node_vars.host_config(config, inventory, endpoint),
+                                     etcd=config.etcd)
+    pki_root, created = ensure_cluster_pki(inventory, pki_config)
     hosts = [h for name, h in inventory.hosts.items() if not limit_set or name in limit_set]
     # etcd membership decisions read every member, even outside --limit.
     needed = {h.name for h in hosts}
@@ -162,10 +198,11 @@ def cluster_up(inventory_path: str, *, config_path: str | None = None, tags: str
         ctx = UpContext(inventory=inventory, config=config, connections=conns, pki_dir=pki_root,
                         dry_run=dry_run, diff=diff, limit=limit_set,
                         cluster_vars=cluster_vars(config), console=console,
-                        recap=Recap(dry_run=dry_run))
+                        recap=Recap(dry_run=dry_run),
+                        extra_vars={} if wait_timeout is None else {"wait_timeout": wait_timeout})
         ran = run_tree(workflow.phases, ctx, selection=selection)
         return UpResult(recap=ctx.recap, pki_created=created, ran=ran,
-                        warnings=list(getattr(inventory, "warnings", [])))
+                        warnings=list(getattr(inventory, "warnings", [])), summary=ctx.summary)
     finally:
         close_all(conns)
 

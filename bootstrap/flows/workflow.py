@@ -81,6 +81,8 @@ class Workflow:
     flags: list[Flag]
     # Parsed flag values (every flag present, defaults filled in) -> phase context.
     make_context: Callable[[dict[str, Any]], Any]
+    # Called with the context after a full run (not after a single phase): a summary.
+    finish: Callable[[Any], None] | None = None
 
     def flag(self, name: str) -> Flag:
         for f in self.flags:
@@ -204,7 +206,10 @@ def run_tree(phases: list[Phase], ctx: Any, skip: set[str] = frozenset(), prefix
 
 def run_workflow(workflow: Workflow, params: dict[str, Any], skip: set[str] = frozenset()) -> list[str]:
     ctx = workflow.make_context(workflow.params(params))
-    return run_tree(workflow.phases, ctx, skip)
+    ran = run_tree(workflow.phases, ctx, skip)
+    if workflow.finish is not None:
+        workflow.finish(ctx)
+    return ran
 
 
 # --- help text ----------------------------------------------------------------

@@ -153,10 +153,15 @@ def test_help_is_derived_from_the_declaration():
         "all", "admin", "super-admin", "kubelet", "controller-manager", "scheduler"]
 
 
-def test_plain_init_does_not_run_anything_yet(tmp_path: Path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    res = run("init")
-    assert "phase" in res.output and not any(tmp_path.iterdir())
+def test_plain_init_lists_every_phase_and_bad_flags_are_one_line(tmp_path: Path):
+    res = run("init", "--help")
+    for phase in ("preflight", "etcd", "control-plane", "kubelet-start", "wait-control-plane",
+                  "upload-config", "upload-certs", "mark-control-plane", "bootstrap-token",
+                  "kubelet-finalize", "addons", "show-join-command"):
+        assert re.search(rf"^  {phase}\s", res.output, re.M), phase
+    bad = run("init", "--skip-phases", "nope", "--cert-dir", str(tmp_path))
+    assert bad.exit_code == 2 and bad.output.count("\n") == 1 and "unknown phase" in bad.output
+    assert not any(tmp_path.iterdir())
 
 
 def test_default_advertise_address_needs_a_default_route(monkeypatch):

@@ -45,8 +45,10 @@ class Connector:
         return dict(self.conns)
 
 
-def test_phase_order_is_prepare_pki_agents_etcd():
-    assert [p.name for p in cu.up_phases()] == ["prepare", "pki", "agents", "etcd"]
+def test_phase_order_follows_a_person_doing_it_by_hand():
+    assert [p.name for p in cu.up_phases()] == [
+        "prepare", "pki", "agents", "etcd", "containerd", "loadbalancer", "control-plane",
+        "nodes", "kube-proxy", "wait"]
 
 
 def test_tags_select_whole_phases_or_tasks_inside_roles():
@@ -54,14 +56,16 @@ def test_tags_select_whole_phases_or_tasks_inside_roles():
     assert select_by_tags(wf, {"etcd", "pki"}) == {"pki": None, "etcd": None}
     # A task tag runs the phase holding it, filtered to those tasks.
     assert select_by_tags(wf, {"sysctl"}) == {"prepare": {"sysctl"}}
-    assert list(select_by_tags(wf, None)) == ["prepare", "pki", "agents", "etcd"]
+    assert list(select_by_tags(wf, None)) == [p.name for p in cu.up_phases()]
+    # A tag several roles carry selects every phase holding them.
+    assert set(select_by_tags(wf, {"kubeadm"})) == {"control-plane", "nodes"}
 
 
 def test_unknown_tag_is_an_error_naming_the_known_tags(inventory):
     connect = Connector()
     with pytest.raises(UserError) as ei:
         cu.cluster_up(str(inventory), tags="sysctl,nope", connect=connect)
-    assert "'nope'" in ei.value.line() and "known tags: agents, etcd" in ei.value.line()
+    assert "'nope'" in ei.value.line() and "known tags: agents, containerd" in ei.value.line()
     assert ei.value.exit_code == 2 and connect.conns == {}
 
 

@@ -1,0 +1,243 @@
+"""cluster up after etcd: containerd, the API endpoint, init/join over SSH, node agents, wait.
+
+As a person would by hand: ``bootstrap init`` on the first control-plane host,
+``bootstrap join --control-plane`` on the others one at a time (etcd grows
+while quorum holds), ``bootstrap join`` on the workers in parallel, each run
+over SSH by the installed toolkit (/opt/bootstrap/current/bin/bootstrap) and
+reported as changed only when its last line says it changed something. The
+control machine keeps what the commands need in the inventory's artifacts dir:
+the cluster config the hosts get, a bootstrap token, the discovery kubeconfig
+(file discovery: the control machine holds the CA, so nodes need no pin), the
+kube-proxy kubeconfig, and admin.conf for the user.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bootstrap.config.cluster import dump_cluster_config
+from bootstrap.errors import UserError
+from bootstrap.flows import apiobjects, node_vars
+from bootstrap.pki import kubeconfig as kc
+from bootstrap.pki.certs import CLIENT_AUTH, CertSpec, cert_to_pem
+from bootstrap.pki.store import require_ca
+from bootstrap.pki.tokens import generate_token
+
+TOKEN_MAX_AGE = 12 * 3600  # the token lives 24 h on the cluster; renewed at half-life
+REMOTE_CONFIG = "/etc/kubernetes/kubeadm-config.yaml"
+REMOTE_DISCOVERY = "/etc/kubernetes/discovery.conf"
+
+
+@dataclass(frozen=True)
+class Artifacts:
+    """Files on the control machine the node phases hand to hosts."""
+
+    dir: Path
+    config: Path
+    token: str
+    discovery: Path
+    kube_proxy: Path
+    admin: Path
+    endpoint: node_vars.Endpoint
+    first_cp: object
+
+
+def _write_if_changed(path: Path, text: str, mode: int = 0o600) -> None:
+    if path.exists() and path.read_text() == text:
+        return
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.chmod(tmp, mode)
+    tmp.replace(path)
+
+
+def _token(path: Path, now: float) -> str:
+    if path.exists() and now - path.stat().st_mtime < TOKEN_MAX_AGE:
+        token = path.read_text().strip()
+        if token:
+            return token
+    token = generate_token()
+    _write_if_changed(path, token + "\n")
+    return token
+
+
+def prepare_artifacts(ctx, now: float | None = None) -> Artifacts:
+    inv, pki = ctx.inventory, ctx.pki_dir
+    art = Path(pki).parent
+    endpoint = node_vars.api_endpoint(inv)
+    hcfg = node_vars.host_config(ctx.config, inv, endpoint)
+    cfg_path = art / "kubeadm-config.yaml"
+    _write_if_changed(cfg_path, dump_cluster_config(hcfg))
+    ca = require_ca(Path(pki), "ca", "the cluster's kubeconfigs")
+    first = inv.control_plane[0]
+    # Nodes discover the cluster at the endpoint they will use; the user's admin.conf
+    # points at an address this machine reaches (the localhost balancer is the nodes').
+    server = endpoint.url if endpoint.mode != "localhost-lb" else \
+        f"https://{first.node_ip}:{node_vars.API_PORT}"
+    discovery = art / "discovery.conf"
+    _write_if_changed(discovery, apiobjects.cluster_info_kubeconfig(
+        endpoint.url if endpoint.mode != "localhost-lb" else
+        f"https://{first.node_ip}:{node_vars.API_PORT}", cert_to_pem(ca.cert)))
+    kube_proxy = art / "kube-proxy.conf"
+    admin = art / "admin.conf"
+    for path, spec, url in (
+        (kube_proxy, CertSpec("system:kube-proxy", (), (CLIENT_AUTH,)), endpoint.url),
+        (admin, kc.KUBECONFIGS["admin"].spec(""), server),
+    ):
+        if not path.exists() or kc.read_kubeconfig(path).server != url:
+            kc.write_kubeconfig(path, cluster_name=hcfg.cluster_name, server=url, ca=ca, spec=spec,
+                                validity=hcfg.certificate_validity_period,
+                                algorithm=hcfg.encryption_algorithm)
+    token = _token(art / "bootstrap-token", time.time() if now is None else now)
+    return Artifacts(art, cfg_path, token, discovery, kube_proxy, admin, endpoint, first)
+
+
+def _artifacts(ctx) -> Artifacts:
+    if getattr(ctx, "artifacts", None) is None:
+        ctx.artifacts = prepare_artifacts(ctx)
+    return ctx.artifacts
+
+
+def _k8s_hosts(ctx) -> list[str]:
+    inv = ctx.inventory
+    return ctx.hosts(dict.fromkeys(h.name for h in [*inv.control_plane, *inv.workers]))
+
+
+def run_containerd(ctx) -> None:
+    from bootstrap.images import build, busybox_spec, pause_spec
+    from bootstrap.images.busybox import archive_name
+    from bootstrap.images.registry import ensure_registry_cert
+
+    hosts = _k8s_hosts(ctx)
+    if not hosts:
+        return
+    art = Path(ctx.pki_dir).parent
+    images = art / "images"
+    for spec in (pause_spec(), busybox_spec()):
+        if not (images / archive_name(spec.ref)).exists():
+            build(spec, images)
+    reg = ctx.inventory.control_plane[0]
+    crt, key, _ = ensure_registry_cert(Path(ctx.pki_dir) / "nodes" / reg.name, Path(ctx.pki_dir),
+                                       reg.name, reg.node_ip)
+    ctx.play("containerd and images", hosts, ["containerd", "registry"], vars={
+        "containerd_images_local": str(images), "registry_cert_local": str(crt),
+        "registry_key_local": str(key)})
+
+
+def run_loadbalancer(ctx) -> None:
+    a = _artifacts(ctx)
+    if a.endpoint.mode != "localhost-lb":
+        return
+    cps = {h.name for h in ctx.inventory.control_plane}
+    hosts = [h for h in _k8s_hosts(ctx) if h not in cps]
+    ctx.play("localhost load balancer", hosts, ["haproxy"], vars={
+        "lb_servers": node_vars.lb_servers(ctx.inventory),
+        "loadbalancer_apiserver_port": a.endpoint.port})
+
+
+def _kubeadm_play(ctx, name: str, hosts: list[str], args_for, *, serial=None, config=False,
+                  discovery=False) -> None:
+    """Run `bootstrap <args>` on each host, args from the host's inventory facts."""
+    a = _artifacts(ctx)
+    per_host = {h: args_for(ctx.inventory.hosts[h]) for h in hosts}
+    ctx.play(name, hosts, ["kubeadm"], serial=serial, vars={
+        "kubeadm_args": "{{ kubeadm_host_args[inventory_hostname] }}",
+        "kubeadm_host_args": per_host,
+        "kubeadm_config_local": str(a.config) if config else "",
+        "kubeadm_discovery_local": str(a.discovery) if discovery else "",
+        "kubeadm_dry_run": ctx.dry_run})
+
+
+def run_control_plane(ctx) -> None:
+    a = _artifacts(ctx)
+    first = a.first_cp
+    stacked_skip = "etcd," if ctx.inventory.topology == "stacked" else ""
+
+    def init_args(h) -> str:
+        # etcd is cluster up's own phase; kube-proxy is a unit on every node (run_node_agents).
+        return (f"init --config {REMOTE_CONFIG} --node-name {h.name} --advertise-address "
+                f"{h.node_ip} --token {a.token} --skip-phases {stacked_skip}addons/kube-proxy")
+
+    def join_args(h) -> str:
+        return (f"join --discovery-file {REMOTE_DISCOVERY} --token {a.token} --control-plane "
+                f"--node-name {h.name} --advertise-address {h.node_ip}")
+
+    if first.name in ctx.hosts([first.name]):
+        _kubeadm_play(ctx, "bootstrap init", [first.name], init_args, config=True)
+    others = ctx.hosts(h.name for h in ctx.inventory.control_plane[1:])
+    if others:
+        # One at a time: each control-plane join may add an etcd member.
+        _kubeadm_play(ctx, "bootstrap join --control-plane", others, join_args, serial=1,
+                      discovery=True)
+
+
+def run_workers(ctx) -> None:
+    a = _artifacts(ctx)
+    cps = {h.name for h in ctx.inventory.control_plane}
+    workers = [h for h in ctx.hosts(h.name for h in ctx.inventory.workers) if h not in cps]
+
+    def join_args(h) -> str:
+        return (f"join --discovery-file {REMOTE_DISCOVERY} --token {a.token} "
+                f"--node-name {h.name} --advertise-address {h.node_ip}")
+
+    if workers:
+        _kubeadm_play(ctx, "bootstrap join", workers, join_args, discovery=True)
+
+
+def run_node_agents(ctx) -> None:
+    a = _artifacts(ctx)
+    hosts = _k8s_hosts(ctx)
+    ctx.play("kube-proxy", hosts, ["kube-proxy"], vars={
+        "kube_proxy_kubeconfig_local": str(a.kube_proxy),
+        "pod_subnet": ctx.config.networking.pod_subnet})
+
+
+def run_wait(ctx, clock=time.monotonic, sleep=time.sleep) -> None:
+    """Every node registered and Ready, then a summary."""
+    a = _artifacts(ctx)
+    if ctx.dry_run:
+        return
+    from bootstrap.flows.kubeapi import KubeAPI
+
+    api = KubeAPI.from_kubeconfig(str(a.admin))
+    want = set(_k8s_hosts(ctx))
+    timeout = float(ctx.extra_vars.get("wait_timeout") or 300)
+    state: dict = {}
+
+    def ready() -> bool:
+        nodes = api.list(("", "v1", "nodes"))
+        state["nodes"] = nodes
+        ok = {n["metadata"]["name"] for n in nodes if _is_ready(n)}
+        return want <= ok
+
+    if not api.wait(ready, timeout, clock=clock, sleep=sleep):
+        seen = {n["metadata"]["name"]: _is_ready(n) for n in state.get("nodes", [])}
+        missing = sorted(want - {k for k, v in seen.items() if v})
+        raise UserError(f"nodes not Ready after {timeout:g}s: {', '.join(missing)}",
+                        where="cluster up wait",
+                        hint="see `journalctl -u kubelet` on them; registered: "
+                             + (", ".join(f"{k}={'Ready' if v else 'NotReady'}"
+                                          for k, v in sorted(seen.items())) or "none"))
+    ctx.summary = summary(a, state.get("nodes", []))
+
+
+def _is_ready(node: dict) -> bool:
+    return any(c.get("type") == "Ready" and c.get("status") == "True"
+               for c in (node.get("status") or {}).get("conditions") or [])
+
+
+def summary(a: Artifacts, nodes: list[dict]) -> str:
+    lines = ["", "Cluster is up:"]
+    for n in sorted(nodes, key=lambda n: n["metadata"]["name"]):
+        labels = n["metadata"].get("labels") or {}
+        role = "control-plane" if apiobjects.CONTROL_PLANE_LABEL in labels else "worker"
+        info = (n.get("status") or {}).get("nodeInfo") or {}
+        lines.append(f"  {n['metadata']['name']:<16} {role:<14} Ready  "
+                     f"{info.get('kubeletVersion', '')}")
+    lines += [f"  API endpoint: {a.endpoint.url} ({a.endpoint.mode})",
+              f"  admin kubeconfig: {a.admin}",
+              f"  try: kubectl --kubeconfig {a.admin} get nodes -o wide"]
+    return "\n".join(lines)
