@@ -12,6 +12,7 @@ import asyncio
 import sys
 
 from bootstrap.api.agent import agent_parser, run_agent
+from bootstrap.api.events import EventRecorder
 from bootstrap.api.resources import by_gvr
 
 from . import config as cfgmod
@@ -73,7 +74,8 @@ def wire(client, factory, recorder, cfg: SchedulerConfig) -> Scheduler:
     queue = SchedulingQueue(events, initial_backoff=cfg.initial_backoff,
                             max_backoff=cfg.max_backoff)
     pdbs = factory.informer(PDBS)
-    sched = Scheduler(client, fws, recorder, queue=queue, pdbs=pdbs.list)
+    recorders = {name: EventRecorder(client, name, recorder.host) for name in fws}
+    sched = Scheduler(client, fws, recorders, queue=queue, pdbs=pdbs.list)
     factory.informer(NAMESPACES).add_handler(sched.on_namespace, sched.on_namespace,
                                              sched.on_namespace_delete)
     factory.informer(NODES).add_handler(sched.on_node_add, sched.on_node_update,

@@ -56,12 +56,13 @@ def _terminal(pod: dict) -> bool:
 
 
 class Scheduler:
-    def __init__(self, client, frameworks: dict[str, Framework], recorder, *,
+    def __init__(self, client, frameworks: dict[str, Framework], recorders: dict, *,
                  queue: SchedulingQueue | None = None, cache: SchedulerCache | None = None,
                  pdbs: Callable[[], list[dict]] = list, rng: random.Random | None = None):
         self.client = client
         self.frameworks = frameworks
-        self.recorder = recorder
+        # One recorder per profile: upstream reports events as the scheduler name.
+        self.recorders = recorders
         events: dict[str, frozenset[str]] = {}
         for fw in frameworks.values():
             events.update(fw.plugin_events())
@@ -146,6 +147,11 @@ class Scheduler:
             for t in list(self._tasks):
                 t.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
+            for rec in self.recorders.values():
+                await rec.close()
+
+    def _recorder(self, pi: PodInfo):
+        return self.recorders[pi.spec.get("schedulerName", "default-scheduler")]
 
     def _gauges(self) -> None:
         q = self.queue
@@ -214,7 +220,7 @@ class Scheduler:
                 return  # deleted meanwhile
             log.info("binding %s to %s failed: %s", pi.key, node, exc)
             if exc.code != 409 or "already assigned" not in exc.message:
-                self.recorder.event(pi.pod, WARNING, FAILED_SCHEDULING,
+                self._recorder(pi).event(pi.pod, WARNING, FAILED_SCHEDULING,
                                     f"Binding rejected: {exc.message}")
                 self.queue.requeue_error(qp)
             self.queue.move_all(fwk.POD_DELETE)  # its room on the node is free again
@@ -224,7 +230,7 @@ class Scheduler:
             log.warning("binding %s to %s failed: %s", pi.key, node, exc)
             self.queue.requeue_error(qp)
             return
-        self.recorder.event(pi.pod, NORMAL, SCHEDULED,
+        self._recorder(pi).event(pi.pod, NORMAL, SCHEDULED,
                             f"Successfully assigned {pi.namespace}/{pi.name} to {node}")
 
     async def _fail(self, pi: PodInfo, message: str, scheduler_name: str,
@@ -232,7 +238,7 @@ class Scheduler:
         if candidate is not None:
             await self._evict(pi, candidate, scheduler_name)
         log.info("unable to schedule pod %s: %s", pi.key, message)
-        self.recorder.event(pi.pod, WARNING, FAILED_SCHEDULING, message)
+        self._recorder(pi).event(pi.pod, WARNING, FAILED_SCHEDULING, message)
         await self._patch_condition(pi, message, nominate)
 
     async def _patch_condition(self, pi: PodInfo, message: str, nominate: str | None) -> None:
@@ -278,7 +284,7 @@ class Scheduler:
                     log.warning("preempting %s: %s", victim.key, exc)
                 return
             PREEMPTION_VICTIMS.inc()
-            self.recorder.event(victim.pod, NORMAL, PREEMPTED,
+            self._recorder(preemptor).event(victim.pod, NORMAL, PREEMPTED,
                                 f"Preempted by pod {preemptor.uid} on node {candidate.node}")
 
         await asyncio.gather(*(one(v) for v in candidate.victims))

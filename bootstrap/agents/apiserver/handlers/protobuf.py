@@ -73,6 +73,9 @@ MESSAGES: dict[tuple[str, str], dict] = {
                                                     "resourceVersion": (2, "string")}),
                               "propagationPolicy": (4, "string"), "dryRun": (5, "strings")})},
     ("authentication.k8s.io/v1", "SelfSubjectReview"): {"metadata": (1, _OBJECT_META)},
+    ("scheduling.k8s.io/v1", "PriorityClass"): {
+        "metadata": (1, _OBJECT_META), "value": (2, "optint"), "globalDefault": (3, "bool"),
+        "description": (4, "string"), "preemptionPolicy": (5, "string")},
     ("apps/v1", "Deployment"): workloads.deployment(_OBJECT_META),
     ("batch/v1", "Job"): workloads.job(_OBJECT_META),
     ("v1", "Service"): workloads.service(_OBJECT_META),
