@@ -105,7 +105,8 @@ def agent_parser(prog: str, description: str, *, secure_port: int,
     le.add_argument("--leader-elect-resource-namespace", default="kube-system")
     srv = p.add_argument_group("secure serving")
     srv.add_argument("--bind-address", default="0.0.0.0")
-    srv.add_argument("--secure-port", type=int, default=secure_port)
+    srv.add_argument("--secure-port", type=int, default=secure_port,
+                     help="HTTPS port for health and metrics; 0 disables serving")
     srv.add_argument("--cert-dir", default="",
                      help="Where the self-signed serving cert is kept when "
                      "--tls-cert-file is not given (in memory when empty)")
@@ -162,12 +163,19 @@ async def run_agent(args: argparse.Namespace, name: str, main: Main, *,
             if args.authentication_kubeconfig else None
         authz_path = args.authorization_kubeconfig or args.authentication_kubeconfig
         authz = build_client(args, authz_path) if authz_path else None
-        ctx = agentserver.serving_context(name, args.bind_address, args.tls_cert_file,
-                                          args.tls_private_key_file, args.cert_dir or None,
-                                          args.client_ca_file)
     except (KubeconfigError, OSError, ValueError) as exc:
         print(f"{name}: {exc}", file=sys.stderr)
         return 2
+    ctx = None
+    if args.secure_port:
+        try:
+            ctx = agentserver.serving_context(name, args.bind_address, args.tls_cert_file,
+                                              args.tls_private_key_file, args.cert_dir or None,
+                                              args.client_ca_file)
+        except (OSError, ValueError) as exc:
+            print(f"{name}: serving certificates (--tls-cert-file, --tls-private-key-file, "
+                  f"--client-ca-file, --cert-dir): {exc}", file=sys.stderr)
+            return 2
     factory = SharedInformerFactory(client)
     recorder = EventRecorder(client, name, socket.gethostname())
     elector: LeaderElector | None = None
@@ -178,13 +186,16 @@ async def run_agent(args: argparse.Namespace, name: str, main: Main, *,
     auth = agentserver.DelegatedAuth(authn, authz, cert_users=bool(args.client_ca_file))
     always = {p.strip() for p in args.authorization_always_allow_paths.split(",") if p.strip()}
     app = agentserver.health_app(name, checks, auth, always)
-    try:
-        runner, port = await agentserver.serve(app, args.bind_address, args.secure_port, ctx)
-    except OSError as exc:
-        print(f"{name}: cannot listen on {args.bind_address}:{args.secure_port}: "
-              f"{exc.strerror}", file=sys.stderr)
-        return 2
-    log.info("%s: serving securely on %s:%d", name, args.bind_address, port)
+    runner = None
+    if args.secure_port:  # 0: do not serve at all, as upstream
+        try:
+            runner, port = await agentserver.serve(app, args.bind_address, args.secure_port,
+                                                   ctx)
+        except OSError as exc:
+            print(f"{name}: cannot listen on {args.bind_address}:{args.secure_port}: "
+                  f"{exc.strerror}", file=sys.stderr)
+            return 2
+        log.info("%s: serving securely on %s:%d", name, args.bind_address, port)
 
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -247,7 +258,8 @@ async def run_agent(args: argparse.Namespace, name: str, main: Main, *,
         await asyncio.gather(campaign, stopper, return_exceptions=True)
         await recorder.close()
         await factory.stop()
-        await runner.cleanup()
+        if runner is not None:
+            await runner.cleanup()
         for c in {id(x): x for x in (client, authn, authz) if x is not None}.values():
             await c.close()
         for sig in (signal.SIGTERM, signal.SIGINT):

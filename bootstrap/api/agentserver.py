@@ -80,10 +80,10 @@ class DelegatedAuth:
         cert = _peer_cert(request)
         if cert is not None:
             return cert
-        header = request.headers.get("Authorization", "")
-        if self.authn is None or not header.startswith("Bearer "):
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        token = token.strip()
+        if self.authn is None or scheme.lower() != "bearer" or not token:
             return None
-        token = header[len("Bearer "):].strip()
         digest = hashlib.sha256(token.encode()).digest()
         found, user = self._tokens.get(digest)
         if found:

@@ -259,6 +259,11 @@ class Informer:
             if not token:
                 break
         self.lists += 1
+        for obj in items:
+            # List items may come without TypeMeta; cached objects always carry it, so
+            # event references and apply configurations built from them are complete.
+            obj.setdefault("apiVersion", self.resource.gv)
+            obj.setdefault("kind", self.resource.kind)
         await self._replace(items, meta.get("resourceVersion", ""))
 
     async def _replace(self, items: list[dict], resource_version: str) -> None:

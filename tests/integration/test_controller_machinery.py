@@ -301,11 +301,23 @@ async def fetch(url: str, ctx: ssl.SSLContext, token: str | None = None) -> tupl
             return r.status, await r.text()
 
 
-async def fetch_or_refused(url: str, ctx: ssl.SSLContext) -> int | str:
+async def refused(url: str, ctx: ssl.SSLContext) -> bool:
+    """True when the server hangs up in the TLS handshake (no HTTP answer at all);
+    how the client reports that (disconnect, reset, SSL error) varies with timing."""
     try:
-        return (await fetch(url, ctx))[0]
-    except (aiohttp.ClientError, ssl.SSLError) as exc:
-        return type(exc).__name__
+        await fetch(url, ctx)
+    except (aiohttp.ClientError, ssl.SSLError, ConnectionError):
+        return True
+    return False
+
+
+async def serving(agent: Agent) -> bool:
+    """The agent answers /healthz (it may still be starting)."""
+    try:
+        return (await fetch(agent.url + "/healthz", client_tls(None)))[0] == 200
+    except aiohttp.ClientError:
+        assert agent.proc.poll() is None, agent.log.read_text()
+        return False
 
 
 async def sa_token(admin: Client, name: str) -> str:
@@ -341,14 +353,11 @@ async def test_agent_serves_health_anonymously_and_metrics_by_delegated_auth(
                         "name": "system:monitoring"},
             "subjects": [{"kind": "ServiceAccount", "name": "scraper", "namespace": NS}]})
         anonymous = client_tls(None)
+        await until(lambda: serving(agent))
 
-        async def up():
-            try:
-                return (await fetch(agent.url + "/readyz", anonymous))[0] == 200
-            except aiohttp.ClientError:
-                assert agent.proc.poll() is None, agent.log.read_text()
-                return False
-        await until(up)
+        async def ready():  # main runs at once (no election); its informers sync
+            return (await fetch(agent.url + "/readyz", anonymous))[0] == 200
+        await until(ready)
         for path in ("/healthz", "/livez", "/readyz"):
             assert await fetch(agent.url + path, anonymous) == (200, "ok")
         status, body = await fetch(agent.url + "/readyz?verbose", anonymous)
@@ -360,8 +369,13 @@ async def test_agent_serves_health_anonymously_and_metrics_by_delegated_auth(
         assert (await fetch(agent.url + "/metrics", anonymous, stranger))[0] == 403
         nobody = client_tls(cluster, "nobody")
         assert (await fetch(agent.url + "/metrics", nobody))[0] == 403
-        assert await fetch_or_refused(agent.url + "/metrics", forged_tls(tmp_path, "admin")) \
-            != 200
+        # A certificate from another CA fails the TLS handshake (the server hangs up).
+        assert await refused(agent.url + "/metrics", forged_tls(tmp_path, "admin"))
+        # A certificate from the right CA without the clientAuth usage is no client cert.
+        server_only = client_tls(None)
+        server_only.load_cert_chain(cluster.pki.path("apiserver.crt"),
+                                    cluster.pki.path("apiserver.key"))
+        assert await refused(agent.url + "/metrics", server_only)
         status, body = await fetch(agent.url + "/metrics", anonymous, scraper)
         assert status == 200 and "workqueue_adds_total" in body
         prom = client_tls(cluster, "prom", ("system:monitoring",))
@@ -402,6 +416,7 @@ async def test_agents_elect_one_leader_fail_over_and_exit_on_lost_lease(
                                         "metadata": {"name": "work", "namespace": "agents"}})
         await until(lambda: _seen_by(admin, "work", leader.proc.pid))
         # Certificate users may read /metrics when no delegate kubeconfig is given.
+        await until(lambda: serving(follower))
         status, body = await fetch(leader.url + "/metrics", client_tls(cluster, "nobody"))
         assert status == 200
         assert 'leader_election_master_status{name="kube-controller-manager"} 1.0' in body

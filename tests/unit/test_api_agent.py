@@ -185,6 +185,21 @@ async def test_setup_errors_are_one_line_exit_2(tmp_path, capsys):
     assert "cannot listen on 127.0.0.1" in err and err.count("\n") == 1
 
 
+@pytest.mark.timeout(30)
+async def test_secure_port_0_serves_nothing_and_bad_ca_file_is_exit_2(tmp_path, capsys):
+    agent = Running("--leader-elect=false")
+    agent.args.secure_port = 0
+    agent.start()
+    await asyncio.wait_for(agent.started.wait(), 10)
+    assert await agent.finish() == 0
+    (tmp_path / "ca.crt").write_text("not a certificate")
+    args = agent_parser("t", "", secure_port=free_port()).parse_args(
+        ["--client-ca-file", str(tmp_path / "ca.crt")])
+    assert await run_agent(args, "kube-scheduler", None, client=FakeClient()) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--client-ca-file" in err
+
+
 def test_self_signed_cert_is_kept_under_cert_dir(tmp_path):
     from bootstrap.api.agentserver import serving_context
     serving_context("kube-scheduler", "127.0.0.1", None, None, str(tmp_path), None)
@@ -235,6 +250,12 @@ async def test_delegated_auth_reviews_and_caches():
     auth = DelegatedAuth(reviews, reviews, cert_users=True)
     assert await auth.user(FakeRequest(None)) is None
     assert await auth.user(FakeRequest("forged")) is None
+    lower = FakeRequest(None)
+    lower.headers = {"Authorization": "bearer good"}  # the scheme is case-insensitive
+    assert (await auth.user(lower))["via"] == "token"
+    empty = FakeRequest(None)
+    empty.headers = {"Authorization": "Bearer "}
+    assert await auth.user(empty) is None
     user = await auth.user(FakeRequest("good"))
     assert user["username"] == "system:serviceaccount:ns:scraper" and user["via"] == "token"
     assert await auth.allowed(user, "get", "/metrics")

@@ -176,3 +176,27 @@ async def test_wait_synced_covers_informers_started_later():
     await waiting
     assert factory.has_synced
     await factory.stop()
+
+
+class BareListClient(FakeClient):
+    """Lists without TypeMeta on the items, as the API server may send them."""
+
+    async def list(self, *args, **kwargs):
+        page = await super().list(*args, **kwargs)
+        for item in page["items"]:
+            item.pop("kind")
+            item.pop("apiVersion")
+        return page
+
+
+async def test_listed_objects_get_type_meta():
+    client = BareListClient()
+    client.seed(pod("p1"))
+    inf = Informer(client, PODS)
+    inf.start()
+    try:
+        await inf.wait_synced(5)
+        cached = inf.get("p1", "default")
+        assert (cached["apiVersion"], cached["kind"]) == ("v1", "Pod")
+    finally:
+        await inf.stop()
