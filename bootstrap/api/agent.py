@@ -28,7 +28,7 @@ from bootstrap.api import agentserver
 from bootstrap.api.client import Client, KubeconfigError
 from bootstrap.api.events import EventRecorder
 from bootstrap.api.informer import SharedInformerFactory
-from bootstrap.api.leader import LeaderElector
+from bootstrap.api.leader import JITTER, LeaderElector
 from bootstrap.api.metrics import REGISTRY
 
 log = logging.getLogger(__name__)
@@ -157,6 +157,10 @@ async def run_agent(args: argparse.Namespace, name: str, main: Main, *,
                     stop: asyncio.Event | None = None) -> int:
     """``client`` and ``stop`` replace the kubeconfig client and the signals (tests)."""
     configure_logging(args.v, _package(main))
+    problem = _election_flags_problem(args) if args.leader_elect else None
+    if problem:
+        print(f"{name}: {problem}", file=sys.stderr)
+        return 2
     try:
         client = client or build_client(args)
         authn = build_client(args, args.authentication_kubeconfig) \
@@ -164,7 +168,8 @@ async def run_agent(args: argparse.Namespace, name: str, main: Main, *,
         authz_path = args.authorization_kubeconfig or args.authentication_kubeconfig
         authz = build_client(args, authz_path) if authz_path else None
     except (KubeconfigError, OSError, ValueError) as exc:
-        print(f"{name}: {exc}", file=sys.stderr)
+        hint = "" if args.kubeconfig else " (pass --kubeconfig outside a pod)"
+        print(f"{name}: {exc}{hint}", file=sys.stderr)
         return 2
     ctx = None
     if args.secure_port:
@@ -265,6 +270,21 @@ async def run_agent(args: argparse.Namespace, name: str, main: Main, *,
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
     return rc
+
+
+def _election_flags_problem(args: argparse.Namespace) -> str | None:
+    """client-go's NewLeaderElector checks, worded with our flag names."""
+    lease, renew, retry = (args.leader_elect_lease_duration, args.leader_elect_renew_deadline,
+                           args.leader_elect_retry_period)
+    if min(lease, renew, retry) <= 0:
+        return "--leader-elect-lease-duration, -renew-deadline and -retry-period must be > 0"
+    if lease <= renew:
+        return (f"--leader-elect-lease-duration ({lease:g}s) must be greater than "
+                f"--leader-elect-renew-deadline ({renew:g}s)")
+    if renew <= JITTER * retry:
+        return (f"--leader-elect-renew-deadline ({renew:g}s) must be greater than "
+                f"{JITTER:g} x --leader-elect-retry-period ({retry:g}s)")
+    return None
 
 
 def _lease_watchdog(elector: LeaderElector) -> Callable[[], bool]:

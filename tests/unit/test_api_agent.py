@@ -200,6 +200,18 @@ async def test_secure_port_0_serves_nothing_and_bad_ca_file_is_exit_2(tmp_path, 
     assert err.count("\n") == 1 and "--client-ca-file" in err
 
 
+@pytest.mark.parametrize("flags, says", [
+    (["--leader-elect-lease-duration=5s"], "must be greater than --leader-elect-renew-deadline"),
+    (["--leader-elect-retry-period=9s"], "must be greater than 1.2 x --leader-elect-retry"),
+    (["--leader-elect-retry-period=0s"], "must be > 0"),
+])
+async def test_inconsistent_election_flags_are_exit_2(flags, says, capsys):
+    args = agent_parser("t", "", secure_port=free_port()).parse_args(flags)
+    assert await run_agent(args, "kube-scheduler", None, client=FakeClient()) == 2
+    err = capsys.readouterr().err
+    assert says in err and err.count("\n") == 1
+
+
 def test_self_signed_cert_is_kept_under_cert_dir(tmp_path):
     from bootstrap.api.agentserver import serving_context
     serving_context("kube-scheduler", "127.0.0.1", None, None, str(tmp_path), None)
