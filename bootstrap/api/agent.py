@@ -71,6 +71,14 @@ def _duration_arg(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{exc} (use Go syntax: 15s, 1m30s, 500ms)") from None
 
 
+def _level(text: str) -> int:
+    """klog's -v: pflag also takes the shorthand as -v=4, which argparse hands over as "=4"."""
+    try:
+        return int(text.removeprefix("="))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid log level {text!r} (use -v 0..10)") from None
+
+
 def parse_bool(text: str) -> bool:
     """Go's strconv.ParseBool, which pflag uses for --flag=value."""
     value = text.strip()
@@ -118,7 +126,7 @@ def agent_parser(prog: str, description: str, *, secure_port: int,
     auth.add_argument("--authorization-kubeconfig")
     auth.add_argument("--authorization-always-allow-paths",
                       default="/healthz,/readyz,/livez")
-    p.add_argument("-v", "--v", type=int, default=0, metavar="N",
+    p.add_argument("-v", "--v", type=_level, default=0, metavar="N",
                    help="Log verbosity: 0 = the component's info and warnings, "
                    "1 or more = debug")
     return p

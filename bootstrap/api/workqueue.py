@@ -13,10 +13,12 @@ import asyncio
 import heapq
 import itertools
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Hashable
 
 from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
 
 from bootstrap.api.metrics import REGISTRY
 
@@ -37,6 +39,36 @@ WORK_DURATION = Histogram(
     "workqueue_work_duration_seconds",
     "How long in seconds processing an item from workqueue takes.", ["name"],
     buckets=_BUCKETS, registry=REGISTRY)
+
+
+class _InFlightCollector:
+    """workqueue_unfinished_work_seconds and workqueue_longest_running_processor_seconds,
+    computed at scrape time from the keys being processed (upstream samples them every
+    500 ms instead)."""
+
+    def __init__(self):
+        self.queues: weakref.WeakSet[WorkQueue] = weakref.WeakSet()
+
+    def collect(self):
+        unfinished = GaugeMetricFamily(
+            "workqueue_unfinished_work_seconds",
+            "How many seconds of work has done that is in progress and hasn't been "
+            "observed by work_duration. Large values indicate stuck threads.", labels=["name"])
+        longest = GaugeMetricFamily(
+            "workqueue_longest_running_processor_seconds",
+            "How many seconds has the longest running processor for workqueue been running.",
+            labels=["name"])
+        now = time.monotonic()
+        for queue in list(self.queues):
+            ages = [now - t for t in queue._started_at.values()]
+            unfinished.add_metric([queue.name], sum(ages))
+            longest.add_metric([queue.name], max(ages, default=0.0))
+        yield unfinished
+        yield longest
+
+
+_IN_FLIGHT = _InFlightCollector()
+REGISTRY.register(_IN_FLIGHT)
 
 
 class RateLimiter:
@@ -137,6 +169,8 @@ class WorkQueue:
         self._seq = itertools.count()
         self._timer: asyncio.TimerHandle | None = None
         self._metrics = bool(name)
+        if self._metrics:
+            _IN_FLIGHT.queues.add(self)
 
     # the basic queue -------------------------------------------------------------
 

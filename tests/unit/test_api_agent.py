@@ -47,6 +47,8 @@ def test_defaults_as_upstream():
         ["--leader-elect=false", "--leader-elect-lease-duration=1m", "-v", "4"])
     assert args.leader_elect is False and args.leader_elect_lease_duration == 60
     assert args.v == 4
+    for spelling in (["-v=3"], ["--v=3"], ["-v3"], ["--v", "3"]):
+        assert agent_parser("x", "", secure_port=1).parse_args(spelling).v == 3
 
 
 def test_bad_duration_is_exit_2(capsys):

@@ -252,3 +252,13 @@ async def test_injected_errors_and_recorded_requests():
     req = c.requests_for("create", "configmaps")[-1]
     assert (req.namespace, req.body["metadata"]["name"], req.params) == \
         ("default", "x", {"field_manager": "mine"})
+
+
+@pytest.mark.parametrize("verb", ["get", "list", "list_all", "create", "update", "patch",
+                                  "delete", "watch"])
+def test_same_signatures_as_the_real_client(verb):
+    import inspect
+
+    from bootstrap.api.client import Client
+    assert inspect.signature(getattr(FakeClient, verb)) == \
+        inspect.signature(getattr(Client, verb))

@@ -102,7 +102,9 @@ async def test_metrics_for_named_queues_only():
     assert sample("workqueue_depth", "metrics-test") == 2
     key = await q.get()
     assert sample("workqueue_depth", "metrics-test") == 1
+    assert sample("workqueue_longest_running_processor_seconds", "metrics-test") > 0
     q.done(key)
+    assert sample("workqueue_unfinished_work_seconds", "metrics-test") == 0
     assert sample("workqueue_work_duration_seconds", "metrics-test", "_count") >= 1
     assert sample("workqueue_queue_duration_seconds", "metrics-test", "_count") >= 1
     retries = sample("workqueue_retries_total", "metrics-test")
