@@ -119,8 +119,13 @@ def stamp(t: float) -> str:
 async def set_pod_status(client, pod: dict, phase: str = "Running", ready: bool = True,
                          at: float | None = None, node: str | None = "node-1",
                          exit_code: int | None = None) -> dict:
-    """Play kubelet: bind (spec.nodeName) and write a pod status."""
+    """Play kubelet: bind (spec.nodeName; a DaemonSet pod goes to the node its
+    affinity names) and write a pod status."""
     current = await client.get(PODS, pod["metadata"]["name"], pod["metadata"]["namespace"])
+    pinned = (((current["spec"].get("affinity") or {}).get("nodeAffinity") or {}).get(
+        "requiredDuringSchedulingIgnoredDuringExecution") or {}).get("nodeSelectorTerms")
+    if node and pinned and pinned[0].get("matchFields"):
+        node = pinned[0]["matchFields"][0]["values"][0]
     if node and not current["spec"].get("nodeName"):
         upd = copy.deepcopy(current)
         upd["spec"]["nodeName"] = node
