@@ -37,6 +37,18 @@ def test_cidrset_walks_occupies_and_exhausts():
     assert str(v6.allocate_next()) == "fd00:10:244::/64"
 
 
+def test_service_range_is_never_allocated():
+    s = CIDRSet("10.0.0.0/22", 24)
+    s.occupy_overlapping("10.0.1.128/25")
+    s.occupy_overlapping("192.168.0.0/16")  # outside: ignored
+    assert [str(s.allocate_next()) for _ in range(3)] == ["10.0.0.0/24", "10.0.2.0/24",
+                                                          "10.0.3.0/24"]
+    wide = cidr_sets(Options(cluster_cidr="10.0.0.0/8", service_cluster_ip_range="10.96.0.0/12"))
+    assert len(wide[0]) == 16 * 256 and wide[0].contains("10.100.7.0/24")
+    with pytest.raises(UserError):
+        cidr_sets(Options(cluster_cidr="10.0.0.0/8", service_cluster_ip_range="bogus"))
+
+
 def test_cidr_sets_from_flags():
     assert [s.mask_size for s in cidr_sets(Options(cluster_cidr="10.0.0.0/8"))] == [24]
     dual = cidr_sets(Options(cluster_cidr="10.0.0.0/16,fd00::/48",

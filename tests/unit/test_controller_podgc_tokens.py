@@ -124,10 +124,14 @@ async def test_bootstrapsigner_uses_only_valid_signing_tokens():
     seed = [cluster_info(), token_secret("aaaaaa", "0123456789abcdef"),
             token_secret("bbbbbb", "0123456789abcdef", stamp(T0 - 5)),
             token_secret("cccccc", "0123456789abcdef", signing=False),
-            token_secret("dddddd", "0123456789abcdef", name="bootstrap-token-eeeeee")]
+            token_secret("dddddd", "0123456789abcdef", name="bootstrap-token-eeeeee"),
+            token_secret("ffffff", "0123456789abcdef", stamp(T0 + 90))]
     async with synced(lambda c, f, r: BootstrapSigner(c, f, r, clock=clock), *seed) as (
             client, ctl, _):
-        await ctl.reconcile("kube-public/cluster-info")
+        assert await ctl.reconcile("kube-public/cluster-info") == 90
+        clock.advance(91)
+        await caught_up(client, ctl.factory)
+        assert await ctl.reconcile("kube-public/cluster-info") is None
         cm = next(c for c in client.objects("configmaps"))
         assert sorted(cm["data"]) == ["jws-kubeconfig-aaaaaa", "kubeconfig"]
         assert cm["data"]["jws-kubeconfig-aaaaaa"] == detached_jws(

@@ -12,7 +12,7 @@ from bootstrap.api.controller import Controller
 from bootstrap.api.resources import by_gvr
 from bootstrap.pki.tokens import detached_jws
 
-from .bootstraptokens import is_token_secret, signing_token
+from .bootstraptokens import expiration, is_token_secret, signing_token
 
 CONFIGMAPS = by_gvr("", "v1", "configmaps")
 SECRETS = by_gvr("", "v1", "secrets")
@@ -59,20 +59,27 @@ class BootstrapSigner(Controller):
         if is_token_secret(secret):
             self.enqueue(KEY)
 
-    def tokens(self) -> dict[str, str]:
+    def tokens(self) -> tuple[dict[str, str], float | None]:
+        """Signing tokens by id, and the seconds until the first of them expires."""
         now = self.clock()
-        out = {}
+        out: dict[str, str] = {}
+        first: float | None = None
         for secret in self.secrets.list("kube-system"):
             found = signing_token(secret, now)
             if found:
                 out[found[0]] = found[1]
-        return out
+                left, _ = expiration(secret, now)
+                if left and (first is None or left < first):
+                    first = left
+        return out, first
 
     async def reconcile(self, key: str) -> float | None:
         cm = self.configmaps.get(NAME, NAMESPACE)
         if cm is None:
             return None
-        new = signed(cm, self.tokens())
+        tokens, expires = self.tokens()
+        new = signed(cm, tokens)
         if new is not None:
             await self.client.update(CONFIGMAPS, new)  # resourceVersion from the cache
-        return None
+        # An expiring token's signature must go even if the token cleaner is off.
+        return expires

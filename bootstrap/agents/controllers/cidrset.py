@@ -62,6 +62,18 @@ class CIDRSet:
         """Mark an existing allocation (read back from Nodes after a restart)."""
         self._used.add(self._index(cidr))
 
+    def occupy_overlapping(self, other: str | IPNetwork) -> None:
+        """Mark every subnet that overlaps ``other`` (upstream's filterOutServiceRange:
+        node subnets never cover the Service ClusterIP range)."""
+        net = ipaddress.ip_network(other, strict=False)
+        if net.version != self.cluster.version or not net.overlaps(self.cluster):
+            return
+        first = max(int(net.network_address), self._base)
+        last = min(int(net.broadcast_address), int(self.cluster.broadcast_address))
+        for index in range((first - self._base) >> self._shift,
+                           ((last - self._base) >> self._shift) + 1):
+            self._used.add(index)
+
     def release(self, cidr: str | IPNetwork) -> None:
         self._used.discard(self._index(cidr))
 

@@ -1,5 +1,6 @@
 """nodeipam: each Node gets spec.podCIDR / spec.podCIDRs from --cluster-cidr
-(upstream's RangeAllocator).
+(upstream's RangeAllocator); subnets overlapping --service-cluster-ip-range are
+never handed out.
 
 Allocations live only on the Nodes themselves, so the allocator is rebuilt from
 the cache before the first assignment: a restarted (or newly elected) manager
@@ -51,6 +52,15 @@ def cidr_sets(options) -> list[CIDRSet]:
             raise UserError(str(exc), where="--node-cidr-mask-size") from None
     if len({s.cluster.version for s in sets}) != len(sets):
         raise UserError("at most one CIDR per IP family", where="--cluster-cidr")
+    for svc in (c.strip() for c in (options.service_cluster_ip_range or "").split(",")):
+        if not svc:
+            continue
+        try:
+            for s in sets:
+                s.occupy_overlapping(svc)
+        except ValueError:
+            raise UserError(f"invalid CIDR {svc!r}", where="--service-cluster-ip-range",
+                            hint="e.g. 10.96.0.0/12") from None
     return sets
 
 
