@@ -8,6 +8,8 @@ merge patch, server-side apply and the served OpenAPI documents.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import importlib.util
 from pathlib import Path
@@ -163,6 +165,45 @@ def _type_ok(value: Any, types: Any) -> bool:
     return False
 
 
+_INT_RANGES = {"int32": (-2 ** 31, 2 ** 31 - 1), "int64": (-2 ** 63, 2 ** 63 - 1)}
+_QUANTITY = "io.k8s.apimachinery.pkg.api.resource.Quantity"
+
+
+def _out_of_range(value: Any, node: dict) -> bool:
+    """An integer the Go field cannot hold (replicas: 2**31) fails decoding upstream."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        return False
+    bounds = _INT_RANGES.get(node.get("format") or "int64")
+    return bounds is not None and not bounds[0] <= value <= bounds[1]
+
+
+def _scalar_problem(value: Any, node: dict, ref: str | None) -> str | None:
+    """Decoding errors of typed scalars: Quantity syntax and base64 []byte."""
+    from bootstrap.api import quantity
+
+    if ref == _QUANTITY or node.get("format") == "quantity":
+        if not quantity.is_valid(value):
+            return quantity.ERROR
+    elif node.get("format") == "byte" and isinstance(value, str):
+        try:
+            base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            return f"illegal base64 data at input byte {_bad_base64_offset(value)}"
+    return None
+
+
+def _bad_base64_offset(value: str) -> int:
+    """Where Go's base64 decoder stops (the first byte outside the alphabet or bad
+    padding), for its CorruptInputError message."""
+    alphabet = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
+    for i, ch in enumerate(value):
+        if ch == "=":
+            return i if len(value) % 4 else max(i, 0)
+        if ch not in alphabet:
+            return i
+    return len(value) - len(value) % 4
+
+
 def _json_type(value: Any) -> str:
     if isinstance(value, bool):
         return "bool"
@@ -232,10 +273,17 @@ class _Walk:
         node = resolve(prop)
         if node is None or value is None:
             return
-        if not _type_ok(value, node.get("type")):
-            # encoding/json's UnmarshalTypeError, which upstream returns verbatim.
-            self.type_errors.append(f"json: cannot unmarshal {_json_type(value)} into Go struct field "
+        mismatch = not _type_ok(value, node.get("type"))
+        if mismatch or _out_of_range(value, node):
+            # encoding/json's UnmarshalTypeError, which upstream returns verbatim; a
+            # number too big for its field is reported with its digits.
+            what = _json_type(value) if mismatch else f"number {value}"
+            self.type_errors.append(f"json: cannot unmarshal {what} into Go struct field "
                                     f"{owner}.{go_path} of type {_go_type(prop)}")
+            return
+        problem = _scalar_problem(value, node, _ref_name(prop))
+        if problem:
+            self.type_errors.append(problem)
             return
         if isinstance(value, dict):
             props = node.get("properties")
@@ -268,24 +316,23 @@ def check_schema(obj: dict, gvk: GVK) -> tuple[list[str], list[str], list[errors
     return sorted(set(w.unknown)), w.type_errors, w.required
 
 
-def validate(obj: dict, gvk: GVK, *, mode: str = "Strict") -> list[str]:
-    """Schema-validate ``obj``; return warnings, raise APIError on failure.
+def decode(obj: dict, gvk: GVK, *, mode: str = "Strict") -> list[str]:
+    """The apiserver's decoding step, before any defaulting; returns warnings.
 
-    Mirrors the apiserver's decoding step: unknown fields fail the request only
-    with fieldValidation=Strict (400 "strict decoding error"), become warnings
-    with Warn and are dropped silently with Ignore; type mismatches are decoding
-    errors (400); missing required fields are validation errors (422 Invalid).
-    Semantic checks (names, labels, per-kind rules) follow in validation.py.
+    Type mismatches are decoding errors (400, as encoding/json reports them), so
+    nothing downstream (defaults, strategies) ever sees a list where it expects an
+    object. Unknown fields fail the request only with fieldValidation=Strict (400
+    "strict decoding error"), become warnings with Warn and are dropped silently
+    with Ignore.
     """
-    from bootstrap.api import validation  # local: validation imports this module
-
-    group, version, kind = gvk
-    unknown, type_errors, required = check_schema(obj, gvk)
+    kind, version = gvk[2], gvk[1]
+    unknown, type_errors, _ = check_schema(obj, gvk)
     warnings: list[str] = []
     prefix = f'{kind} in version "{version}" cannot be handled as a {kind}: '
     if type_errors:
         # Go's decoder stops at the first mismatch; report just that one.
         raise errors.bad_request(prefix + type_errors[0])
+    zero_nulls(obj, root_schema(gvk))
     if unknown:
         if mode == "Strict":
             raise errors.bad_request(prefix + "strict decoding error: "
@@ -293,15 +340,32 @@ def validate(obj: dict, gvk: GVK, *, mode: str = "Strict") -> list[str]:
         if mode == "Warn":
             warnings.extend(f'unknown field "{u}"' for u in unknown)
         prune_unknown(obj, gvk)
+    return warnings
+
+
+def validate_object(obj: dict, gvk: GVK) -> None:
+    """Validation after defaulting: required fields and the per-kind semantic checks
+    (validation.py); raises 422 Invalid."""
+    from bootstrap.api import validation  # local: validation imports this module
+
+    group, _, kind = gvk
     if kind in validation.VIRTUAL_KINDS:
         # Review and token requests are computed, never stored; their handlers fill
         # what upstream defaults (e.g. TokenRequest audiences) before acting.
         required = []
+    else:
+        required = check_schema(obj, gvk)[2]
     # The schema's required list and the per-kind checks can flag the same field.
     causes = list(dict.fromkeys(required + validation.validate_object(obj, gvk)))
     if causes:
         name = obj.get("metadata", {}).get("name") or obj.get("metadata", {}).get("generateName", "")
         raise errors.invalid(kind, name, causes, group)
+
+
+def validate(obj: dict, gvk: GVK, *, mode: str = "Strict") -> list[str]:
+    """decode() and validate_object() in one call, for an already-defaulted object."""
+    warnings = decode(obj, gvk, mode=mode)
+    validate_object(obj, gvk)
     return warnings
 
 
@@ -312,6 +376,54 @@ def validate_update(new: dict, old: dict, gvk: GVK) -> None:
     causes = validation.validate_update(new, old, gvk)
     if causes:
         raise errors.invalid(gvk[2], new.get("metadata", {}).get("name", ""), causes, gvk[0])
+
+
+_ZERO = {"string": "", "integer": 0, "number": 0, "boolean": False, "array": None,
+         "object": None}
+
+
+def _zero(node: dict | None):
+    node = resolve(node)
+    t = (node or {}).get("type")
+    t = next((x for x in t if x != "null"), None) if isinstance(t, list) else t
+    if t == "object" or (node or {}).get("properties"):
+        return {}
+    return _ZERO.get(t)
+
+
+def zero_nulls(value: Any, node: dict | None) -> None:
+    """What Go's decoder makes of JSON null: an absent field, and the zero value of
+    the element type inside lists and maps ([null] of structs is [{}]), so model
+    code downstream never meets a None where the schema promises a value."""
+    node = resolve(node)
+    if node is None:
+        return
+    if isinstance(value, dict):
+        props = node.get("properties") or {}
+        add = node.get("additionalProperties")
+        for k in list(value):
+            sub = props.get(k) if k in props else (add if isinstance(add, dict) else None)
+            if value[k] is None:
+                if k in props:
+                    del value[k]
+                elif sub is not None:
+                    zero = _zero(sub)
+                    if zero is None:
+                        del value[k]
+                    else:
+                        value[k] = zero
+            elif sub is not None:
+                zero_nulls(value[k], sub)
+    elif isinstance(value, list):
+        items = node.get("items")
+        if items is None:
+            return
+        for i, v in enumerate(value):
+            if v is None:
+                zero = _zero(items)
+                value[i] = zero if zero is not None else v
+            else:
+                zero_nulls(v, items)
 
 
 def prune_unknown(obj: Any, gvk_or_node: Any) -> None:

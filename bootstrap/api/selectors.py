@@ -169,8 +169,8 @@ def parse_label_selector(s: str | None) -> LabelSelector:
                     vals.append(v)
                 if toks[i - 2] == ",":
                     vals.append("")
-                if not vals and op == "in":
-                    vals = [""]
+                if not vals:
+                    vals = [""]  # upstream's parser reads "()" as the one empty value
                 reqs.append(Requirement(key, op, tuple(sorted(set(vals)))))
             else:
                 fail(f"found '{op}', expected: in, notin, =, ==, !=, gt, lt")

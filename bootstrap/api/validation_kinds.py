@@ -31,6 +31,30 @@ def _port(path: str, value, out: list[FieldError], allow_zero: bool = False) -> 
         out.append(invalid_value(path, value, f"must be between {lo} and 65535, inclusive"))
 
 
+def _resources(res: dict, path: str, out: list[FieldError]) -> None:
+    """ValidateResourceRequirements: quantities are not negative and requests do not
+    exceed limits. (Their syntax was checked when the body was decoded.)"""
+    from bootstrap.api import quantity
+
+    parsed: dict[str, dict] = {}
+    for kind in ("limits", "requests"):
+        for name, value in (res.get(kind) or {}).items():
+            try:
+                q = quantity.parse(value)
+            except quantity.QuantityError:
+                continue
+            parsed.setdefault(kind, {})[name] = (q, value)
+            if q < 0:
+                out.append(invalid_value(f"{path}.{kind}[{name}]", str(value),
+                                         "must be greater than or equal to 0"))
+    for name, (q, value) in (parsed.get("requests") or {}).items():
+        limit = (parsed.get("limits") or {}).get(name)
+        if limit is not None and q > limit[0] >= 0:
+            out.append(invalid_value(f"{path}.requests[{name}]", str(value),
+                                     f"must be less than or equal to {name} limit of "
+                                     f"{limit[1]}"))
+
+
 def _containers(spec: dict, key: str, base: str, out: list[FieldError], need_one: bool) -> set[str]:
     names: set[str] = set()
     items = spec.get(key) or []
@@ -51,6 +75,7 @@ def _containers(spec: dict, key: str, base: str, out: list[FieldError], need_one
         pull = c.get("imagePullPolicy")
         if pull and pull not in ("Always", "IfNotPresent", "Never"):
             out.append(not_supported(f"{p}.imagePullPolicy", pull, ["Always", "IfNotPresent", "Never"]))
+        _resources(c.get("resources") or {}, f"{p}.resources", out)
         port_names: set[str] = set()
         for j, port in enumerate(c.get("ports") or []):
             pp = f"{p}.ports[{j}]"

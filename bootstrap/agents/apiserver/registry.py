@@ -83,6 +83,7 @@ class Registry:
             else:
                 raise errors.invalid(res.kind, "", [errors.required(
                     "metadata.name", "name or generateName is required")], res.group)
+        ctx.warnings += strategy.decode(obj, res, ctx.field_validation)
         strategy.normalize(obj, res)
         strategy.apply_defaults(obj, res)
         # System fields before validation, as upstream's BeforeCreate: a Job's
@@ -90,7 +91,7 @@ class Registry:
         md.update(uid=meta.new_uid(), creationTimestamp=meta.now_rfc3339())
         if res.kind == "Job":
             defaults.generate_job_selector(obj)
-        ctx.warnings += strategy.validate(obj, res, ctx.field_validation)
+        strategy.validate(obj, res)
         for k in ("deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"):
             md.pop(k, None)
         strategy.prepare_create(res, obj)
@@ -151,6 +152,15 @@ class Registry:
                             p["nodePort"] = kept
         old_ports = set(alloc.service_node_ports(old)) if old else set()
         if alloc.wants_node_ports(svc):
+            lo, hi = alloc.NODEPORT_RANGE
+            bad = [errors.invalid_value(f"spec.ports[{i}].nodePort", p["nodePort"],
+                                        f"provided port is not in the valid range. The range "
+                                        f"of valid ports is {lo}-{hi}")
+                   for i, p in enumerate(spec.get("ports") or [])
+                   if p.get("nodePort") and p["nodePort"] not in old_ports
+                   and not lo <= p["nodePort"] <= hi]
+            if bad:
+                raise errors.invalid("Service", svc["metadata"]["name"], bad)
             missing = [p for p in spec.get("ports") or [] if not p.get("nodePort")]
             fresh = await self.alloc.pick_ports(len(missing), old_ports)
             for p, port in zip(missing, fresh, strict=True):
@@ -196,6 +206,7 @@ class Registry:
                 raise errors.bad_request("the namespace of the provided object does not "
                                          "match the namespace sent on the request")
             desired["apiVersion"], desired["kind"] = res.gv, res.kind
+            ctx.warnings += strategy.decode(desired, res, ctx.field_validation)
             if sub == "status":
                 desired = strategy.prepare_status_update(res, desired, current)
             elif sub == "approval":
@@ -203,7 +214,7 @@ class Registry:
             else:
                 strategy.normalize(desired, res)
                 strategy.apply_defaults(desired, res)
-            ctx.warnings += strategy.validate(desired, res, ctx.field_validation)
+            strategy.validate(desired, res)
             cm = current["metadata"]
             md = desired["metadata"]
             for k in ("uid", "creationTimestamp", "deletionTimestamp",

@@ -33,8 +33,14 @@ def normalize(obj: dict, res: Resource) -> None:
             data[k] = base64.b64encode(str(v).encode()).decode()
 
 
-def validate(obj: dict, res: Resource, mode: str) -> list[str]:
-    return schema.validate(obj, res.gvk, mode=mode)
+def decode(obj: dict, res: Resource, mode: str) -> list[str]:
+    """Type and unknown-field checks, before defaulting; returns warnings."""
+    return schema.decode(obj, res.gvk, mode=mode)
+
+
+def validate(obj: dict, res: Resource) -> None:
+    """Required fields and per-kind rules, after defaulting."""
+    schema.validate_object(obj, res.gvk)
 
 
 def validate_update(new: dict, old: dict, res: Resource) -> None:

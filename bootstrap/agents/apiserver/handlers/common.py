@@ -31,19 +31,60 @@ def error_response(exc: errors.APIError) -> web.Response:
     return resp
 
 
+# Upstream's limits: 3 MiB request bodies (413 beyond), and a nesting depth our
+# recursive model code (schemas, patches, defaults) stays well inside.
+MAX_BODY = 3 * 1024 * 1024
+MAX_DEPTH = 200
+BODY_TYPES = ["application/json", "application/yaml", "application/vnd.kubernetes.protobuf"]
+
+
+async def read_raw(request: web.Request) -> bytes:
+    """The request body, or 413 RequestEntityTooLarge past the limit."""
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise errors.APIError(413, "RequestEntityTooLarge",
+                              f"Request entity too large: limit is {MAX_BODY}") from None
+
+
+def loads(raw: bytes, yaml_body: bool = False):
+    """JSON or YAML into Python values, with the depth bounded; ValueError on garbage."""
+    try:
+        value = yaml.safe_load(raw) if yaml_body else orjson.loads(raw)
+    except (orjson.JSONDecodeError, yaml.YAMLError, RecursionError) as exc:
+        raise ValueError(str(exc) if not isinstance(exc, RecursionError)
+                         else "exceeded max depth") from None
+    check_depth(value)
+    return value
+
+
+def check_depth(value) -> None:
+    """Iterative, so an absurdly deep body cannot exhaust the stack while measuring."""
+    stack = [(value, 1)]
+    while stack:
+        v, d = stack.pop()
+        if d > MAX_DEPTH:
+            raise ValueError(f"exceeded max depth of {MAX_DEPTH}")
+        if isinstance(v, dict):
+            stack.extend((x, d + 1) for x in v.values())
+        elif isinstance(v, list):
+            stack.extend((x, d + 1) for x in v)
+
+
 async def read_body(request: web.Request) -> dict:
-    raw = await request.read()
+    raw = await read_raw(request)
     if not raw:
         raise errors.bad_request("the body of the request was empty")
-    ctype = (request.content_type or JSON).lower()
+    # No Content-Type at all means JSON, as upstream's negotiation defaults to it
+    # (aiohttp would report application/octet-stream).
+    ctype = (request.content_type if "Content-Type" in request.headers else JSON).lower()
     if ctype == protobuf.CONTENT_TYPE:
         return protobuf.decode(raw)
+    if ctype not in (JSON, "application/yaml"):
+        raise errors.unsupported_media_type(ctype, BODY_TYPES)
     try:
-        if "yaml" in ctype:
-            body = yaml.safe_load(raw)
-        else:
-            body = orjson.loads(raw)
-    except (orjson.JSONDecodeError, yaml.YAMLError) as exc:
+        body = loads(raw, yaml_body="yaml" in ctype)
+    except ValueError as exc:
         raise errors.bad_request(f"the object provided is unrecognized: {exc}") from None
     if not isinstance(body, dict):
         raise errors.bad_request("the object provided is unrecognized: expected an object")
@@ -62,6 +103,80 @@ def check_type(body: dict, res: Resource, kind: str | None = None,
             f"the kind in the data ({got_kind}) does not match the expected kind ({want_kind})")
 
 
+MAX_INT64 = 2 ** 63 - 1
+
+
+def _go_int(name: str, value: str, parser: str) -> int:
+    """A query integer as Go's strconv parses it into an int64, or 400."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise errors.bad_request(f'{name}: Invalid value: "{value}": strconv.{parser}: '
+                                 f'parsing "{value}": invalid syntax') from None
+    if not -MAX_INT64 - 1 <= number <= MAX_INT64 or value.strip() != value or "_" in value:
+        raise errors.bad_request(f'{name}: Invalid value: "{value}": strconv.{parser}: '
+                                 f'parsing "{value}": value out of range')
+    return number
+
+
+def resource_version(request: web.Request) -> str | None:
+    """resourceVersion, validated as an etcd revision ("" and unset mean none)."""
+    rv = request.query.get("resourceVersion") or None
+    if rv is not None and (not rv.isdigit() or int(rv) > MAX_INT64):
+        if rv.isdigit():
+            raise errors.bad_request(f'resourceVersion: Invalid value: "{rv}": '
+                                     f'strconv.ParseUint: parsing "{rv}": value out of range')
+        raise errors.bad_request(f"invalid resource version: {rv}")
+    return rv
+
+
+def list_options(request: web.Request, watch: bool) -> tuple[str | None, str, int]:
+    """(resourceVersion, resourceVersionMatch, limit) after upstream's
+    ValidateListOptions; 422 Invalid on a bad combination. limit <= 0 means no limit."""
+    q = request.query
+    rv = resource_version(request)
+    match = q.get("resourceVersionMatch") or ""
+    cont = q.get("continue") or ""
+    initial = q.get("sendInitialEvents")
+    limit = _go_int("limit", q["limit"], "ParseInt") if q.get("limit") else 0
+    causes: list[errors.FieldError] = []
+    field = "resourceVersionMatch"
+    if watch:
+        if initial is not None and match != "NotOlderThan":
+            causes.append(errors.forbidden_field(field, "sendInitialEvents requires setting "
+                                                        "resourceVersionMatch to NotOlderThan"))
+        if match:
+            if initial is None:
+                causes.append(errors.forbidden_field(
+                    field, "resourceVersionMatch is forbidden for watch unless "
+                           "sendInitialEvents is provided"))
+            if match != "NotOlderThan":
+                causes.append(errors.not_supported(field, match, ["NotOlderThan"]))
+            if cont:
+                causes.append(errors.forbidden_field(
+                    field, "resourceVersionMatch is forbidden when continue is provided"))
+    else:
+        if match:
+            if not rv:
+                causes.append(errors.forbidden_field(
+                    field, "resourceVersionMatch is forbidden unless resourceVersion is "
+                           "provided"))
+            if cont:
+                causes.append(errors.forbidden_field(
+                    field, "resourceVersionMatch is forbidden when continue is provided"))
+            if match not in ("Exact", "NotOlderThan"):
+                causes.append(errors.not_supported(field, match, ["Exact", "NotOlderThan", ""]))
+            if match == "Exact" and rv == "0":
+                causes.append(errors.forbidden_field(
+                    field, 'resourceVersionMatch "exact" is forbidden for resourceVersion "0"'))
+        if initial is not None:
+            causes.append(errors.forbidden_field("sendInitialEvents",
+                                                 "sendInitialEvents is forbidden for list"))
+    if causes:
+        raise errors.invalid("ListOptions", "", causes, "meta.k8s.io")
+    return rv, match, max(limit, 0)
+
+
 def query_bool(request: web.Request, name: str) -> bool:
     v = request.query.get(name)
     return v is not None and v.lower() in ("1", "true", "t", "yes", "")
@@ -71,10 +186,7 @@ def query_int(request: web.Request, name: str) -> int | None:
     v = request.query.get(name)
     if v in (None, ""):
         return None
-    try:
-        return int(v)
-    except ValueError:
-        raise errors.bad_request(f"invalid value for {name}: {v!r}") from None
+    return _go_int(name, v, "ParseInt")
 
 
 def dry_run(request: web.Request) -> bool:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import copy
 
-import orjson
-import yaml
 from aiohttp import web
 
 from bootstrap.api import errors, selectors
@@ -48,7 +46,7 @@ def matcher(request: web.Request, res: Resource):
 
 async def get(server, request: web.Request, info: RequestInfo, user) -> web.Response:
     res = info.resource
-    rv = request.query.get("resourceVersion")
+    rv = common.resource_version(request)
     obj = await server.store.get(res, info.namespace or None, info.name,
                                  from_cache=rv == "0")
     return output.object_response(request, res, obj)
@@ -56,8 +54,9 @@ async def get(server, request: web.Request, info: RequestInfo, user) -> web.Resp
 
 async def list_(server, request: web.Request, info: RequestInfo, user) -> web.Response:
     res = info.resource
-    limit = common.query_int(request, "limit") or 0
-    rv = request.query.get("resourceVersion") or None
+    rv, match, limit = common.list_options(request, watch=False)
+    if match == "NotOlderThan":
+        rv = None  # a quorum read is never older than any resourceVersion the client saw
     cont = request.query.get("continue") or None
     if cont and rv:
         raise errors.bad_request("specifying resource version is not allowed when using "
@@ -112,11 +111,8 @@ def _parse_patch(request: web.Request, raw: bytes):
     if ctype not in PATCH_TYPES:
         raise errors.unsupported_media_type(ctype)
     try:
-        if ctype == "application/apply-patch+yaml":
-            body = yaml.safe_load(raw)
-        else:
-            body = orjson.loads(raw)
-    except (orjson.JSONDecodeError, yaml.YAMLError) as exc:
+        body = common.loads(raw, yaml_body=ctype == "application/apply-patch+yaml")
+    except ValueError as exc:
         raise errors.bad_request(f"error decoding patch: {exc}") from None
     if ctype == "application/json-patch+json":
         if not isinstance(body, list):
@@ -143,7 +139,7 @@ def apply_patch(ctype: str, body, current: dict, res: Resource, ctx: Ctx, force:
 
 async def patch(server, request: web.Request, info: RequestInfo, user) -> web.Response:
     res = info.resource
-    raw = await request.read()
+    raw = await common.read_raw(request)
     ctype, body = _parse_patch(request, raw)
     ctx = ctx_for(request, user, info.subresource)
     ctx.apply = ctype == "application/apply-patch+yaml"
@@ -190,13 +186,18 @@ async def delete(server, request: web.Request, info: RequestInfo, user) -> web.R
 
 
 async def _delete_options(request: web.Request) -> dict:
-    raw = await request.read() if request.can_read_body else b""
+    raw = await common.read_raw(request) if request.can_read_body else b""
     options: dict = {}
     if raw:
         try:
-            options = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
+            options = common.loads(raw, yaml_body="yaml" in (request.content_type or ""))
+        except ValueError as exc:
             raise errors.bad_request(f"invalid DeleteOptions: {exc}") from None
+        if not isinstance(options, dict):
+            raise errors.bad_request("json: cannot unmarshal array into Go value of type "
+                                     "v1.DeleteOptions" if isinstance(options, list) else
+                                     "the body of the request was not a DeleteOptions object")
+        _check_delete_options(options)
     for q in ("gracePeriodSeconds",):
         v = common.query_int(request, q)
         if v is not None:
@@ -208,6 +209,42 @@ async def _delete_options(request: web.Request) -> dict:
             f"propagationPolicy: Unsupported value: \"{options['propagationPolicy']}\": "
             'supported values: "Foreground", "Background", "Orphan", "nil"')
     return options
+
+
+# DeleteOptions fields and the JSON types Go decodes them into.
+_DELETE_OPTION_TYPES = {"gracePeriodSeconds": int, "propagationPolicy": str,
+                        "orphanDependents": bool, "dryRun": list, "preconditions": dict,
+                        "kind": str, "apiVersion": str, "ignoreStoreReadErrorWithClusterBreakingPotential": bool}
+
+
+def _check_delete_options(options: dict) -> None:
+    for key, want in _DELETE_OPTION_TYPES.items():
+        value = options.get(key)
+        if value is None:
+            continue
+        ok = isinstance(value, want) and not (want is int and isinstance(value, bool))
+        if not ok:
+            raise errors.bad_request(f"json: cannot unmarshal {_json_kind(value)} into Go "
+                                     f"struct field DeleteOptions.{key} of type "
+                                     f"{_GO_TYPES[want]}")
+    pre = options.get("preconditions") or {}
+    for key in ("uid", "resourceVersion"):
+        if pre.get(key) is not None and not isinstance(pre[key], str):
+            raise errors.bad_request(f"json: cannot unmarshal {_json_kind(pre[key])} into Go "
+                                     f"struct field Preconditions.preconditions.{key} of "
+                                     f"type string")
+
+
+_GO_TYPES = {int: "int64", str: "string", bool: "bool", list: "[]string",
+             dict: "v1.Preconditions"}
+
+
+def _json_kind(value) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)):
+        return "number"
+    return {str: "string", list: "array", dict: "object"}.get(type(value), "value")
 
 
 async def delete_collection(server, request: web.Request, info: RequestInfo,

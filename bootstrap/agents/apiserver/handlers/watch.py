@@ -41,7 +41,7 @@ async def watch(server, request: web.Request, info: RequestInfo, user) -> web.St
             return False
         return match is None or match(obj)
 
-    rv = request.query.get("resourceVersion") or None
+    rv, _, _ = common.list_options(request, watch=True)
     timeout = common.query_int(request, "timeoutSeconds")
     if timeout is None:
         timeout = random.randint(MIN_REQUEST_TIMEOUT, 2 * MIN_REQUEST_TIMEOUT)
