@@ -54,12 +54,16 @@ def test_binding_sets_node_once(api):
 def test_eviction_honours_pdb(api):
     core, policy = client.CoreV1Api(api), client.PolicyV1Api(api)
     core.create_namespaced_pod("sub", _pod("guarded", labels={"app": "guarded"}))
+    # Pending pods are evicted regardless of budgets (upstream canIgnorePDB): run it.
+    core.patch_namespaced_pod_status("guarded", "sub", {"status": {
+        "phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}})
     pdb = policy.create_namespaced_pod_disruption_budget("sub", client.V1PodDisruptionBudget(
         metadata=client.V1ObjectMeta(name="guard"),
         spec=client.V1PodDisruptionBudgetSpec(min_available=1, selector=client.V1LabelSelector(
             match_labels={"app": "guarded"}))))
     pdb.status = client.V1PodDisruptionBudgetStatus(
-        disruptions_allowed=0, current_healthy=1, desired_healthy=1, expected_pods=1)
+        disruptions_allowed=0, current_healthy=1, desired_healthy=1, expected_pods=1,
+        observed_generation=pdb.metadata.generation)
     policy.replace_namespaced_pod_disruption_budget_status("guard", "sub", pdb)
     eviction = client.V1Eviction(metadata=client.V1ObjectMeta(name="guarded", namespace="sub"))
     with pytest.raises(ApiException) as exc:

@@ -132,23 +132,85 @@ def _now() -> str:
 
 
 async def evict(server, request, info, user):
-    """policy/v1 Eviction: delete the pod unless a matching PDB allows no disruption."""
+    """policy/v1 Eviction as upstream's EvictionREST: pods that are pending, finished
+    or already terminating go at once; otherwise the one PDB selecting the pod must
+    allow a disruption, which is taken (disruptionsAllowed-1, the pod recorded in
+    disruptedPods for the disruption controller) before the pod is deleted."""
     body = await common.read_body(request)
     pods = info.resource
     pod = await server.store.get(pods, info.namespace, info.name)
-    pdbs, _, _, _ = await server.store.list(by_gvr("policy", "v1", "poddisruptionbudgets"),
-                                            info.namespace, rv="0")
-    labels = pod["metadata"].get("labels") or {}
-    for pdb in pdbs:
-        sel = selectors.label_selector_from_dict((pdb.get("spec") or {}).get("selector"))
-        if sel.matches(labels) and (pdb.get("status") or {}).get("disruptionsAllowed", 0) <= 0:
-            raise errors.too_many_requests(
-                "Cannot evict pod as it would violate the pod's disruption budget.", 10)
     ctx = crud.ctx_for(request, user)
+    phase = (pod.get("status") or {}).get("phase") or "Pending"
+    if phase not in ("Pending", "Succeeded", "Failed") and \
+            not pod["metadata"].get("deletionTimestamp"):
+        await _take_disruption(server, request, info, user, pod, ctx)
     await server.registry.delete(pods, info.namespace, info.name, ctx,
                                  body.get("deleteOptions") or {})
     return common.json_response({"kind": "Status", "apiVersion": "v1", "metadata": {},
                                  "status": "Success", "code": 201}, status=201)
+
+
+_PDBS = ("policy", "v1", "poddisruptionbudgets")
+_MAX_DISRUPTED_PODS = 2000
+
+
+async def _take_disruption(server, request, info, user, pod: dict, ctx) -> None:
+    """checkAndDecrement on the pod's PodDisruptionBudget (if any)."""
+    pdb_res = by_gvr(*_PDBS)
+    pdbs, _, _, _ = await server.store.list(pdb_res, info.namespace, rv="0")
+    labels = pod["metadata"].get("labels") or {}
+    matching = [p for p in pdbs if selectors.label_selector_from_dict(
+        (p.get("spec") or {}).get("selector")).matches(labels)]
+    if not matching:
+        return
+    if len(matching) > 1:
+        raise errors.internal_error("This pod has more than one PodDisruptionBudget, which "
+                                    "the eviction subresource does not support.")
+    pdb = matching[0]
+    pdb_name = pdb["metadata"]["name"]
+    ready = any(c.get("type") == "Ready" and c.get("status") == "True"
+                for c in (pod.get("status") or {}).get("conditions") or [])
+    status = pdb.get("status") or {}
+    if not ready:
+        policy = (pdb.get("spec") or {}).get("unhealthyPodEvictionPolicy") or "IfHealthyBudget"
+        healthy, desired = status.get("currentHealthy", 0), status.get("desiredHealthy", 0)
+        if policy == "AlwaysAllow" or (desired > 0 and healthy >= desired):
+            return  # an unready pod adds nothing to the budget's health
+
+    async def compute(current: dict) -> dict:
+        st = current.setdefault("status", {})
+        if st.get("observedGeneration", 0) < current["metadata"].get("generation", 1):
+            raise _budget_violation(f"The disruption budget {pdb_name} is still being "
+                                    "processed by the server.")
+        allowed = st.get("disruptionsAllowed", 0)
+        if allowed < 0:
+            raise errors.forbidden_message("poddisruptionbudgets", pdb_name,
+                                           "pdb disruptions allowed is negative", "policy")
+        if len(st.get("disruptedPods") or {}) > _MAX_DISRUPTED_PODS:
+            raise errors.forbidden_message("poddisruptionbudgets", pdb_name,
+                                           "DisruptedPods map too big - too many evictions not "
+                                           "confirmed by PDB controller", "policy")
+        if allowed == 0:
+            raise _budget_violation(
+                f"The disruption budget {pdb_name} needs {st.get('desiredHealthy', 0)} "
+                f"healthy pods and has {st.get('currentHealthy', 0)} currently")
+        st["disruptionsAllowed"] = allowed - 1
+        st.setdefault("disruptedPods", {})[info.name] = _now()
+        return current
+
+    if ctx.dry_run:
+        await compute(copy.deepcopy(pdb))
+        return
+    from dataclasses import replace
+    await server.registry.update(pdb_res, info.namespace, pdb_name, compute,
+                                 replace(ctx, subresource="status"))
+
+
+def _budget_violation(cause: str) -> errors.APIError:
+    # Upstream: NewTooManyRequests(..., 0) plus a DisruptionBudget cause.
+    return errors.APIError(429, "TooManyRequests",
+                           "Cannot evict pod as it would violate the pod's disruption budget.",
+                           {"causes": [{"reason": "DisruptionBudget", "message": cause}]})
 
 
 async def pod_log(server, request, info):
