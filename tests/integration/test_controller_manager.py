@@ -357,6 +357,33 @@ def test_kubelet_csrs_approved_signed_and_refused(env, tmp_path):
         assert not get(kc, "csr", refused)["status"].get("conditions"), refused
 
 
+def test_forged_expired_and_groupless_tokens_get_no_certificate(env, tmp_path):
+    kc = env.admin
+    bootstrap_token(kc, TOKEN_ID, TOKEN_SECRET)
+    forged = token_kubeconfig(env, tmp_path / "forged", f"{TOKEN_ID}.0123456789abcdeX")
+    out = kubectl(forged, "create", "--validate=false", "-f", "-", input=json.dumps(
+        csr_object("forged", "system:node:f1")), check=False)
+    # kubectl's words for a 401
+    assert out.returncode != 0 and "You must be logged in to the server" in out.stderr
+    # a token without the kubeadm node-token group may not even ask
+    apply(kc, {"apiVersion": "v1", "kind": "Secret", "type": "bootstrap.kubernetes.io/token",
+               "metadata": {"name": "bootstrap-token-nogrps", "namespace": "kube-system"},
+               "stringData": {"token-id": "nogrps", "token-secret": TOKEN_SECRET,
+                              "usage-bootstrap-authentication": "true"}})
+    bare = token_kubeconfig(env, tmp_path / "bare", f"nogrps.{TOKEN_SECRET}")
+    out = eventually(lambda: (lambda p: p.returncode != 0 and "forbidden" in p.stderr and p)(
+        kubectl(bare, "create", "--validate=false", "-f", "-", input=json.dumps(
+            csr_object("groupless", "system:node:g1")), check=False)))
+    assert out and 'cannot create resource "certificatesigningrequests"' in out.stderr
+    # once the token cleaner has removed an expired token, it authenticates no more
+    bootstrap_token(kc, "expire", TOKEN_SECRET, expiration=now(-1))
+    expired = token_kubeconfig(env, tmp_path / "expired", f"expire.{TOKEN_SECRET}")
+    assert eventually(lambda: get(kc, "secret", "bootstrap-token-expire", "-n",
+                                  "kube-system") is None)
+    out = kubectl(expired, "get", "csr", check=False)
+    assert out.returncode != 0 and "You must be logged in to the server" in out.stderr
+
+
 def test_wrong_user_cannot_approve(env):
     kc = env.admin
     apply(kc, {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
