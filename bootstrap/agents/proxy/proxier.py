@@ -2,8 +2,8 @@
 
 Informer handlers only record objects and mark their service dirty; ``sync()``
 recomputes the rules of dirty services (each service's share is cached as a
-``ServiceRules`` fragment) and writes them. A partial sync rewrites the shared
-chains plus the dirty services' own chains; a full sync (the first, every
+``ServiceRules`` fragment) and writes them. A partial sync rewrites the dirty
+services' own chains plus those shared chains whose content changed; a full sync (the first, every
 syncPeriod, and after any failure) rewrites everything, re-checks the jump rules
 and deletes KUBE-SVC/SEP/... chains that nothing owns any more.
 """
@@ -59,6 +59,8 @@ class _Plan:
     write: set[str] | None
     conntrack: list[list[str]]
     services: int
+    shared: rules.Shared
+    unchanged: set
 
 
 @dataclass
@@ -81,6 +83,7 @@ class Proxier:
         self._state: dict[str, _ServiceState] = {}
         self._dirty: set[str] = set()
         self._owned: set[str] = set()                     # nat chains written so far
+        self._shared: rules.Shared = {}                   # shared chains as last written
         self.need_full = True
         self.services_synced = self.slices_synced = False
 
@@ -147,13 +150,15 @@ class Proxier:
         owned = rules.owned_chains(fragments)
         write = None if full else {f.name for k in dirty if (st := self._state.get(k))
                                    for f in st.fragments}
+        shared = rules.shared_chains(fragments, self.opts)
+        unchanged = set() if full else {k for k, v in shared.items() if self._shared.get(k) == v}
         conntrack = []
         for key in dirty:
             old, new = old_states.get(key), self._state.get(key)
             conntrack += stale_entries(old.ports if old else {}, old.endpoints if old else {},
                                        new.ports if new else {}, new.endpoints if new else {})
         return _Plan(full, start, dirty, fragments, owned, self._owned - owned, write,
-                     conntrack, len(self._state) if full else len(dirty))
+                     conntrack, len(self._state) if full else len(dirty), shared, unchanged)
 
     def apply(self, plan: _Plan) -> str:
         """Run the commands (blocking; callers may run it in a thread). Returns the text."""
@@ -165,8 +170,10 @@ class Proxier:
                 log.debug("iptables-save nat: %s", exc)
                 existing = set()
             stale |= {c for c in existing if rules.service_chain(c) and c not in plan.owned}
-        text = rules.render(plan.fragments, self.opts, write=plan.write, stale=stale)
-        self.runner.restore(text)
+        text = rules.render(plan.fragments, self.opts, write=plan.write, stale=stale,
+                            shared=plan.shared, unchanged=plan.unchanged)
+        if text:
+            self.runner.restore(text)
         if plan.full:
             for jump in rules.jump_rules(self.opts):
                 self.runner.ensure_jump(jump)
@@ -177,6 +184,7 @@ class Proxier:
     def finish(self, plan: _Plan, ok: bool) -> None:
         if ok:
             self._owned = plan.owned
+            self._shared = plan.shared
             self.need_full = False
         else:
             # Our idea of the tables is now unknown: the next sync rewrites all.
@@ -212,4 +220,5 @@ class Proxier:
                                                                rules.service_chain(c)))
             self.runner.flush_delete_chains(table, doomed)
         self._owned.clear()
+        self._shared = {}
         self.need_full = True

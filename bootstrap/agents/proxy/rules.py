@@ -238,64 +238,86 @@ def _balance(rules: list[str], sp: ServicePort, chain: str, eps: list[Endpoint])
                      f"{stat}-j {sp.endpoint_chain(ep)}")
 
 
+Shared = dict[tuple[str, str], tuple[str, ...]]
+
+
+def shared_chains(fragments: Iterable[ServiceRules], opts: Options) -> Shared:
+    """The contents of the chains every service writes into, by (table, chain),
+    in the order they are written."""
+    frags = sorted(fragments, key=lambda f: f.name)
+    mark = opts.mark
+    bit = mark.split("/")[0]
+    forward = [] if opts.conntrack_tcp_liberal else [
+        f"-A {FORWARD} -m conntrack --ctstate INVALID -j DROP"]
+    forward += [f'-A {FORWARD} -m comment --comment "kubernetes forwarding rules" '
+                f"-m mark --mark {mark} -j ACCEPT",
+                f'-A {FORWARD} -m comment --comment "kubernetes forwarding conntrack rule" '
+                f"-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"]
+    out: Shared = {
+        ("filter", NODEPORTS): (),
+        ("filter", SERVICES): tuple(r for f in frags for r in f.filter_services),
+        ("filter", EXTERNAL_SERVICES): tuple(r for f in frags for r in f.filter_external),
+        ("filter", FORWARD): tuple(forward),
+        ("filter", PROXY_FIREWALL): (),
+    }
+    if opts.localhost_nodeports:
+        out[("filter", FIREWALL)] = (
+            f'-A {FIREWALL} -m comment --comment "block incoming localnet connections" '
+            f"-d 127.0.0.0/8 ! -s 127.0.0.0/8 -m conntrack ! --ctstate "
+            f"RELATED,ESTABLISHED,DNAT -j DROP",)
+    services = [r for f in frags for r in f.nat_services]
+    if opts.nodeport_ips is None:
+        local_only = "" if opts.localhost_nodeports else " ! -d 127.0.0.0/8"
+        services.append(f"-A {SERVICES} -m comment --comment {NODEPORTS_COMMENT} "
+                        f"-m addrtype --dst-type LOCAL{local_only} -j {NODEPORTS}")
+    else:
+        services += [f"-A {SERVICES} -m comment --comment {NODEPORTS_COMMENT} "
+                     f"-d {ip} -j {NODEPORTS}" for ip in opts.nodeport_ips
+                     if opts.localhost_nodeports or not ip.startswith("127.")]
+    out[("nat", SERVICES)] = tuple(services)
+    out[("nat", NODEPORTS)] = tuple(r for f in frags for r in f.nat_nodeports)
+    out[("nat", POSTROUTING)] = (
+        f"-A {POSTROUTING} -m mark ! --mark {mark} -j RETURN",
+        f"-A {POSTROUTING} -j MARK --xor-mark {bit}",
+        f'-A {POSTROUTING} -m comment --comment "kubernetes service traffic requiring SNAT" '
+        f"-j MASQUERADE" + (" --random-fully" if opts.random_fully else ""))
+    out[("nat", MARK_MASQ)] = (f"-A {MARK_MASQ} -j MARK --or-mark {bit}",)
+    return out
+
+
 def render(fragments: Iterable[ServiceRules], opts: Options, *,
-           write: set[str] | None = None, stale: Iterable[str] = ()) -> str:
+           write: set[str] | None = None, stale: Iterable[str] = (),
+           shared: Shared | None = None, unchanged: Iterable[tuple[str, str]] = ()) -> str:
     """The iptables-restore --noflush input for one sync.
 
     ``write``: names of the service ports whose own chains are (re)written; None
     writes all (a full sync). ``stale``: nat chains to delete (flushed first by
     declaring them, as iptables-restore requires an empty chain for -X).
+    ``unchanged``: shared chains left out because they hold what was last written
+    (a partial sync that changes one endpoint then touches one service's chains
+    only). A table with nothing to write is left out.
     """
     frags = sorted(fragments, key=lambda f: f.name)
-    mark = opts.mark
-    filt = [f":{c} - [0:0]" for c in FILTER_CHAINS]
-    if opts.localhost_nodeports:
-        filt.append(f":{FIREWALL} - [0:0]")
-    for f in frags:
-        filt.extend(f.filter_services)
-    for f in frags:
-        filt.extend(f.filter_external)
-    if not opts.conntrack_tcp_liberal:
-        filt.append(f"-A {FORWARD} -m conntrack --ctstate INVALID -j DROP")
-    filt.append(f'-A {FORWARD} -m comment --comment "kubernetes forwarding rules" '
-                f"-m mark --mark {mark} -j ACCEPT")
-    filt.append(f'-A {FORWARD} -m comment --comment "kubernetes forwarding conntrack rule" '
-                f"-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT")
-    if opts.localhost_nodeports:
-        filt.append(f'-A {FIREWALL} -m comment --comment "block incoming localnet connections" '
-                    f"-d 127.0.0.0/8 ! -s 127.0.0.0/8 -m conntrack ! --ctstate "
-                    f"RELATED,ESTABLISHED,DNAT -j DROP")
-
-    chains = [f":{c} - [0:0]" for c in NAT_CHAINS]
-    rules = [
-        f"-A {POSTROUTING} -m mark ! --mark {mark} -j RETURN",
-        f"-A {POSTROUTING} -j MARK --xor-mark {mark.split('/')[0]}",
-        f'-A {POSTROUTING} -m comment --comment "kubernetes service traffic requiring SNAT" '
-        f"-j MASQUERADE" + (" --random-fully" if opts.random_fully else ""),
-        f"-A {MARK_MASQ} -j MARK --or-mark {mark.split('/')[0]}",
-    ]
-    for f in frags:
-        rules.extend(f.nat_services)
-    for f in frags:
-        rules.extend(f.nat_nodeports)
-    for f in frags:
-        if write is None or f.name in write:
-            chains.extend(f":{c} - [0:0]" for c in f.chains)
-            rules.extend(f.rules)
-    if opts.nodeport_ips is None:
-        local_only = "" if opts.localhost_nodeports else " ! -d 127.0.0.0/8"
-        rules.append(f"-A {SERVICES} -m comment --comment {NODEPORTS_COMMENT} "
-                     f"-m addrtype --dst-type LOCAL{local_only} -j {NODEPORTS}")
-    else:
-        for ip in opts.nodeport_ips:
-            if ip.startswith("127.") and not opts.localhost_nodeports:
-                continue
-            rules.append(f"-A {SERVICES} -m comment --comment {NODEPORTS_COMMENT} "
-                         f"-d {ip} -j {NODEPORTS}")
-    stale = sorted(set(stale))
-    chains.extend(f":{c} - [0:0]" for c in stale)
-    rules.extend(f"-X {c}" for c in stale)
-    return "\n".join(["*filter", *filt, "COMMIT", "*nat", *chains, *rules, "COMMIT", ""])
+    shared = shared if shared is not None else shared_chains(frags, opts)
+    skip = set(unchanged)
+    blocks = []
+    for table in ("filter", "nat"):
+        chains, rules = [], []
+        for (t, chain), lines in shared.items():
+            if t == table and (t, chain) not in skip:
+                chains.append(f":{chain} - [0:0]")
+                rules.extend(lines)
+        if table == "nat":
+            for f in frags:
+                if write is None or f.name in write:
+                    chains.extend(f":{c} - [0:0]" for c in f.chains)
+                    rules.extend(f.rules)
+            doomed = sorted(set(stale))
+            chains.extend(f":{c} - [0:0]" for c in doomed)
+            rules.extend(f"-X {c}" for c in doomed)
+        if chains:
+            blocks += [f"*{table}", *chains, *rules, "COMMIT"]
+    return "\n".join([*blocks, ""])
 
 
 def owned_chains(fragments: Iterable[ServiceRules]) -> set[str]:
