@@ -3,7 +3,7 @@
 Serves ``bootstrap.agents.kubelet.streaming`` on --listen with mTLS (client
 certificates from --client-ca, i.e. the API server's kubelet-client pair) over
 the CRI at --runtime-endpoint; pods and containers are found by the labels the
-kubelet puts on them (io.kubernetes.pod.namespace / .name / .uid,
+kubelet puts on them (io.kubernetes.pod.namespace / .name,
 io.kubernetes.container.name). Run inside a sandbox host's network namespace so
 containerd's loopback-only streaming server is reachable:
 
@@ -24,31 +24,28 @@ from cri_api.v1 import api_pb2_grpc as cri_grpc
 
 from bootstrap.agents.kubelet.streaming import setup_streaming
 
-POD_NS, POD_NAME, POD_UID = ("io.kubernetes.pod.namespace", "io.kubernetes.pod.name",
-                             "io.kubernetes.pod.uid")
+POD_NS, POD_NAME = "io.kubernetes.pod.namespace", "io.kubernetes.pod.name"
 CONTAINER_NAME = "io.kubernetes.container.name"
 
 
-def _matches(labels, namespace: str, pod: str, uid: str | None) -> bool:
-    return (labels.get(POD_NS) == namespace and labels.get(POD_NAME) == pod
-            and (uid is None or labels.get(POD_UID) == uid))
+def _matches(labels, namespace: str, pod: str) -> bool:
+    return labels.get(POD_NS) == namespace and labels.get(POD_NAME) == pod
 
 
 def build_app(channel: grpc.aio.Channel) -> web.Application:
     runtime = cri_grpc.RuntimeServiceStub(channel)
 
-    async def resolve_sandbox(namespace: str, pod: str, uid: str | None) -> str | None:
+    async def resolve_sandbox(namespace: str, pod: str) -> str | None:
         ready = cri.PodSandboxFilter(state=cri.PodSandboxStateValue(state=cri.SANDBOX_READY))
         items = (await runtime.ListPodSandbox(cri.ListPodSandboxRequest(filter=ready),
                                               timeout=30)).items
-        return next((s.id for s in items if _matches(s.labels, namespace, pod, uid)), None)
+        return next((s.id for s in items if _matches(s.labels, namespace, pod)), None)
 
-    async def resolve_container(namespace: str, pod: str, uid: str | None,
-                                container: str) -> str | None:
+    async def resolve_container(namespace: str, pod: str, container: str) -> str | None:
         running = cri.ContainerFilter(state=cri.ContainerStateValue(state=cri.CONTAINER_RUNNING))
         items = (await runtime.ListContainers(cri.ListContainersRequest(filter=running),
                                               timeout=30)).containers
-        return next((c.id for c in items if _matches(c.labels, namespace, pod, uid)
+        return next((c.id for c in items if _matches(c.labels, namespace, pod)
                      and c.labels.get(CONTAINER_NAME) == container), None)
 
     async def healthz(_request: web.Request) -> web.Response:

@@ -11,14 +11,13 @@ the client the same way, so kubectl falls back to SPDY (docs/adr/0004).
 adds the upstream kubelet paths to ``app`` (the kubelet server authenticates and
 authorizes before these handlers run):
 
-    /exec/{namespace}/{pod}[/{uid}]/{container}?command=..&stdin=1&stdout=1&stderr=1&tty=1
-    /attach/{namespace}/{pod}[/{uid}]/{container}?stdin=1&stdout=1&stderr=1&tty=1
-    /portForward/{namespace}/{pod}[/{uid}][?port=80,8080]
+    /exec/{namespace}/{pod}/{container}?command=..&stdin=1&stdout=1&stderr=1&tty=1
+    /attach/{namespace}/{pod}/{container}?stdin=1&stdout=1&stderr=1&tty=1
+    /portForward/{namespace}/{pod}[?port=80,8080]
 
-``resolve_container(namespace, pod, uid, container)`` and
-``resolve_sandbox(namespace, pod, uid)`` are async and return the CRI id of the
-running container / pod sandbox, or None (then 404); ``uid`` is None when the
-path has none.
+(the paths the API server's streamLocation builds). ``resolve_container(namespace,
+pod, container)`` and ``resolve_sandbox(namespace, pod)`` are async and return
+the CRI id of the running container / ready pod sandbox, or None (then 404).
 """
 
 from __future__ import annotations
@@ -35,8 +34,8 @@ from bootstrap.api import upgrade
 
 log = logging.getLogger(__name__)
 
-ResolveContainer = Callable[[str, str, str | None, str], Awaitable[str | None]]
-ResolveSandbox = Callable[[str, str, str | None], Awaitable[str | None]]
+ResolveContainer = Callable[[str, str, str], Awaitable[str | None]]
+ResolveSandbox = Callable[[str, str], Awaitable[str | None]]
 CRI_TIMEOUT = 30.0
 STREAMS = ("stdin", "stdout", "stderr")
 # gRPC codes of a CRI streaming call -> the HTTP status the kubelet answers with.
@@ -101,7 +100,7 @@ def setup_streaming(app: web.Application, runtime_channel: grpc.aio.Channel,
 
     async def _container(request: web.Request) -> str | web.Response:
         m = request.match_info
-        cid = await resolve_container(m["namespace"], m["pod"], m.get("uid"), m["container"])
+        cid = await resolve_container(m["namespace"], m["pod"], m["container"])
         return cid or _error(404, f"container not found ({m['container']!r})")
 
     async def exec_(request: web.Request) -> web.StreamResponse:
@@ -131,7 +130,7 @@ def setup_streaming(app: web.Application, runtime_channel: grpc.aio.Channel,
         if ports is None:
             return _error(400, f"invalid port list {request.query.get('port')!r}")
         m = request.match_info
-        sandbox = await resolve_sandbox(m["namespace"], m["pod"], m.get("uid"))
+        sandbox = await resolve_sandbox(m["namespace"], m["pod"])
         if not sandbox:
             return _error(404, "pod does not exist")
         return await _relay(request, runtime.PortForward(cri.PortForwardRequest(
@@ -140,9 +139,6 @@ def setup_streaming(app: web.Application, runtime_channel: grpc.aio.Channel,
     for verb in ("GET", "POST"):
         for path, handler in (
                 ("/exec/{namespace}/{pod}/{container}", exec_),
-                ("/exec/{namespace}/{pod}/{uid}/{container}", exec_),
                 ("/attach/{namespace}/{pod}/{container}", attach),
-                ("/attach/{namespace}/{pod}/{uid}/{container}", attach),
-                ("/portForward/{namespace}/{pod}", port_forward),
-                ("/portForward/{namespace}/{pod}/{uid}", port_forward)):
+                ("/portForward/{namespace}/{pod}", port_forward)):
             app.router.add_route(verb, path, handler)
