@@ -47,12 +47,12 @@ async def _run_concurrent(n: int, concurrency: int, fn) -> float:
 
 
 class API:
-    def __init__(self, cluster: Cluster):
+    def __init__(self, cluster: Cluster, url: str | None = None):
         p = cluster.pki
         ctx = ssl.create_default_context(cafile=p.path("ca.crt"))
         ctx.load_cert_chain(p.path("apiserver-kubelet-client.crt"),
                             p.path("apiserver-kubelet-client.key"))
-        self.base = cluster.server.url
+        self.base = url or cluster.server.url
         self.admin_ctx = ssl.create_default_context(cafile=p.path("ca.crt"))
         kc = cluster.kubeconfig("bench-admin", ("system:masters",))
         from bootstrap.pki import read_kubeconfig
@@ -131,11 +131,33 @@ async def bench(cluster: Cluster, quick: bool) -> None:
             raw = (time.perf_counter() - start) * 1000
             _row(f"{label}: {got}", ours, raw, "ms")
 
+        await _multiprocess(cluster, etcd, n64)
         await _fanout(api, 100 if not quick else 20, 1000 if not quick else 200)
         await _latency(api, etcd, 200, 1000 if not quick else 200)
     finally:
         await api.session.close()
         await etcd.close()
+
+
+async def _multiprocess(cluster: Cluster, etcd: Etcd, n: int) -> None:
+    """Creates at concurrency 64 against 1 and 2 API server processes on the same etcd,
+    each beside raw etcd puts measured right before it."""
+    from tests.integration.cluster import APIServer
+    value = orjson.dumps(_cm("x"))
+    for procs in (1, 2):
+        server = APIServer(cluster.base / f"mp{procs}", cluster.pki, cluster.etcd,
+                           list(cluster.extra) + [f"--processes={procs}"])
+        server.start()
+        try:
+            api = API(cluster, server.url)
+            raw = await _run_concurrent(n, 64, lambda i, p=procs: etcd.create(
+                f"/bench/mp-{p}-{i}", value))
+            ours = await _run_concurrent(n, 64, lambda i, p=procs: api.req(
+                "POST", "/api/v1/namespaces/bench/configmaps", _cm(f"mp{p}-{i}")))
+            _row(f"creates/s conc 64, {procs} process(es)", ours, raw, "ops/s")
+            await api.session.close()
+        finally:
+            server.stop()
 
 
 async def _fanout(api: API, watchers: int, events: int) -> None:

@@ -3,6 +3,8 @@ connections, request deadlines (issue 11)."""
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import ssl
 import subprocess
@@ -146,3 +148,46 @@ def test_request_deadline_answers_504_timeout(cluster):
         urllib.request.urlopen(req, context=ctx, timeout=10)
     assert exc.value.code == 504
     assert b'"reason":"Timeout"' in exc.value.read()
+
+
+def _children(pid: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    return [int(x) for x in out.split()]
+
+
+def test_worker_processes_share_the_port_and_die_together(cluster):
+    server = _start(cluster, extra=("--processes=3",))
+    _launch(server)
+    ctx = cluster.ssl_context()
+    _wait_tls(server, ctx)
+    workers = _children(server.proc.pid)
+    assert len(workers) == 2
+    for i in range(30):  # new connections spread over the processes; all answer
+        req = urllib.request.Request(
+            f"https://127.0.0.1:{server.port}/api/v1/namespaces/default/configmaps",
+            data=f'{{"metadata": {{"name": "mp-{i}"}}}}'.encode(), method="POST",
+            headers={"Content-Type": "application/json", "Connection": "close"})
+        with urllib.request.urlopen(req, context=ctx, timeout=10) as r:
+            assert r.status == 201
+    # A dead worker takes the server down (so systemd restarts it whole) ...
+    os.kill(workers[0], signal.SIGKILL)
+    server.proc.wait(30)
+    assert server.proc.returncode is not None
+    # ... and no worker outlives the primary.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(_alive(w) for w in workers):
+        time.sleep(0.1)
+    assert not any(_alive(w) for w in workers)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie already exited; it only waits for its parent to reap it.
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False

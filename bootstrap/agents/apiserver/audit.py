@@ -101,11 +101,26 @@ class AuditLogger:
     def log(self, event: dict) -> None:
         line = orjson.dumps(event) + b"\n"
         with self._lock:
-            if self._owned and self._max_bytes and self._size and \
-                    self._size + len(line) > self._max_bytes:
-                self._rotate()
+            if self._owned and self._max_bytes:
+                self._follow_rotation()
+                if self._size and self._size + len(line) > self._max_bytes:
+                    self._rotate()
             os.write(self._fd, line)
             self._size += len(line)
+
+    def _follow_rotation(self) -> None:
+        """Another API server process sharing the file may have rotated it: write to
+        the new file, not the renamed one. (Two processes rotating at once only make
+        one backup smaller than the limit.)"""
+        try:
+            current = os.stat(self._path)
+        except FileNotFoundError:
+            current = None
+        if current is None or current.st_ino != os.fstat(self._fd).st_ino:
+            os.close(self._fd)
+            self._open()
+        else:
+            self._size = current.st_size
 
     def _backup_name(self) -> Path:
         p = Path(self._path)

@@ -60,6 +60,7 @@ class Config:
     audit_log_maxsize: int = 0
     request_timeout: float = 60.0
     idle_connection_timeout: float = 90.0
+    processes: int = 1
 
 
 def _bool(v: str) -> bool:
@@ -106,6 +107,9 @@ def _parser() -> argparse.ArgumentParser:
     # Not a kube-apiserver flag: Go's server closes idle connections after 90 s, and a
     # connection that never completes its headers likewise (ReadHeaderTimeout).
     a("--idle-connection-timeout", default="90s")
+    # Not a kube-apiserver flag: Python serves one core per process, so several worker
+    # processes share the secure port (SO_REUSEPORT). All state lives in etcd.
+    a("--processes", type=int, default=1, help="worker processes sharing the secure port")
     a("--profiling", nargs="?", const="true", default="true", type=_bool)
     a("--kubelet-client-certificate")
     a("--kubelet-client-key")
@@ -157,6 +161,8 @@ def parse(argv: list[str]) -> Config:
             raise FlagError(f"--{flag.replace('_', '-')}: {exc}") from None
         if durations[flag] <= 0:
             raise FlagError(f"--{flag.replace('_', '-')}: must be positive")
+    if not 1 <= ns.processes <= 64:
+        raise FlagError("--processes: must be between 1 and 64")
     for flag in ("audit_log_maxage", "audit_log_maxbackup", "audit_log_maxsize"):
         if getattr(ns, flag) < 0:
             raise FlagError(f"--{flag.replace('_', '-')}: must not be negative")
@@ -187,7 +193,7 @@ def parse(argv: list[str]) -> Config:
         cert_dir=ns.cert_dir, tls_cipher_suites=suites, tls_min_version=ns.tls_min_version,
         audit_log_maxage=ns.audit_log_maxage, audit_log_maxbackup=ns.audit_log_maxbackup,
         audit_log_maxsize=ns.audit_log_maxsize, request_timeout=durations["request_timeout"],
-        idle_connection_timeout=durations["idle_connection_timeout"])
+        idle_connection_timeout=durations["idle_connection_timeout"], processes=ns.processes)
 
 
 def parse_or_exit(argv: list[str]) -> Config:

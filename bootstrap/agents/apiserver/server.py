@@ -59,8 +59,11 @@ def _read(path: str | None) -> bytes | None:
 
 
 class Server:
-    def __init__(self, cfg: Config):
+    def __init__(self, cfg: Config, *, primary: bool = True):
         self.cfg = cfg
+        # With --processes > 1 every process serves; only the primary runs the
+        # process-wide singletons (they are idempotent, but N copies are just load).
+        self.primary = primary
         self.metrics = Metrics()
         self.etcd = Etcd(cfg.etcd_servers, _read(cfg.etcd_cafile), _read(cfg.etcd_certfile),
                          _read(cfg.etcd_keyfile), metrics=self.metrics)
@@ -132,10 +135,11 @@ class Server:
     async def start(self) -> None:
         await self.etcd.connect()
         await self._wait_for_etcd(ETCD_START_TIMEOUT)
-        await self.store.start()
-        await bootstrap_objects.ensure(self)
-        await self.endpoints.start()
-        self._tasks.append(asyncio.create_task(self.endpoints.run()))
+        await self.store.start(compact=self.primary)
+        if self.primary:
+            await bootstrap_objects.ensure(self)
+            await self.endpoints.start()
+            self._tasks.append(asyncio.create_task(self.endpoints.run()))
         # In a worker thread: the event loop keeps serving while the documents build.
         self._tasks.append(asyncio.create_task(asyncio.to_thread(openapi.warm)))
         application = app.build(self)
@@ -146,7 +150,8 @@ class Server:
                                     keepalive_timeout=self.cfg.idle_connection_timeout)
         await self.runner.setup()
         site = web.TCPSite(self.runner, self.cfg.bind_address, self.cfg.secure_port,
-                           ssl_context=self.ssl_context(), reuse_address=True)
+                           ssl_context=self.ssl_context(), reuse_address=True,
+                           reuse_port=self.cfg.processes > 1)
         await site.start()
         log.info("serving on %s:%s", self.cfg.bind_address, self.cfg.secure_port)
 
@@ -167,7 +172,7 @@ class Server:
     async def stop(self) -> None:
         for t in self._tasks:
             t.cancel()
-        if self.runner is not None:
+        if self.runner is not None and self.primary:
             try:
                 await asyncio.wait_for(self.endpoints.stop(), 3)
             except Exception as exc:  # our lease expires by itself within its TTL

@@ -98,14 +98,15 @@ class Store:
         return self.transformer(res).encrypt(data, key)
 
     # -- lifecycle --------------------------------------------------------------
-    async def start(self) -> None:
+    async def start(self, *, compact: bool = True) -> None:
         for res in CATALOGUE:
             if res.stored:
                 cache = WatchCache(res, self.etcd, self.decoder(res))
                 self.caches[res.plural + "." + res.group] = cache
                 cache.start()
         await asyncio.gather(*(c.ready.wait() for c in self.caches.values()))
-        self._compactor = asyncio.create_task(self._compact_loop())
+        if compact:
+            self._compactor = asyncio.create_task(self._compact_loop())
 
     async def stop(self) -> None:
         if self._compactor:
