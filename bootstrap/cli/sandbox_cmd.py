@@ -82,3 +82,23 @@ def ssh_cmd(ctx: click.Context, name: str, host: str, command: tuple[str, ...]) 
     if command:
         argv += ["--", *command]
     ctx.exit(subprocess.call(argv))
+
+
+@sandbox_group.command("stop")
+@click.argument("name")
+@click.argument("host")
+def stop_cmd(name: str, host: str) -> None:
+    """Power HOST off (SIGKILL to its PID 1); its IP and disk are kept for `start`."""
+    from bootstrap.sandbox import power
+
+    power.stop(name, host, log=_log)
+
+
+@sandbox_group.command("start")
+@click.argument("name")
+@click.argument("host")
+def start_cmd(name: str, host: str) -> None:
+    """Boot HOST again, with the same IP and disk."""
+    from bootstrap.sandbox import power
+
+    power.start(name, host, log=_log)

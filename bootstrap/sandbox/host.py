@@ -2,8 +2,9 @@
 
 The launcher joins the host's cgroups, enters its network namespace and runs
 ``unshare`` for new mount, UTS, IPC, cgroup and PID namespaces; the forked
-PID 1 runs INIT_SCRIPT, which builds the root (tmpfs-backed overlay over the
-machine's ``/``, fresh /proc, /sys, cgroup mounts, /dev, /run, /tmp),
+PID 1 runs INIT_SCRIPT, which builds the root (an overlay over the machine's
+``/`` whose upper dir lives on the host's own disk image, fresh /proc, /sys,
+cgroup mounts, /dev, /run, /tmp),
 pivots into it and execs systemd. All mounts live only in the host's mount
 namespace, so they vanish with its processes.
 """
@@ -25,7 +26,11 @@ DEV_NODES = {
     "null": (1, 3), "zero": (1, 5), "full": (1, 7), "random": (1, 8), "urandom": (1, 9),
     "tty": (5, 0), "net/tun": (10, 200), "fuse": (10, 229),
 }
-UPPER_SIZE = "16g"  # tmpfs pages are allocated lazily; this is only a ceiling
+# The host's disk: a sparse ext4 image holding the overlay's upper and work dirs,
+# so a host powered off (`sandbox stop`) boots again with what it had written.
+# Its own filesystem, as a tmpfs was: overlayfs refuses layers overlapping on one.
+UPPER_SIZE = "16G"  # sparse: blocks are allocated as the host writes; only a ceiling
+DISK_IMAGE = "disk.img"
 # Per-host directories on the machine's disk bind-mounted into the host (host dir
 # name -> mount point). containerd stacks its snapshots as overlays and keeps
 # their upper dirs under /var/lib/containerd: on the host's overlay root that
@@ -38,12 +43,13 @@ def init_script(host_dir: Path, hostname: str) -> str:
     """Shell run as the host's PID 1 before systemd (POSIX sh, fails fast)."""
     q = shlex.quote
     root, rw, seed = q(str(host_dir / "root")), q(str(host_dir / "rw")), q(str(host_dir / "seed"))
+    disk = q(str(host_dir / DISK_IMAGE))
     lines = [
         "set -eu",
         "mount --make-rprivate /",
-        f"mount -t tmpfs -o mode=0755,size={UPPER_SIZE} bootstrap-rw {rw}",
+        # loop: autoclear, so the device goes when this mount namespace does.
+        f"mount -t ext4 -o loop,noatime {disk} {rw}",
         f"mkdir -p {rw}/upper {rw}/work",
-        # Upper/work on a tmpfs: overlayfs refuses layers that overlap on one filesystem.
         f"mount -t overlay overlay -o lowerdir=/,upperdir={rw}/upper,workdir={rw}/work {root}",
         f"cp -a {seed}/. {root}/",
         *(f"mkdir -p {root}{q(target)} && mount --bind {q(str(host_dir / src))} {root}{q(target)}"
@@ -114,6 +120,7 @@ def launch(host_dir: Path, hostname: str, netns: str, cgroup_procs: list[Path]) 
     script.write_text(init_script(host_dir, hostname))
     (host_dir / "root").mkdir(exist_ok=True)
     (host_dir / "rw").mkdir(exist_ok=True)
+    ensure_disk(host_dir / DISK_IMAGE)
     for src in DISK_DIRS:
         (host_dir / src).mkdir(mode=0o711, exist_ok=True)
     join = "; ".join(f"echo $$ > {shlex.quote(str(p))}" for p in cgroup_procs)
@@ -128,6 +135,37 @@ def launch(host_dir: Path, hostname: str, netns: str, cgroup_procs: list[Path]) 
             start_new_session=True, close_fds=True,
         )
     return proc.pid
+
+
+def ensure_disk(image: Path) -> None:
+    """A sparse ext4 image, made once; kept across stop/start, removed with the sandbox."""
+    if image.exists():
+        return
+    tmp = image.with_suffix(".tmp")
+    with open(tmp, "wb") as fh:
+        fh.truncate(_size_bytes(UPPER_SIZE))
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-m", "0", "-E",
+                    "lazy_itable_init=1,lazy_journal_init=1", str(tmp)],
+                   check=True, capture_output=True, timeout=60)
+    tmp.replace(image)
+
+
+def _size_bytes(size: str) -> int:
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    return int(size[:-1]) * units[size[-1]] if size[-1] in units else int(size)
+
+
+def detach_loops(host_dir: Path) -> None:
+    """Loop devices still backed by this host's disk image (normally none: autoclear)."""
+    image = host_dir / DISK_IMAGE
+    if not image.exists():
+        return
+    out = subprocess.run(["losetup", "-j", str(image)], capture_output=True, text=True,
+                         timeout=30, check=False).stdout
+    for line in out.splitlines():
+        dev = line.split(":", 1)[0]
+        if dev:
+            subprocess.run(["losetup", "-d", dev], capture_output=True, timeout=30, check=False)
 
 
 def find_init(launcher_pid: int, timeout: float = 10.0) -> int | None:

@@ -290,8 +290,11 @@ def _teardown(name: str, log: Log) -> bool:
         net.delete_host_net(h.netns, h.veth)
     net.delete_bridge(s.bridge if s else names.bridge_name(name))
     if p["dir"].exists():
-        # Then the per-host disk dirs (host.DISK_DIRS, containerd's state) go with the rest.
+        # Then the per-host disk dirs (host.DISK_DIRS, containerd's state) and disk
+        # images go with the rest.
         host.unmount_under(p["dir"])
+        for hdir in p["hosts"].glob("*"):
+            host.detach_loops(hdir)
         shutil.rmtree(p["dir"])
     if found:
         log(f"sandbox {name} removed")
