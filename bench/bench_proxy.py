@@ -6,6 +6,7 @@ machine's own tables. For 100, 1,000 and 5,000 Services x 3 endpoints:
 the first full sync (empty tables), a steady-state full resync, and at 5,000 a
 one-endpoint change (a partial sync); each next to `iptables-restore --noflush`
 of exactly the text that sync wrote, run the same way in the same namespace.
+Both iptables variants are measured: nft (the host default) and legacy.
 Run as root: .venv/bin/python bench/bench_proxy.py [--sizes 100,1000,5000]
 """
 
@@ -55,17 +56,16 @@ def bare(runner: Runner, text: str) -> float:
     return time.perf_counter() - t
 
 
-def flush(ns: str) -> None:
+def flush(ns: str, ipt: str) -> None:
     subprocess.run(["ip", "netns", "exec", ns, "sh", "-c",
-                    "iptables -t nat -F; iptables -t nat -X; iptables -F; iptables -X"],
-                   check=True)
+                    f"{ipt} -t nat -F; {ipt} -t nat -X; {ipt} -F; {ipt} -X"], check=True)
 
 
-def measure(ns: str, n: int) -> list[tuple[str, float, float]]:
-    runner = Runner(["ip", "netns", "exec", ns])
+def measure(ns: str, n: int, ipt: str) -> list[tuple[str, float, float]]:
+    runner = Runner(["ip", "netns", "exec", ns], timeout=1800, iptables=ipt)
     services, slices = objects(n)
     rows = []
-    flush(ns)
+    flush(ns, ipt)
     p = Proxier("node-a", Options(cluster_cidr="10.100.0.0/14"), runner)
     p.services_synced = p.slices_synced = True
     for s in services:
@@ -73,7 +73,7 @@ def measure(ns: str, n: int) -> list[tuple[str, float, float]]:
     for s in slices:
         p.on_slice(s)
     first = p.sync()
-    flush(ns)
+    flush(ns, ipt)
     rows.append((f"{n:>5} svc first full sync", first.seconds, bare(runner, first.text)))
     resync = p.sync(force_full=True)
     rows.append((f"{n:>5} svc full resync", resync.seconds, bare(runner, resync.text)))
@@ -90,6 +90,8 @@ def measure(ns: str, n: int) -> list[tuple[str, float, float]]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="100,1000,5000")
+    ap.add_argument("--backends", default="iptables-nft,iptables-legacy",
+                    help="iptables variants to measure (the host's default is nft)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("needs root (a network namespace)", file=sys.stderr)
@@ -97,11 +99,13 @@ def main() -> int:
     ns = f"pxbench{os.getpid()}"
     subprocess.run(["ip", "netns", "add", ns], check=True)
     try:
-        print(f"{'case':<34} {'kube-proxy sync':>16} {'bare restore':>14} {'ratio':>7}")
-        for n in (int(s) for s in args.sizes.split(",")):
-            for name, ours, base in measure(ns, n):
-                print(f"{name:<34} {ours * 1000:>13.1f} ms {base * 1000:>11.1f} ms "
-                      f"{ours / base:>6.2f}x", flush=True)
+        print(f"{'backend':<16} {'case':<34} {'kube-proxy sync':>16} {'bare restore':>14} "
+              f"{'ratio':>7}")
+        for ipt in args.backends.split(","):
+            for n in (int(s) for s in args.sizes.split(",")):
+                for name, ours, base in measure(ns, n, ipt):
+                    print(f"{ipt:<16} {name:<34} {ours * 1000:>13.1f} ms "
+                          f"{base * 1000:>11.1f} ms {ours / base:>6.2f}x", flush=True)
     finally:
         subprocess.run(["ip", "netns", "del", ns], check=False)
     return 0

@@ -231,5 +231,14 @@ def test_sync_is_rate_limited_and_partial(netns):
     nat = inns("iptables-save", "-t", "nat").stdout
     assert "10.244.3.100:80" in nat and "10.244.3.4:80" not in nat
     assert nat.count("-j KUBE-SVC-") == 20     # one KUBE-SERVICES jump per service
+    # repeated full syncs find their jump rules and never add them twice
+    p.sync(force_full=True)
+    p.sync(force_full=True)
+    from bootstrap.agents.proxy.rules import jump_rules
+    saved = Runner(["ip", "netns", "exec", NS]).save()
+    for jump in jump_rules(Options()):
+        matching = [line for line in saved[jump.table]
+                    if line.startswith(f"-A {jump.chain} ") and line.endswith(f"-j {jump.args[-1]}")]
+        assert len(matching) == 1, (jump, matching)
     p.cleanup()
     assert kube_chains() == []

@@ -4,6 +4,7 @@ node routes controller, /healthz and /metrics."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 import json
 import logging
@@ -83,8 +84,6 @@ class ProxyServer:
                                   masquerade_all=cfg.masquerade_all,
                                   cluster_cidr=cfg.cluster_cidr,
                                   localhost_nodeports=cfg.localhost_nodeports,
-                                  nodeport_ips=nodeport_ips(cfg, self.runner, None)
-                                  if "primary" not in cfg.nodeport_addresses else None,
                                   conntrack_tcp_liberal=cfg.conntrack_tcp_be_liberal)
         self.proxier = Proxier(self.node_name, self.opts, self.runner)
         self.metrics = Metrics()
@@ -125,8 +124,25 @@ class ProxyServer:
         slices.add_handler(self._changed(p.on_slice), self._changed(p.on_slice),
                            self._changed(p.on_slice_delete))
 
+    async def _resolve_nodeport_addresses(self) -> None:
+        """nodePortAddresses -> IPs, once at start (``primary`` needs our Node)."""
+        if not self.cfg.nodeport_addresses:
+            return
+        node = None
+        if "primary" in self.cfg.nodeport_addresses:
+            try:
+                node = await self.client.get(NODES, self.node_name)
+            except Exception as exc:   # no Node yet: the CIDRs still apply
+                log.warning("nodePortAddresses primary: cannot read Node %s: %s",
+                            self.node_name, exc)
+        ips = await asyncio.to_thread(nodeport_ips, self.cfg, self.runner, node)
+        self.opts = dataclasses.replace(self.opts, nodeport_ips=ips)
+        self.proxier.opts = self.opts
+        log.info("NodePorts answer on %s", ", ".join(ips) or "no address")
+
     async def run(self) -> None:
         self._sysctls()
+        await self._resolve_nodeport_addresses()
         self.wire()
         controllers = []
         if self.cfg.pod_routes:

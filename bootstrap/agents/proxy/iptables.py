@@ -28,6 +28,8 @@ class CommandError(Exception):
 class Runner:
     prefix: list[str] = field(default_factory=list)
     timeout: float = 60.0
+    # "iptables" (the host's alternative), or "iptables-legacy"/"iptables-nft" to pin one.
+    iptables: str = "iptables"
 
     def run(self, argv: list[str], input: str | None = None, check: bool = True
             ) -> subprocess.CompletedProcess:
@@ -42,15 +44,42 @@ class Runner:
 
     def restore(self, text: str) -> None:
         # --wait: share the xtables lock with anything else on the host (kubelet, CNI).
-        self.run(["iptables-restore", "--noflush", "--wait"], input=text)
+        self.run([f"{self.iptables}-restore", "--noflush", "--wait"], input=text)
 
     def save_chains(self, table: str) -> set[str]:
-        out = self.run(["iptables-save", "-t", table]).stdout
+        out = self.run([f"{self.iptables}-save", "-t", table]).stdout
         return {line[1:].split()[0] for line in out.splitlines() if line.startswith(":")}
+
+    def save(self) -> dict[str, list[str]]:
+        """``iptables-save`` of every table: table -> its lines."""
+        tables: dict[str, list[str]] = {}
+        current: list[str] = []
+        for line in self.run([f"{self.iptables}-save"]).stdout.splitlines():
+            if line.startswith("*"):
+                current = tables.setdefault(line[1:], [])
+            elif line and not line.startswith("#"):
+                current.append(line)
+        return tables
+
+    def ensure_jumps(self, jumps: list[Jump], saved: dict[str, list[str]]) -> int:
+        """Add the jumps ``saved`` (one iptables-save) does not show; the number added.
+        A jump is recognised by its chain, comment and target, which iptables-save
+        prints verbatim (it reorders match options, so whole lines are not compared)."""
+        added = 0
+        for jump in jumps:
+            comment = jump.args[jump.args.index("--comment") + 1]
+            head, target = f"-A {jump.chain} ", f"-j {jump.args[-1]}"
+            if any(line.startswith(head) and line.endswith(target) and comment in line
+                   for line in saved.get(jump.table, ())):
+                continue
+            op = ["-I", jump.chain] if jump.prepend else ["-A", jump.chain]
+            self.run([self.iptables, "--wait", "-t", jump.table, *op, *jump.args])
+            added += 1
+        return added
 
     def ensure_jump(self, jump: Jump) -> bool:
         """Add the rule unless present; True when it was added."""
-        base = ["iptables", "--wait", "-t", jump.table]
+        base = [self.iptables, "--wait", "-t", jump.table]
         if self.run([*base, "-C", jump.chain, *jump.args], check=False).returncode == 0:
             return False
         op = ["-I", jump.chain] if jump.prepend else ["-A", jump.chain]
@@ -58,7 +87,7 @@ class Runner:
         return True
 
     def delete_jump(self, jump: Jump) -> None:
-        base = ["iptables", "--wait", "-t", jump.table]
+        base = [self.iptables, "--wait", "-t", jump.table]
         while self.run([*base, "-D", jump.chain, *jump.args], check=False).returncode == 0:
             pass
 

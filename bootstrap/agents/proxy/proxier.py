@@ -163,20 +163,18 @@ class Proxier:
     def apply(self, plan: _Plan) -> str:
         """Run the commands (blocking; callers may run it in a thread). Returns the text."""
         stale = set(plan.stale)
+        saved: dict[str, list[str]] = {}
         if plan.full:
-            try:
-                existing = self.runner.save_chains("nat")
-            except Exception as exc:  # first sync on a host without the table yet
-                log.debug("iptables-save nat: %s", exc)
-                existing = set()
+            saved = self.runner.save()
+            existing = {line[1:].split()[0] for line in saved.get("nat", ())
+                        if line.startswith(":")}
             stale |= {c for c in existing if rules.service_chain(c) and c not in plan.owned}
         text = rules.render(plan.fragments, self.opts, write=plan.write, stale=stale,
                             shared=plan.shared, unchanged=plan.unchanged)
         if text:
             self.runner.restore(text)
         if plan.full:
-            for jump in rules.jump_rules(self.opts):
-                self.runner.ensure_jump(jump)
+            self.runner.ensure_jumps(rules.jump_rules(self.opts), saved)
         for args in plan.conntrack:
             self.runner.conntrack_delete(args)
         return text

@@ -120,7 +120,7 @@ class NodeRoutes:
             self.runner.run(cmd)
         if self.cluster_cidr:
             self.runner.restore(egress_rules(self.cluster_cidr, nodes, self.non_masquerade))
-            base = ["iptables", "--wait", "-t", "nat"]
+            base = [self.runner.iptables, "--wait", "-t", "nat"]
             args = egress_jump(self.cluster_cidr)
             if self.runner.run([*base, "-C", "POSTROUTING", *args], check=False).returncode:
                 self.runner.run([*base, "-A", "POSTROUTING", *args])
@@ -130,13 +130,13 @@ class NodeRoutes:
         for r in sorted(self.current(), key=lambda r: r.dst):
             self.runner.run(["ip", "route", "del", r.dst, "proto", ROUTE_PROTO], check=False)
         try:
-            saved = self.runner.run(["iptables-save", "-t", "nat"]).stdout
+            saved = self.runner.run([f"{self.runner.iptables}-save", "-t", "nat"]).stdout
         except Exception:
             return
         # The jump's source CIDR may be unknown here (--cleanup): find it in the table.
         for line in saved.splitlines():
             if line.startswith("-A POSTROUTING ") and f"-j {EGRESS_CHAIN}" in line:
-                self.runner.run(["iptables", "--wait", "-t", "nat", "-D",
+                self.runner.run([self.runner.iptables, "--wait", "-t", "nat", "-D",
                                  *shlex.split(line)[1:]], check=False)
         if f":{EGRESS_CHAIN} " in saved:
             self.runner.flush_delete_chains("nat", [EGRESS_CHAIN])
