@@ -62,7 +62,7 @@ def test_inventory_check_prints_hosts_roles_and_topology():
     assert result.exit_code == 0, result.output
     out = result.stdout
     assert "topology: external" in out
-    assert "control plane: 2, workers: 2, etcd members: 3" in out
+    assert "control plane: 2, workers: 1, etcd members: 3" in out
     rows = {line.split()[0]: line.split() for line in out.splitlines() if line.strip()}
     assert rows["etcd1"][1:4] == ["10.250.2.21", "root", "10.250.2.21"]
     assert "etcd" in rows["etcd1"] and "kube_control_plane" in rows["cp1"][4]

@@ -32,12 +32,12 @@ def names(hosts) -> list[str]:
 
 def test_sample_stacked_yaml_with_group_vars_dirs():
     inv = load_inventory(SAMPLES / "sandbox-stacked" / "hosts.yaml")
-    assert list(inv.hosts) == [f"node{i}" for i in range(1, 7)]
+    assert list(inv.hosts) == [f"node{i}" for i in range(1, 6)]
     assert names(inv.control_plane) == ["node1", "node2", "node3"]
     assert names(inv.etcd) == ["node1", "node2", "node3"]
-    assert names(inv.workers) == ["node4", "node5", "node6"]
+    assert names(inv.workers) == ["node4", "node5"]
     assert inv.topology == "stacked"
-    assert [h.address for h in inv.hosts.values()] == [f"10.250.1.1{i}" for i in range(1, 7)]
+    assert [h.address for h in inv.hosts.values()] == [f"10.250.1.1{i}" for i in range(1, 6)]
     node1 = inv.hosts["node1"]
     assert node1 == Host("node1", "10.250.1.11", 22, "root",
                          "/var/lib/bootstrap/sandbox/stacked/id_ed25519", "10.250.1.11",
@@ -55,7 +55,7 @@ def test_sample_external_ini():
     assert inv.topology == "external"
     assert names(inv.etcd) == ["etcd1", "etcd2", "etcd3"]
     assert names(inv.control_plane) == ["cp1", "cp2"]
-    assert names(inv.workers) == ["worker1", "worker2"]
+    assert names(inv.workers) == ["worker1"]
     assert inv.roles("etcd2") == ["etcd"]
     assert inv.group_names("etcd2") == ["etcd"]
     assert inv.group_names("cp1") == ["k8s_cluster", "kube_control_plane"]
