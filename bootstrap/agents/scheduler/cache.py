@@ -127,7 +127,7 @@ class NodeInfo:
 
     __slots__ = ("name", "node", "labels", "taints", "unschedulable", "allocatable",
                  "requested", "non_zero_cpu", "non_zero_mem", "pods", "used_ports",
-                 "images", "pods_with_affinity", "pods_with_required_anti_affinity")
+                 "images", "pods_with_affinity", "pods_with_required_anti_affinity", "memo")
 
     def __init__(self, node: dict | None = None, name: str = ""):
         self.pods: dict[str, PodInfo] = {}
@@ -137,12 +137,17 @@ class NodeInfo:
         self.used_ports: dict[tuple, int] = {}
         self.pods_with_affinity = 0
         self.pods_with_required_anti_affinity = 0
+        # Plugins' per-node results over its pods (e.g. pods matching a selector),
+        # dropped whenever the pods or labels change: most nodes are unchanged
+        # from one cycle to the next.
+        self.memo: dict = {}
         self.name = name
         self.node = None
         self.set_node(node)
 
     def set_node(self, node: dict | None) -> None:
         self.node = node
+        self.memo = {}
         if node is None:
             self.labels, self.taints, self.unschedulable = {}, (), False
             self.allocatable, self.images = {}, {}
@@ -176,6 +181,7 @@ class NodeInfo:
         return pi
 
     def _account(self, pi: PodInfo, sign: int) -> None:
+        self.memo = {}
         for k, v in pi.requests.items():
             self.requested[k] = self.requested.get(k, 0) + sign * v
         self.non_zero_cpu += sign * pi.non_zero_cpu
@@ -201,6 +207,7 @@ class NodeInfo:
         c.used_ports = dict(self.used_ports)
         c.pods_with_affinity = self.pods_with_affinity
         c.pods_with_required_anti_affinity = self.pods_with_required_anti_affinity
+        c.memo = {}
         return c
 
 

@@ -37,6 +37,9 @@ SCHEDULED = "Scheduled"
 FAILED_SCHEDULING = "FailedScheduling"
 PREEMPTED = "Preempted"
 UNSCHEDULABLE_REASON = "Unschedulable"
+# Bindings in flight at once: enough to keep the API server busy, few enough that
+# the client does not open (and TLS-handshake) a connection per pending pod.
+MAX_IN_FLIGHT_WRITES = 32
 
 ATTEMPTS = Counter("scheduler_schedule_attempts_total",
                    "Number of attempts to schedule pods, by the result.",
@@ -73,6 +76,7 @@ class Scheduler:
         self.pdbs = pdbs
         self.rng = rng or random.Random()
         self._tasks: set[asyncio.Task] = set()
+        self._writes = asyncio.Semaphore(MAX_IN_FLIGHT_WRITES)
 
     def responsible(self, pod: dict) -> bool:
         return (pod.get("spec") or {}).get("schedulerName", "default-scheduler") \
@@ -212,8 +216,9 @@ class Scheduler:
                    "metadata": {"name": pi.name, "namespace": pi.namespace, "uid": pi.uid},
                    "target": {"apiVersion": "v1", "kind": "Node", "name": node}}
         try:
-            await self.client.create(PODS, binding, pi.namespace, subresource="binding",
-                                     name=pi.name)
+            async with self._writes:
+                await self.client.create(PODS, binding, pi.namespace, subresource="binding",
+                                         name=pi.name)
         except APIError as exc:
             self.cache.forget(pi.key)
             if exc.code == 404:

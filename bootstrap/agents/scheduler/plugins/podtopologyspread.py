@@ -38,6 +38,7 @@ class Constraint:
     min_domains: int
     honor_affinity: bool
     honor_taints: bool
+    memo_key: tuple = ()   # names this (namespace, selector) in NodeInfo.memo
 
 
 def constraints(pod: PodInfo, when: str) -> list[Constraint]:
@@ -59,28 +60,49 @@ def constraints(pod: PodInfo, when: str) -> list[Constraint]:
         out.append(Constraint(int(c.get("maxSkew") or 1), c.get("topologyKey", ""), selector,
                               int(c.get("minDomains") or 1),
                               c.get("nodeAffinityPolicy", "Honor") == "Honor",
-                              c.get("nodeTaintsPolicy", "Ignore") == "Honor"))
+                              c.get("nodeTaintsPolicy", "Ignore") == "Honor",
+                              ("PodTopologySpread", pod.namespace, str(selector),
+                               selector.nothing)))
     return out
 
 
-def _eligible(pod: PodInfo, node: NodeInfo, cs: list[Constraint]) -> bool:
+class _Inclusion:
     """Upstream's node inclusion policies plus: the node has every topology key."""
-    if node.node is None:
-        return False
-    if any(c.honor_affinity for c in cs) and not required_node_affinity(
-            pod.spec, node.labels, node.name):
-        return False
-    if any(c.honor_taints for c in cs):
-        tolerations = pod.spec.get("tolerations") or ()
-        for t in node.taints:
-            if t.get("effect") in ("NoSchedule", "NoExecute") and not tolerated(tolerations, t):
+
+    def __init__(self, pod: PodInfo, cs: list[Constraint]):
+        spec = pod.spec
+        self.spec = spec
+        self.affinity = any(c.honor_affinity for c in cs) and bool(
+            spec.get("nodeSelector") or (spec.get("affinity") or {}).get("nodeAffinity"))
+        self.taints = any(c.honor_taints for c in cs)
+        self.tolerations = spec.get("tolerations") or ()
+        self.keys = tuple({c.topology_key for c in cs})
+
+    def __call__(self, node: NodeInfo) -> bool:
+        if node.node is None:
+            return False
+        labels = node.labels
+        for k in self.keys:
+            if k not in labels:
                 return False
-    return all(c.topology_key in node.labels for c in cs)
+        if self.affinity and not required_node_affinity(self.spec, labels, node.name):
+            return False
+        if self.taints:
+            for t in node.taints:
+                if t.get("effect") in ("NoSchedule", "NoExecute") and \
+                        not tolerated(self.tolerations, t):
+                    return False
+        return True
 
 
-def _count(node: NodeInfo, namespace: str, selector: LabelSelector) -> int:
-    return sum(1 for p in node.pods.values()
-               if p.namespace == namespace and not p.deleting and selector.matches(p.labels))
+def _count(node: NodeInfo, c: Constraint) -> int:
+    n = node.memo.get(c.memo_key)
+    if n is None:
+        namespace, selector = c.memo_key[1], c.selector
+        n = node.memo[c.memo_key] = sum(
+            1 for p in node.pods.values()
+            if p.namespace == namespace and not p.deleting and selector.matches(p.labels))
+    return n
 
 
 class PodTopologySpread(Plugin):
@@ -95,12 +117,13 @@ class PodTopologySpread(Plugin):
             state[_PRE_FILTER] = None
             return None
         counts: list[dict[str, int]] = [{} for _ in cs]
+        eligible = _Inclusion(pod, cs)
         for node in snapshot.nodes:
-            if not _eligible(pod, node, cs):
+            if not eligible(node):
                 continue
             for i, c in enumerate(cs):
                 value = node.labels[c.topology_key]
-                counts[i][value] = counts[i].get(value, 0) + _count(node, pod.namespace, c.selector)
+                counts[i][value] = counts[i].get(value, 0) + _count(node, c)
         mins = []
         for i, c in enumerate(cs):
             if len(counts[i]) < c.min_domains:
@@ -142,15 +165,16 @@ class PodTopologySpread(Plugin):
             else:
                 domains = len(nodes) - len(ignored)
             weights.append(math.log(domains + 2))
+        eligible = _Inclusion(pod, cs)
         for node in snapshot.nodes:
-            if not _eligible(pod, node, cs):
+            if not eligible(node):
                 continue
             for i, c in enumerate(cs):
                 if c.topology_key == HOSTNAME_LABEL:
                     continue
                 value = node.labels[c.topology_key]
                 if value in pairs[i]:
-                    pairs[i][value] += _count(node, pod.namespace, c.selector)
+                    pairs[i][value] += _count(node, c)
         state[_PRE_SCORE] = (cs, pairs, weights, ignored)
         return None
 
@@ -161,7 +185,7 @@ class PodTopologySpread(Plugin):
         total = 0.0
         for i, c in enumerate(cs):
             if c.topology_key == HOSTNAME_LABEL:
-                cnt = _count(node, pod.namespace, c.selector)
+                cnt = _count(node, c)
             else:
                 cnt = pairs[i].get(node.labels[c.topology_key], 0)
             total += cnt * weights[i] + (c.max_skew - 1)
