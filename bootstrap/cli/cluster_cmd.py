@@ -44,7 +44,7 @@ def up(inventory: str, config_path: str | None, tags: str | None, limit: str | N
         console.print(f"pki: created {result.pki_created} certificate/key file(s) in artifacts")
     recap.raise_on_failure()
     if result.summary:
-        console.print(result.summary, markup=False, highlight=False)
+        console.print(result.summary, markup=False, highlight=False, soft_wrap=True)
     if dry_run:
         console.print(f"cluster up (dry run): {recap.changed} change(s) would be made")
     elif recap.changed == 0:

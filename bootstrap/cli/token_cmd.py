@@ -64,7 +64,7 @@ def create(token_value, ttl, usages, groups, description, print_join_command, ku
     value = flow.create(api, token_value, ttl=ttl_d, usages=use, groups=grp,
                         description=description)
     if print_join_command:
-        click.echo(flow.join_command(kubeconfig, value))
+        click.echo(flow.join_command(kubeconfig, value, api))
     else:
         click.echo(value)
 

@@ -108,9 +108,11 @@ class InitContext:
     def runner(self):
         from bootstrap.flows.local_play import LocalRunner
 
-        groups = ["kube_control_plane", "kube_node"]
-        if self.config.etcd.local is not None:
-            groups.append("etcd")
+        groups = ["kube_node"]
+        if getattr(self, "control_plane", True):  # init always; join with --control-plane
+            groups.append("kube_control_plane")
+            if self.config.etcd.local is not None:
+                groups.append("etcd")
         return LocalRunner(self.node_name, self.advertise_address, groups, dry_run=self.dry_run,
                            diff=bool(self.params.get("diff")), connection=self._connection)
 

@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from bootstrap.errors import UserError
-from bootstrap.flows import apiobjects, discovery, init_cluster, init_node
+from bootstrap.flows import apiobjects, discovery, init_cluster, init_node, node_vars
 from bootstrap.flows.init import (
     DEFAULT_CERT_DIR,
     DEFAULT_KUBECONFIG_DIR,
@@ -143,6 +143,36 @@ def run_download_certs(ctx: JoinContext) -> None:
     ctx.changed += len(written)
 
 
+def api_endpoints(status_cm: dict | None) -> dict[str, dict]:
+    """kubeadm-config's ClusterStatus apiEndpoints: node -> {advertiseAddress, bindPort}."""
+    status = yaml.safe_load(((status_cm or {}).get("data") or {}).get("ClusterStatus") or "{}")
+    return (status or {}).get("apiEndpoints") or {}
+
+
+def run_loadbalancer(ctx: JoinContext) -> None:
+    """A worker of a cluster behind the localhost balancer gets its haproxy first
+    (kubespray deploys it before the join): the kubelet's endpoint is 127.0.0.1."""
+    host, port = _endpoint_host_port(ctx.config.control_plane_endpoint)
+    if ctx.control_plane or host not in ("127.0.0.1", "localhost", "::1"):
+        return
+    cm = ctx.token_api.get(CONFIG_MAPS, "kubeadm-config", apiobjects.KUBE_SYSTEM)
+    servers = [{"name": n, "address": e["advertiseAddress"], "port": e.get("bindPort", 6443)}
+               for n, e in sorted(api_endpoints(cm).items())]
+    if not servers:
+        raise UserError("the cluster uses a localhost load balancer but kubeadm-config lists "
+                        "no API endpoints", where="join loadbalancer")
+    ctx.echo(f"[loadbalancer] haproxy on 127.0.0.1:{port} for {len(servers)} API server(s)")
+    ctx.runner.play("loadbalancer", ["haproxy"], {"lb_servers": servers,
+                                                  "loadbalancer_apiserver_port": port})
+
+
+def _endpoint_host_port(endpoint: str) -> tuple[str, int]:
+    from bootstrap.pki.catalog import split_host_port
+
+    host, port = split_host_port(endpoint)
+    return host, port or node_vars.API_PORT
+
+
 def run_kubelet_start(ctx: JoinContext) -> None:
     """bootstrap-kubelet.conf (token + discovered CA) unless the kubelet has its own; then the unit."""
     found = ctx.discovered
@@ -191,11 +221,9 @@ def _write(path: Path, data: bytes, mode: int) -> None:
 
 def _etcd_endpoints(ctx: JoinContext) -> list[str]:
     """Client URLs of the running members: the other control-plane hosts' API endpoints."""
-    status = ctx.api.get(CONFIG_MAPS, "kubeadm-config", apiobjects.KUBE_SYSTEM) or {}
-    eps = yaml.safe_load((status.get("data") or {}).get("ClusterStatus") or "{}") or {}
+    cm = ctx.api.get(CONFIG_MAPS, "kubeadm-config", apiobjects.KUBE_SYSTEM)
     return [f"https://{_h(a['advertiseAddress'])}:2379"
-            for name, a in sorted((eps.get("apiEndpoints") or {}).items())
-            if name != ctx.node_name]
+            for name, a in sorted(api_endpoints(cm).items()) if name != ctx.node_name]
 
 
 def _h(ip: str) -> str:
@@ -281,6 +309,8 @@ def join_phases() -> list[Phase]:
                   Phase("control-plane", "Generate the control-plane units",
                         run=_cp_only(init_node.run_control_plane)),
               ]),
+        Phase("loadbalancer", "haproxy on 127.0.0.1 when the cluster uses the localhost "
+              "load balancer (workers)", run=run_loadbalancer),
         Phase("kubelet-start", "Write kubelet settings, certificates and (re)start the kubelet",
               run=run_kubelet_start),
         Phase("control-plane-join", "Join a machine as a control plane instance", phases=[

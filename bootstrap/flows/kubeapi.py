@@ -36,6 +36,17 @@ def describe(obj: dict) -> str:
     return f"{obj['kind']} {ns}{meta.get('name')}"
 
 
+def contains(live, want) -> bool:
+    """``live`` holds everything ``want`` says: maps by key, lists item by item, scalars equal."""
+    if isinstance(want, dict):
+        return isinstance(live, dict) and all(k in live and contains(live[k], v)
+                                              for k, v in want.items())
+    if isinstance(want, list):
+        return isinstance(live, list) and len(live) == len(want) and all(
+            contains(a, b) for a, b in zip(live, want, strict=True))
+    return live == want
+
+
 class KubeAPI:
     def __init__(self, make_client: Callable[[], Client], where: str):
         self._make = make_client
@@ -97,6 +108,10 @@ class KubeAPI:
         meta = obj["metadata"]
         ns = meta.get("namespace")
         before = self.get(res, meta["name"], ns)
+        if before is not None and contains(before, obj):
+            # Read, compare, write only on a difference (as the engine's operations):
+            # a no-op apply would still be a write on the server.
+            return "unchanged"
         if dry_run:
             return "would create" if before is None else "would apply"
         after = self._call(lambda c: c.patch(res, meta["name"], obj, ns, patch_type="apply",

@@ -135,13 +135,25 @@ def delete(api, token_or_id: str) -> str:
     return token_id
 
 
-def join_command(kubeconfig_path: str, token: str) -> str:
+def join_command(kubeconfig_path: str, token: str, api=None) -> str:
     """`bootstrap join <server> --token T --discovery-token-ca-cert-hash sha256:...`,
-    from the kubeconfig's server and CA (as kubeadm's --print-join-command)."""
+    from the kubeconfig's server and CA (as kubeadm's --print-join-command). Behind
+    the localhost balancer that server is 127.0.0.1, which a new host cannot
+    discover from: then a control-plane host's own address (kubeadm-config's
+    ClusterStatus) is printed instead."""
     from bootstrap.flows.discovery import ca_hash
+    from bootstrap.flows.join import api_endpoints
     from bootstrap.pki.kubeconfig import read_kubeconfig
 
     parsed = read_kubeconfig(kubeconfig_path)
     server = parsed.server.removeprefix("https://")
+    if api is not None and server.split(":")[0] in ("127.0.0.1", "localhost", "[::1]"):
+        eps = api_endpoints(api.get(("", "v1", "configmaps"), "kubeadm-config",
+                                    apiobjects.KUBE_SYSTEM))
+        if eps:
+            first = eps[sorted(eps)[0]]
+            host = first["advertiseAddress"]
+            host = f"[{host}]" if ":" in host else host
+            server = f"{host}:{first.get('bindPort', 6443)}"
     return (f"bootstrap join {server} --token {token} "
             f"--discovery-token-ca-cert-hash {ca_hash(parsed.ca_pem)}")

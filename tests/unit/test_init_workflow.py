@@ -133,3 +133,33 @@ def test_dns_ip_is_the_tenth_service_address():
     assert node_vars.cluster_dns_ip(ClusterConfig()) == "10.96.0.10"
     cfg = ClusterConfig(networking=Networking(service_subnet="10.100.0.0/16"))
     assert node_vars.cluster_dns_ip(cfg) == "10.100.0.10"
+
+
+def test_apply_writes_only_what_differs():
+    from bootstrap.flows.kubeapi import KubeAPI, contains
+
+    live = {"apiVersion": "v1", "kind": "ConfigMap", "data": {"a": "1", "b": "2"},
+            "metadata": {"name": "x", "namespace": "kube-system", "resourceVersion": "7",
+                         "labels": {"k": "v"}}}
+    want = {"apiVersion": "v1", "kind": "ConfigMap", "data": {"a": "1"},
+            "metadata": {"name": "x", "namespace": "kube-system"}}
+    assert contains(live, want)
+    assert not contains(live, {**want, "data": {"a": "2"}})
+    assert not contains({"l": [1, 2]}, {"l": [1]})
+
+    calls = []
+
+    class Fake(KubeAPI):
+        def __init__(self):
+            super().__init__(lambda: None, "fake")
+
+        def get(self, resource, name, namespace=None):
+            return live
+
+        def _call(self, fn):
+            calls.append(fn)
+            return {"metadata": {"resourceVersion": "8"}}
+
+    api = Fake()
+    assert api.apply(want) == "unchanged" and calls == []
+    assert api.apply({**want, "data": {"a": "9"}}) == "configured" and len(calls) == 1
