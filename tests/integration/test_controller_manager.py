@@ -34,7 +34,7 @@ from .cluster import ROOT, eventually, free_port, running_cluster
 pytestmark = pytest.mark.timeout(300)
 
 CONTROLLERS = ("garbagecollector,namespace,podgc,nodelifecycle,taint-eviction-controller,"
-               "nodeipam,serviceaccount,root-ca-cert-publisher,csrsigning,csrapproving,"
+               "nodeipam,serviceaccount,root-ca-cert-publisher,csrsigning,csrapproving,csrcleaner,"
                "bootstrapsigner,tokencleaner")
 TOKEN_ID, TOKEN_SECRET = "abcdef", "0123456789abcdef"
 UNREACHABLE = "node.kubernetes.io/unreachable"

@@ -5,7 +5,7 @@ import ipaddress
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from cmharness import T0, Clock, synced
+from cmharness import T0, Clock, stamp, synced
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -157,8 +157,9 @@ async def approve(*objs):
     client = SARClient(GRANTS)
     async with synced(lambda c, f, r: CSRApprovingController(c, f, r, clock=Clock()), *objs,
                       client=client) as (client, ctl, _):
+        client.delays = {}
         for o in objs:
-            await ctl.reconcile(o["metadata"]["name"])
+            client.delays[o["metadata"]["name"]] = await ctl.reconcile(o["metadata"]["name"])
         return client, {o["metadata"]["name"]: o for o in client.objects(
             "certificatesigningrequests")}
 
@@ -186,6 +187,7 @@ async def test_node_renewing_itself_is_approved_but_not_for_another_node():
     assert approved(out["self"])[0][2] == \
         "Auto approving self kubelet client certificate after SubjectAccessReview."
     assert approved(out["other"]) == []
+    assert client.delays == {"self": None, "other": 30.0}  # denied: reviewed again later
     # "other" was recognised as a node client and its review said no
     assert [r["resourceAttributes"]["subresource"] for r in client.reviews] == [
         "selfnodeclient", "nodeclient"]
@@ -202,4 +204,36 @@ async def test_never_approves_serving_or_misshapen_requests():
     cn = csr("cn", request_pem("admin"))
     client, out = await approve(serving, wrong_org, sans, usages, cn)
     assert all(approved(o) == [] for o in out.values())
+    assert set(client.delays.values()) == {None}  # not ours: never looked at again
     assert client.reviews == [] and client.writes() == []
+
+
+def stamped(obj, created, **conds):
+    obj["metadata"]["creationTimestamp"] = stamp(created)
+    obj["status"]["conditions"] = [{"type": t, "status": "True", "lastUpdateTime": stamp(at)}
+                                   for t, at in conds.items()]
+    return obj
+
+
+async def test_csrcleaner_removes_old_requests_only(ca):
+    from bootstrap.agents.controllers.csrcleaner import CSRCleanerController
+    clock = Clock(T0)
+    day = 24 * 3600
+    req = request_pem("system:node:n1")
+    seed = [
+        stamped(csr("issued-old", req), T0 - 7200, Approved=T0 - 7200),
+        stamped(csr("issued-new", req), T0 - 60, Approved=T0 - 60),
+        stamped(csr("denied-old", req), T0 - 7200, Denied=T0 - 3700),
+        stamped(csr("failed-new", req), T0 - 7200, Failed=T0 - 100),
+        stamped(csr("pending-old", req), T0 - day - 1),
+        stamped(csr("pending-new", req), T0 - day + 60),
+        stamped(csr("approved-unsigned", req), T0 - day - 1, Approved=T0 - day - 1),
+    ]
+    for o in seed[:2]:
+        o["status"]["certificate"] = base64.b64encode(b"not parsed").decode()
+    async with synced(lambda c, f, r: CSRCleanerController(c, f, r, clock=clock), *seed) as (
+            client, ctl, _):
+        assert await ctl.reconcile("csrcleaner") == 3600
+        left = sorted(o["metadata"]["name"] for o in client.objects(
+            "certificatesigningrequests"))
+        assert left == ["approved-unsigned", "failed-new", "issued-new", "pending-new"]

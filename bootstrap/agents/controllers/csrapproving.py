@@ -11,7 +11,8 @@ server (spec.username, groups, uid, extra), and only for the
 kube-apiserver-client-kubelet signer with the request shaped as a kubelet client
 certificate (CN system:node:<name>, O system:nodes, client usages, no SANs).
 Serving certificates are never approved here: upstream leaves them to another
-approver. A recognised request whose review is denied is left pending.
+approver. A recognised request whose review is denied stays pending and is
+reviewed again every 30 s (RBAC may allow it later).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from .util import rfc3339
 
 SUBJECT_ACCESS_REVIEWS = by_gvr("authorization.k8s.io", "v1", "subjectaccessreviews")
 
+RECHECK = 30.0
 SELF_MESSAGE = "Auto approving self kubelet client certificate after SubjectAccessReview."
 NODE_MESSAGE = "Auto approving kubelet client certificate after SubjectAccessReview."
 
@@ -106,8 +108,10 @@ class CSRApprovingController(Controller):
                 await self._approve(csr, message)
                 return None
         if tried:
+            # Upstream retries such a request with backoff: RBAC may grant it later.
             self.log.info("csr %s recognized as %s but the subject access review was not "
                           "approved", key, "/".join(tried))
+            return RECHECK
         return None
 
     async def _approve(self, csr: dict, message: str) -> None:

@@ -65,6 +65,7 @@ CONTROLLERS: dict[str, Entry] = {
                                  "root-ca-cert-publisher"),
     "csrsigning": _e("csrsigning", "CSRSigningController", "certificate-controller"),
     "csrapproving": _e("csrapproving", "CSRApprovingController", "certificate-controller"),
+    "csrcleaner": _e("csrcleaner", "CSRCleanerController", "certificate-controller"),
     "bootstrapsigner": _e("bootstrapsigner", "BootstrapSigner", "bootstrap-signer"),
     "tokencleaner": _e("tokencleaner", "TokenCleaner", "token-cleaner"),
 }

@@ -63,6 +63,10 @@ class TaintEvictionController(Controller):
 
     def _node_changed(self, old: dict, new: dict) -> None:
         if _no_execute(old) != _no_execute(new):
+            name = new["metadata"]["name"]
+            keep = {(t.get("key"), t.get("effect")) for t in _no_execute(new)}
+            for seen in [s for s in self._first_seen if s[0] == name and s[1:] not in keep]:
+                del self._first_seen[seen]
             self._node(new)
 
     def _node(self, node: dict) -> None:
