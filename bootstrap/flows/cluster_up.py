@@ -158,6 +158,7 @@ class UpResult:
     ran: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     summary: str = ""
+    phase_times: dict[str, float] = field(default_factory=dict)
 
     @property
     def changed(self) -> int:
@@ -200,8 +201,9 @@ def cluster_up(inventory_path: str, *, config_path: str | None = None, tags: str
                         cluster_vars=cluster_vars(config), console=console,
                         recap=Recap(dry_run=dry_run),
                         extra_vars={} if wait_timeout is None else {"wait_timeout": wait_timeout})
-        ran = run_tree(workflow.phases, ctx, selection=selection)
-        return UpResult(recap=ctx.recap, pki_created=created, ran=ran,
+        times: dict[str, float] = {}
+        ran = run_tree(workflow.phases, ctx, selection=selection, times=times)
+        return UpResult(recap=ctx.recap, pki_created=created, ran=ran, phase_times=times,
                         warnings=list(getattr(inventory, "warnings", [])), summary=ctx.summary)
     finally:
         close_all(conns)
