@@ -21,25 +21,20 @@ that leaves no KUBE chain and no route on the hosts or the machine.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 from pathlib import Path
 from types import SimpleNamespace
 
+import px_net as px
 import pytest
-import yaml
 from e2e_names import sandbox_name
 
 from bootstrap import sandbox
-from bootstrap.agents.controllers.endpointslice import EndpointSliceController
 from bootstrap.agents.dns.registration import kube_dns_service, rbac_objects
-from bootstrap.api.client import Client
-from bootstrap.api.informer import SharedInformerFactory
 from bootstrap.config.inventory import load_inventory
 from bootstrap.sandbox import state as sandbox_state
 
@@ -50,54 +45,15 @@ from integration.kubelet_host import Relay, gateway, retarget, ssh  # noqa: E402
 pytestmark = [pytest.mark.slow, pytest.mark.root, pytest.mark.timeout(900)]
 
 SANDBOX = sandbox_name("pxnet")
-PYTHON = sys.executable
-CLUSTER_CIDR = "10.244.0.0/16"
-DNS_IP = "10.96.0.10"
-SA = "system:serviceaccount:kube-system:"
+PYTHON, DNS_IP, SA = px.PYTHON, px.DNS_IP, px.SA
 
 
 def kubectl(env, *args, input=None, check=True):
-    r = subprocess.run(["/usr/bin/kubectl", f"--kubeconfig={env.cluster.admin}", *args],
-                       capture_output=True, text=True, input=input, timeout=60)
-    if check and r.returncode != 0:
-        raise AssertionError(f"kubectl {' '.join(args)}: {r.stderr}")
-    return r.stdout
+    return px.kubectl(env.cluster.admin, *args, input=input, check=check)
 
 
 def apply(env, *objs):
-    kubectl(env, "apply", "-f", "-", input=yaml.safe_dump_all(objs))
-
-
-class SliceController:
-    """The endpointslice controller on its own loop in a thread."""
-
-    def __init__(self, kubeconfig):
-        self.kubeconfig = kubeconfig
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=lambda: self.loop.run_until_complete(
-            self._main()), daemon=True)
-        self.started = threading.Event()
-
-    async def _main(self):
-        client = Client.from_kubeconfig(self.kubeconfig)
-        factory = SharedInformerFactory(client)
-        self.task = asyncio.create_task(EndpointSliceController(client, factory).run())
-        self.started.set()
-        try:
-            await self.task
-        except asyncio.CancelledError:
-            pass
-        finally:
-            await factory.stop()
-            await client.close()
-
-    def start(self):
-        self.thread.start()
-        self.started.wait(30)
-
-    def stop(self):
-        self.loop.call_soon_threadsafe(self.task.cancel)
-        self.thread.join(30)
+    px.apply(env.cluster.admin, *objs)
 
 
 def host_setup_script(index: int, work: Path) -> str:
@@ -122,17 +78,6 @@ def host_teardown_script() -> str:
     return "\n".join(["systemctl stop pxhttpd10 pxhttpd11 px-proxy px-dns 2>/dev/null",
                       "ip netns del pxpod10 2>/dev/null", "ip netns del pxpod11 2>/dev/null",
                       "ip link del pxbr0 2>/dev/null", "true"])
-
-
-def proxy_config(env, host) -> Path:
-    path = env.work / f"proxy-{host.name}.yaml"
-    path.write_text(yaml.safe_dump({
-        "apiVersion": "kubeproxy.config.k8s.io/v1alpha1", "kind": "KubeProxyConfiguration",
-        "clientConnection": {"kubeconfig": str(env.proxy_kubeconfig)},
-        "mode": "iptables", "clusterCIDR": CLUSTER_CIDR, "hostnameOverride": host.name,
-        "healthzBindAddress": f"{host.ip}:10256", "metricsBindAddress": "127.0.0.1:10249",
-        "iptables": {"syncPeriod": "30s", "minSyncPeriod": "200ms"}}))
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -170,19 +115,13 @@ def env(sandbox_factory):
                                    "podCIDRs": [f"10.244.{h.index}.0/24"]},
                           "status": {"addresses": [{"type": "InternalIP", "address": h.ip}]}}
                          for h in env.hosts))
-            slices = SliceController(cluster.kubeconfig(SA + "endpointslice-controller"))
+            slices = px.SliceController(cluster.kubeconfig(SA + "endpointslice-controller"))
             slices.start()
             (work / "resolv.conf").write_text("")     # no forwarding off the machine
             for h in env.hosts:
                 h.sh(host_setup_script(h.index, work))
-                h.sh(f"systemd-run --unit px-proxy --collect {PYTHON} -m bootstrap.agents.proxy "
-                     f"--config {proxy_config(env, h)} -v 2")
-            h1 = env.hosts[0]
-            h1.sh(f"systemd-run --unit px-dns --collect {PYTHON} -m bootstrap.agents.dns "
-                  f"--kubeconfig {env.dns_kubeconfig} --listen {h1.ip}:53 "
-                  f"--health-address {h1.ip}:8080 --metrics-address {h1.ip}:9153 "
-                  f"--node-name {h1.name} --register-address {h1.ip} "
-                  f"--service-cluster-ip {DNS_IP} --resolv-conf {work / 'resolv.conf'}")
+                px.start_proxy(h, px.proxy_config(work, env.proxy_kubeconfig, h))
+            px.start_dns(env.hosts[0], env.dns_kubeconfig, work / "resolv.conf")
             yield env
         finally:
             if slices is not None:
@@ -226,12 +165,6 @@ def fetch(host, url, netns=None):
     return r.stdout.strip() if r.returncode == 0 else None
 
 
-def machine_fetch(url):
-    r = subprocess.run(["curl", "-s", "--max-time", "3", url], capture_output=True, text=True,
-                       timeout=10)
-    return r.stdout.strip() if r.returncode == 0 else None
-
-
 def test_service_networking(env):
     h1, h2 = env.hosts
     pods(env)
@@ -265,9 +198,9 @@ def test_service_networking(env):
 
     # the NodePort from the machine on every host's IP; all four pods answer
     for h in env.hosts:
-        assert eventually(lambda h=h: (machine_fetch(f"http://{h.ip}:{node_port}/") or "")
+        assert eventually(lambda h=h: (px.machine_fetch(f"http://{h.ip}:{node_port}/") or "")
                           .startswith("pod-"), 60)
-    seen = {machine_fetch(f"http://{h1.ip}:{node_port}/") for _ in range(40)}
+    seen = {px.machine_fetch(f"http://{h1.ip}:{node_port}/") for _ in range(40)}
     assert seen - {None} <= {"pod-1-10", "pod-1-11", "pod-2-10", "pod-2-11"}
     assert len(seen - {None}) >= 2     # load-balanced across endpoints
 
@@ -289,10 +222,7 @@ def test_service_networking(env):
 
 def test_teardown_leaves_nothing(env):
     for h in env.hosts:
-        h.sh("systemctl stop px-proxy px-dns 2>/dev/null; true")
-        h.sh(f"{PYTHON} -m bootstrap.agents.proxy --cleanup")
-        assert "KUBE-" not in h.sh("iptables-save").stdout
-        assert h.sh("ip route show proto 200").stdout.strip() == ""
+        px.cleanup_host(h)
     # Nothing of ours ever reached the machine's own tables.
     machine = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
     assert "KUBE-POD-EGRESS" not in machine and "bootstrap pod egress" not in machine
