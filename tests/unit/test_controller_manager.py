@@ -1,6 +1,7 @@
 """The controller manager's table, --controllers syntax, flags and wiring."""
 
 import logging
+from datetime import timedelta
 
 import pytest
 
@@ -95,3 +96,36 @@ def test_build_uses_from_options_and_may_skip():
     ctl = manager.build(NodeIpamController, client, factory, None,
                         manager.Options(allocate_node_cidrs=True, cluster_cidr="10.1.0.0/16"))
     assert ctl.sets[0].mask_size == 24
+
+
+def test_upstream_names_we_do_not_run_are_accepted(caplog):
+    with caplog.at_level(logging.WARNING):
+        on = manager.parse_controllers("*,-route,-service,ttl,bootstrapsigner")
+    assert "bootstrapsigner" in on and "ttl" not in on
+    assert "controller ttl is not implemented" in caplog.text
+
+
+def test_bad_files_are_one_line_at_start(tmp_path, capsys):
+    from bootstrap.pki.certs import CertSpec, cert_to_pem, create_ca
+    from bootstrap.pki.keys import generate_key, key_to_pem
+    key, other = generate_key("ECDSA-P256"), generate_key("ECDSA-P256")
+    (tmp_path / "ca.crt").write_bytes(cert_to_pem(create_ca(
+        CertSpec("kubernetes", is_ca=True), key, timedelta(days=1))))
+    (tmp_path / "other.key").write_bytes(key_to_pem(other))
+    (tmp_path / "ca.key").write_bytes(key_to_pem(key))
+    cases = [
+        ([f"--cluster-signing-cert-file={tmp_path}/ca.crt",
+          f"--cluster-signing-key-file={tmp_path}/missing.key"],
+         "--cluster-signing-key-file: cannot read"),
+        ([f"--cluster-signing-cert-file={tmp_path}/ca.crt",
+          f"--cluster-signing-key-file={tmp_path}/other.key"],
+         "--cluster-signing-key-file: the key does not belong to the certificate"),
+        ([f"--cluster-signing-cert-file={tmp_path}/ca.crt"],
+         "both --cluster-signing-cert-file and --cluster-signing-key-file are needed"),
+        ([f"--root-ca-file={tmp_path}/ca.key"], "--root-ca-file:"),
+        ([f"--root-ca-file={tmp_path}/nope"], "--root-ca-file: cannot read"),
+    ]
+    for argv, message in cases:
+        assert controllers.main(argv) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], (argv, err)

@@ -111,6 +111,23 @@ def sign(spec_request: str, usages: list[str], ca_cert: x509.Certificate, ca_key
     return cert_to_pem(builder.sign(ca_key, signature_hash()))
 
 
+def load_ca(cert_file: str, key_file: str):
+    """(certificate, key) of the signing CA; UserError naming the flag otherwise."""
+    try:
+        ca_cert = load_cert(Path(cert_file).read_bytes(), "--cluster-signing-cert-file")
+        ca_key = load_private_key(Path(key_file).read_bytes(), "--cluster-signing-key-file")
+    except OSError as exc:
+        flag = "--cluster-signing-cert-file" if exc.filename == cert_file else \
+            "--cluster-signing-key-file"
+        raise UserError(f"cannot read {exc.filename}: {exc.strerror}", where=flag) from None
+    from bootstrap.pki.keys import same_public_key
+    if not same_public_key(ca_cert.public_key(), ca_key.public_key()):
+        raise UserError("the key does not belong to the certificate",
+                        where="--cluster-signing-key-file",
+                        hint=f"use the key of {cert_file}")
+    return ca_cert, ca_key
+
+
 class CSRSigningController(Controller):
     name = "csrsigning"
 
@@ -128,12 +145,7 @@ class CSRSigningController(Controller):
         cert_file, key_file = options.cluster_signing_cert_file, options.cluster_signing_key_file
         if not cert_file or not key_file:
             return None  # no CA to sign with: upstream skips the signer too
-        try:
-            ca_cert = load_cert(Path(cert_file).read_bytes(), cert_file)
-            ca_key = load_private_key(Path(key_file).read_bytes(), key_file)
-        except OSError as exc:
-            raise UserError(f"cannot read {exc.filename}: {exc.strerror}",
-                            where="--cluster-signing-cert-file") from None
+        ca_cert, ca_key = load_ca(cert_file, key_file)
         return cls(client, factory, recorder, ca_cert=ca_cert, ca_key=ca_key,
                    ttl=options.cluster_signing_duration)
 

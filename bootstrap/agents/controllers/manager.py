@@ -73,6 +73,19 @@ CONTROLLERS: dict[str, Entry] = {
 # Upstream's ControllersDisabledByDefault (kubeadm enables these two explicitly).
 DISABLED_BY_DEFAULT = frozenset({"bootstrapsigner", "tokencleaner"})
 
+# kube-controller-manager names this manager does not implement: accepted in
+# --controllers so upstream command lines (``*,-route,-service``) still parse;
+# asking for one explicitly is a warning at start.
+NOT_IMPLEMENTED = frozenset({
+    "attachdetach", "clusterrole-aggregation", "cloud-node-lifecycle", "endpointslicemirroring",
+    "ephemeral-volume", "horizontalpodautoscaling", "legacy-serviceaccount-token-cleaner",
+    "persistentvolume-binder", "persistentvolume-expander", "persistentvolumeclaim-protection",
+    "persistentvolume-protection", "replicationcontroller", "resourceclaim", "resourcequota",
+    "route", "service", "serviceaccount-token", "service-cidr-controller",
+    "storage-version-migrator-controller", "storageversion-garbage-collector", "ttl",
+    "validatingadmissionpolicy-status", "volumeattributesclass-protection",
+})
+
 
 @dataclass
 class Options:
@@ -122,6 +135,11 @@ def parse_controllers(spec: str, known: dict[str, Any] | None = None,
             star = True
             continue
         name, on = (item[1:], False) if item.startswith("-") else (item, True)
+        if name in NOT_IMPLEMENTED and name not in known:
+            if on:
+                log.warning("controller %s is not implemented by this controller manager",
+                            name)
+            continue
         if name not in known:
             raise UserError(f"unknown controller {name!r}", where="--controllers",
                             hint="known controllers: " + ", ".join(sorted(known)))
@@ -174,6 +192,13 @@ def check_options(enabled: list[str], options: Options) -> None:
         raise UserError("both --cluster-signing-cert-file and --cluster-signing-key-file "
                         "are needed", where="--cluster-signing-cert-file",
                         hint="e.g. /etc/kubernetes/pki/ca.crt and ca.key")
+    # Files are read now, so a typo is one line at start rather than a failure later.
+    if "csrsigning" in enabled and options.cluster_signing_cert_file:
+        from .csrsigning import load_ca
+        load_ca(options.cluster_signing_cert_file, options.cluster_signing_key_file)
+    if "root-ca-cert-publisher" in enabled and options.root_ca_file:
+        from .rootcacertpublisher import read_bundle
+        read_bundle(options.root_ca_file)
 
 
 async def run(enabled: list[str], options: Options, client, factory, args,

@@ -24,6 +24,19 @@ DESCRIPTION = ("Contains a CA bundle that can be used to verify the kube-apiserv
                "of Kubernetes clusters.")
 
 
+def read_bundle(path: str) -> str:
+    """The PEM bundle of --root-ca-file (at least one certificate in it)."""
+    try:
+        pem = Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read {path}: {getattr(exc, 'strerror', exc)}",
+                        where="--root-ca-file") from None
+    if "-----BEGIN CERTIFICATE-----" not in pem:
+        raise UserError(f"{path} holds no PEM certificate", where="--root-ca-file",
+                        hint="e.g. /etc/kubernetes/pki/ca.crt")
+    return pem
+
+
 class RootCACertPublisher(Controller):
     name = "root-ca-cert-publisher"
 
@@ -42,12 +55,7 @@ class RootCACertPublisher(Controller):
     def from_options(cls, client, factory, recorder, options):
         if not options.root_ca_file:
             return None  # upstream skips the publisher without a root CA
-        try:
-            pem = Path(options.root_ca_file).read_text()
-        except OSError as exc:
-            raise UserError(f"cannot read {options.root_ca_file}: {exc.strerror}",
-                            where="--root-ca-file") from None
-        return cls(client, factory, recorder, pem)
+        return cls(client, factory, recorder, read_bundle(options.root_ca_file))
 
     def _changed(self, cm: dict) -> None:
         if cm["metadata"]["name"] == NAME:
