@@ -111,7 +111,9 @@ async def test_silent_node_is_marked_tainted_and_its_pods_not_ready():
         pods = {p["metadata"]["name"]: p for p in client.objects("pods")}
         assert conditions(pods["a"])["Ready"]["status"] == "False"
         assert conditions(pods["elsewhere"])["Ready"]["status"] == "True"
-        assert sorted(events.reasons()) == ["NodeNotReady", "NodeNotReady"]
+        assert sorted(events.reasons()) == ["NodeNotReady", "NodeNotReady", "RegisteredNode"]
+        assert events.events[0][3:] == ("RegisteredNode",
+                                        "Node n1 event: Registered Node n1 in Controller")
         assert ("Node", "n1", "Normal", "NodeNotReady", "Node n1 status is now: NodeNotReady") \
             in events.events
         # level-triggered: another pass writes nothing new
@@ -119,7 +121,7 @@ async def test_silent_node_is_marked_tainted_and_its_pods_not_ready():
         await caught_up(client, ctl.factory)
         clock.advance(5)
         await ctl.reconcile("n1")
-        assert len(client.writes()) == count and len(events.events) == 2
+        assert len(client.writes()) == count and len(events.events) == 3
 
 
 async def test_ready_again_removes_the_taints():

@@ -27,6 +27,7 @@ PODS = by_gvr("", "v1", "pods")
 LEASES = by_gvr("coordination.k8s.io", "v1", "leases")
 NODE_LEASE_NAMESPACE = "kube-node-lease"
 NODE_NOT_READY = "NodeNotReady"
+REGISTERED_NODE = "RegisteredNode"
 REMOVING_NODE = "RemovingNode"
 
 
@@ -39,6 +40,7 @@ class NodeLifecycleController(Controller):
         self.clock = clock
         self.period = period
         self.health = NodeHealth(grace, startup_grace)
+        self._known: set[str] = set()  # upstream's knownNodeSet
         self.nodes = factory.informer(NODES)
         self.leases = factory.informer(LEASES, NODE_LEASE_NAMESPACE)
         self.pods = factory.informer(PODS)
@@ -65,6 +67,7 @@ class NodeLifecycleController(Controller):
     def _deleted(self, node: dict) -> None:
         name = node["metadata"]["name"]
         self.health.forget(name)
+        self._known.discard(name)
         if self.recorder is not None:
             self.recorder.event(_node_ref(node), NORMAL, REMOVING_NODE,
                                 f"Node {name} event: Removing Node {name} from Controller")
@@ -74,6 +77,11 @@ class NodeLifecycleController(Controller):
         if node is None:
             return None
         now = self.clock()
+        if key not in self._known:
+            self._known.add(key)
+            if self.recorder is not None:
+                self.recorder.event(_node_ref(node), NORMAL, REGISTERED_NODE,
+                                    f"Node {key} event: Registered Node {key} in Controller")
         lease = self.leases.get(key, NODE_LEASE_NAMESPACE)
         created = timestamp(node["metadata"].get("creationTimestamp"), now)
         stale, observed, _ = self.health.observe(node, lease, now, created)
