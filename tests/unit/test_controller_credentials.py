@@ -92,6 +92,10 @@ async def test_account_created_token_written_privately_and_renewed(tmp_path, mon
         first = open(path).read()
         assert first.startswith("token-node-controller-")
         await until(lambda: open(path).read() != first)  # renewed before it expires
+        # a deleted account is made again at the next renewal
+        await client.delete(("", "v1", "serviceaccounts"), "node-controller", "kube-system")
+        await until(lambda: any(s["metadata"]["name"] == "node-controller"
+                                for s in client.objects("serviceaccounts")))
     finally:
         await accounts.close()
     assert not os.path.exists(os.path.dirname(path))

@@ -101,10 +101,17 @@ class ServiceAccountClients:
         while True:
             await asyncio.sleep(seconds * RENEW_FRACTION)
             try:
-                seconds = await self._refresh(sa, path)
+                try:
+                    seconds = await self._refresh(sa, path)
+                except APIError as exc:
+                    if exc.code != 404:
+                        raise
+                    # Someone deleted the account (its tokens died with it): make it again.
+                    await self._ensure_account(sa)
+                    seconds = await self._refresh(sa, path)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # retried soon; the old token is still valid
+            except Exception as exc:  # retried soon; the old token may still be valid
                 log.warning("renewing the token of %s: %s", sa, exc)
                 seconds = 30.0 / RENEW_FRACTION
 
