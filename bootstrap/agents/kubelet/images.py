@@ -37,9 +37,15 @@ class ImageManager:
         self.backoff = backoff or Backoff()
         self.clock = clock
 
-    async def ensure(self, pod: dict, container: dict, sandbox_config
+    @staticmethod
+    def backoff_key(uid: str, image: str) -> str:
+        return f"{uid}_{image}"
+
+    async def ensure(self, ref: dict, container: dict, sandbox_config
                      ) -> tuple[str | None, tuple[str, str] | None]:
-        """(image ref, None) when the image is there, else (None, (reason, message))."""
+        """(image ref, None) when the image is there, else (None, (reason, message)).
+        ``ref`` is the container's event reference (it carries the pod's uid)."""
+        pod = ref
         image = container["image"]
         policy = pull_policy(container)
         present = await self.runtime.image_status(image)
@@ -51,7 +57,7 @@ class ImageManager:
             msg = f'Container image "{image}" is not present with pull policy of Never'
             self.event(pod, "Warning", NEVER_PULL, msg)
             return None, (S.ERR_IMAGE_NEVER_PULL, msg)
-        key = f"{pod['metadata']['uid']}_{image}"
+        key = self.backoff_key(ref["uid"], image)
         if self.backoff.in_backoff_since_update(key):
             msg = f'Back-off pulling image "{image}"'
             self.event(pod, "Normal", BACKOFF, msg)

@@ -113,10 +113,13 @@ class _Worker:
             await self._sleep(self.spec.period)
 
     async def _sleep(self, seconds: float) -> None:
+        # A timer that sets the same event, rather than wait_for: wait_for can swallow
+        # a cancellation that races its timeout, and the worker would never stop.
+        timer = asyncio.get_running_loop().call_later(seconds, self.wake.set)
         try:
-            await asyncio.wait_for(self.wake.wait(), seconds)
-        except TimeoutError:
-            pass
+            await self.wake.wait()
+        finally:
+            timer.cancel()
         self.wake.clear()
 
 

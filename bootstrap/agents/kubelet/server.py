@@ -219,11 +219,9 @@ def build_app(auth: Auth, source: PodSource, *, runtime_channel=None) -> web.App
     app.router.add_get("/pods", pods)
     app.router.add_get("/pods/", pods)
     app.router.add_get("/containerLogs/{namespace}/{pod}/{container}", container_logs)
-    try:
-        from bootstrap.agents.kubelet import streaming  # H6's exec/attach/port-forward
-    except ImportError:
-        streaming = None
-    if streaming is not None and hasattr(streaming, "setup_streaming"):
+    if runtime_channel is not None:
+        # exec / attach / portForward: relayed to the runtime's streaming server.
+        from bootstrap.agents.kubelet import streaming
         streaming.setup_streaming(app, runtime_channel, source.resolve_container,
                                   source.resolve_sandbox)
     return app

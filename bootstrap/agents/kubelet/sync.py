@@ -286,7 +286,7 @@ class PodSyncer:
         if waiting is not None:
             view.waiting[name] = waiting
             delays.append(max(RETRY, self.images.backoff.get(
-                f"{pod['metadata']['uid']}_{c['image']}")))
+                self.images.backoff_key(pod["metadata"]["uid"], c["image"]))))
             return
         try:
             config = T.container_config(pod, c, attempt, self.node, inputs, image_ref or "")
