@@ -56,8 +56,9 @@ class Indexer:
     def __init__(self, indexers: dict[str, IndexFunc] | None = None):
         self._items: dict[str, dict] = {}
         self._indexers: dict[str, IndexFunc] = {}
-        # index name -> index value -> set of keys
-        self._indices: dict[str, dict[str, set[str]]] = {}
+        # index name -> index value -> keys (a dict as an insertion-ordered set, so
+        # reads are deterministic without sorting on every call)
+        self._indices: dict[str, dict[str, dict[str, None]]] = {}
         self.add_indexers(indexers or {NAMESPACE: index_by_namespace})
 
     def add_indexers(self, indexers: dict[str, IndexFunc]) -> None:
@@ -69,11 +70,11 @@ class Indexer:
             if name in self._indexers:
                 raise ValueError(f"indexer {name!r} already exists with another function")
             self._indexers[name] = fn
-            index: dict[str, set[str]] = {}
+            index: dict[str, dict[str, None]] = {}
             self._indices[name] = index
             for key, obj in self._items.items():
                 for value in fn(obj):
-                    index.setdefault(value, set()).add(key)
+                    index.setdefault(value, {})[key] = None
 
     # reads ---------------------------------------------------------------------
 
@@ -103,7 +104,7 @@ class Indexer:
     def index_keys(self, index: str, value: str) -> list[str]:
         if index not in self._indices:
             raise KeyError(f"index {index!r} does not exist")
-        return sorted(self._indices[index].get(value, ()))
+        return list(self._indices[index].get(value, ()))
 
     def by_index(self, index: str, value: str) -> list[dict]:
         return [self._items[k] for k in self.index_keys(index, value)]
@@ -146,7 +147,7 @@ class Indexer:
         for name, fn in self._indexers.items():
             index = self._indices[name]
             for value in fn(obj):
-                index.setdefault(value, set()).add(key)
+                index.setdefault(value, {})[key] = None
 
     def _unindex(self, key: str, obj: dict) -> None:
         for name, fn in self._indexers.items():
@@ -154,6 +155,6 @@ class Indexer:
             for value in fn(obj):
                 keys = index.get(value)
                 if keys is not None:
-                    keys.discard(key)
+                    keys.pop(key, None)
                     if not keys:
                         del index[value]
