@@ -94,6 +94,7 @@ class RunningProxy:
 
     def __enter__(self):
         self.thread.start()
+        assert eventually(lambda: hasattr(self, "task"), 30)
         return self
 
     def __exit__(self, *exc):
@@ -144,6 +145,8 @@ def get(url):
             return r.status, r.read()
     except urllib.error.HTTPError as e:
         return e.code, e.read()
+    except OSError:                 # not listening yet
+        return None, b""
 
 
 def test_services_through_real_iptables(netns):
@@ -242,3 +245,20 @@ def test_sync_is_rate_limited_and_partial(netns):
         assert len(matching) == 1, (jump, matching)
     p.cleanup()
     assert kube_chains() == []
+
+
+def test_proxy_without_rights_writes_nothing_and_is_unhealthy(netns):
+    """A credential the API knows but RBAC does not allow (not system:kube-proxy):
+    the informers never sync, so no rule is written and /healthz says 503."""
+    with running_cluster() as cluster:
+        healthz = free_port()
+        cfg = ProxyConfig(kubeconfig=str(cluster.kubeconfig("mallory")),
+                          hostname_override="node-a", healthz_bind_address=f"127.0.0.1:{healthz}",
+                          metrics_bind_address="127.0.0.1:0", pod_routes=False)
+        with RunningProxy(cluster, cfg) as proxy:
+            assert eventually(lambda: get(f"http://127.0.0.1:{healthz}/healthz")[0] == 503)
+            assert eventually(lambda: proxy.server is not None
+                              and proxy.server.factory.informers
+                              and all(i.lists == 0 for i in proxy.server.factory.informers)
+                              and not proxy.server.proxier.ready)
+            assert kube_chains() == []

@@ -249,3 +249,17 @@ async def test_endpoints_controller_ignores_selectorless_service():
                                                                                      ctl, _):
         await ctl.process("default/ext")
         assert not client.writes()
+
+
+async def test_write_failures_become_warning_events():
+    from bootstrap.api.errors import APIError
+
+    def refuse(client):
+        client.fail("create", "endpointslices", APIError(403, "Forbidden", "no"))
+        client.fail("create", "endpoints", APIError(403, "Forbidden", "no"))
+    async with running([EndpointSliceController, EndpointsController], node(), service(),
+                       pod("a", "10.244.1.3"), prepare=refuse) as (client, _ctls, rec):
+        await until(lambda: {"FailedToUpdateEndpointSlices", "FailedToCreateEndpoint"}
+                    <= set(rec.reasons()))
+        assert any("Error updating Endpoint Slices for Service default/web" in e[3]
+                   for e in rec.events)

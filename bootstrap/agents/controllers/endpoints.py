@@ -22,6 +22,8 @@ ENDPOINTS = ("", "v1", "endpoints")
 HEADLESS_LABEL = "service.kubernetes.io/headless"
 OVER_CAPACITY = "endpoints.kubernetes.io/over-capacity"
 MAX_ENDPOINTS = 1000       # upstream truncates Endpoints beyond this
+FAILED_CREATE = "FailedToCreateEndpoint"
+FAILED_UPDATE = "FailedToUpdateEndpoint"
 
 
 # ---------------------------------------------------------------- shared helpers
@@ -274,9 +276,17 @@ class EndpointsController(Controller):
         new = desired_endpoints(service, pods, current)
         if new is None:
             return None
-        if current is None:
-            # 409 AlreadyExists (our cache lags a create) is requeued like any conflict.
-            await self.client.create(ENDPOINTS, new, ns)
-        else:
-            await self.client.update(ENDPOINTS, new, ns)
+        try:
+            if current is None:
+                # 409 AlreadyExists (our cache lags a create) is requeued like any conflict.
+                await self.client.create(ENDPOINTS, new, ns)
+            else:
+                await self.client.update(ENDPOINTS, new, ns)
+        except APIError as exc:
+            if exc.code != 409 and self.recorder is not None:
+                reason = FAILED_CREATE if current is None else FAILED_UPDATE
+                verb = "create" if current is None else "update"
+                self.recorder.event(service, "Warning", reason,
+                                    f"Failed to {verb} endpoint {ns}/{name}: {exc.message}")
+            raise
         return None

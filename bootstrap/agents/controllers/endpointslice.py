@@ -50,6 +50,7 @@ ZONE_LABEL = "topology.kubernetes.io/zone"
 MAX_PER_SLICE = 100      # --max-endpoints-per-slice default
 BY_SERVICE = "service"   # index: slices by "ns/service-name"
 MISSING_NODE_RETRY = 5.0
+FAILED_UPDATE = "FailedToUpdateEndpointSlices"
 STALE_GIVE_UP = 10.0     # seconds to wait for the cache to show our own writes
 
 
@@ -314,7 +315,14 @@ class EndpointSliceController(Controller):
         desired, missing = desired_endpoints(service, pods, nodes)
         plan = plan_slices(service, desired, slices, self.max_per_slice)
         if plan:
-            await self._apply(key, ns, plan)
+            try:
+                await self._apply(key, ns, plan)
+            except APIError as exc:
+                if exc.code != 409 and self.recorder is not None:
+                    self.recorder.event(service, "Warning", FAILED_UPDATE,
+                                        f"Error updating Endpoint Slices for Service {key}: "
+                                        f"{exc.message}")
+                raise
         return MISSING_NODE_RETRY if missing else None
 
     async def _apply(self, key: str, ns: str | None, plan: SlicePlan) -> None:
