@@ -41,30 +41,43 @@ def build_parser() -> argparse.ArgumentParser:
                    "'name' enables, '-name' disables (off by default: "
                    f"{', '.join(sorted(manager.DISABLED_BY_DEFAULT))}). Known: "
                    + ", ".join(manager.CONTROLLERS))
-    g.add_argument("--cluster-name", default=d.cluster_name)
-    g.add_argument("--cluster-cidr", default="")
+    g.add_argument("--cluster-name", default=d.cluster_name,
+                   help="The instance prefix for the cluster (accepted as upstream)")
+    g.add_argument("--cluster-cidr", default="",
+                   help="CIDR range of pods, one per IP family (nodeipam)")
     g.add_argument("--allocate-node-cidrs", type=parse_bool, nargs="?", const=True,
                    default=False, metavar="BOOL")
-    g.add_argument("--node-cidr-mask-size", type=int, default=0)
+    g.add_argument("--node-cidr-mask-size", type=int, default=0,
+                   help="Mask size of each node's pod CIDR, single stack (24 for IPv4, "
+                   "64 for IPv6 when 0)")
     g.add_argument("--node-cidr-mask-size-ipv4", type=int, default=0)
     g.add_argument("--node-cidr-mask-size-ipv6", type=int, default=0)
-    g.add_argument("--service-cluster-ip-range", default="")
-    g.add_argument("--cluster-signing-cert-file", default="")
-    g.add_argument("--cluster-signing-key-file", default="")
+    g.add_argument("--service-cluster-ip-range", default="",
+                   help="Service ClusterIP range; node pod CIDRs never overlap it")
+    g.add_argument("--cluster-signing-cert-file", default="",
+                   help="PEM CA certificate csrsigning issues certificates with")
+    g.add_argument("--cluster-signing-key-file", default="",
+                   help="PEM private key of --cluster-signing-cert-file")
     g.add_argument("--cluster-signing-duration", type=_duration,
                    default=d.cluster_signing_duration, metavar="DURATION")
-    g.add_argument("--root-ca-file", default="")
-    g.add_argument("--service-account-private-key-file", default="")
+    g.add_argument("--root-ca-file", default="",
+                   help="CA bundle published as kube-root-ca.crt in every namespace")
+    g.add_argument("--service-account-private-key-file", default="",
+                   help="Accepted for kubeadm's command line; the legacy token "
+                   "controller that would use it is not implemented")
     g.add_argument("--use-service-account-credentials", type=parse_bool, nargs="?",
-                   const=True, default=False, metavar="BOOL")
+                   const=True, default=False, metavar="BOOL",
+                   help="Each controller writes as its own service account in kube-system")
     g.add_argument("--node-monitor-grace-period", type=_duration,
-                   default=d.node_monitor_grace_period, metavar="DURATION")
+                   default=d.node_monitor_grace_period, metavar="DURATION",
+                   help="How long a node may be silent before it is marked Unknown (50s)")
     g.add_argument("--node-monitor-period", type=_duration, default=d.node_monitor_period,
                    metavar="DURATION")
     g.add_argument("--node-startup-grace-period", type=_duration,
                    default=d.node_startup_grace_period, metavar="DURATION")
     g.add_argument("--terminated-pod-gc-threshold", type=int,
-                   default=d.terminated_pod_gc_threshold)
+                   default=d.terminated_pod_gc_threshold,
+                   help="Terminated pods kept before podgc deletes the oldest (0: off)")
     for field in ("gc", "namespace", "serviceaccount", "deployment", "replicaset",
                   "statefulset", "daemonset", "job", "cron-job", "endpoint",
                   "service-endpoint"):
