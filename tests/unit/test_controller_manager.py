@@ -129,3 +129,17 @@ def test_bad_files_are_one_line_at_start(tmp_path, capsys):
         assert controllers.main(argv) == 2, argv
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0], (argv, err)
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--node-monitor-grace-period=soon"], 'time: invalid duration "soon"'),
+    (["--allocate-node-cidrs=maybe"], 'strconv.ParseBool: parsing "maybe"'),
+    (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+    (["--terminated-pod-gc-threshold=many"], "invalid int value"),
+])
+def test_bad_flags_are_one_line(argv, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        controllers.main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err

@@ -34,6 +34,12 @@ def build_parser() -> argparse.ArgumentParser:
                      "Runs the cluster's controllers (kube-controller-manager).",
                      secure_port=SECURE_PORT)
     p.set_defaults(leader_elect_resource_name=NAME)
+
+    def one_line(message: str) -> None:
+        # argparse's default prints the whole usage first; a bad flag is one line here.
+        print(f"bootstrap-controller-manager: {message} (see --help)", file=sys.stderr)
+        sys.exit(2)
+    p.error = one_line
     d = manager.Options()
     g = p.add_argument_group("controllers")
     g.add_argument("--controllers", default="*",
