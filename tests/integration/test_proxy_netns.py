@@ -262,3 +262,34 @@ def test_proxy_without_rights_writes_nothing_and_is_unhealthy(netns):
                               and all(i.lists == 0 for i in proxy.server.factory.informers)
                               and not proxy.server.proxier.ready)
             assert kube_chains() == []
+
+
+def test_stale_udp_conntrack_entries_are_flushed(netns):
+    """A UDP client keeps its DNAT target in conntrack; when that endpoint goes,
+    kube-proxy deletes the entry so the next packet picks a live one."""
+    from bootstrap.agents.proxy.proxier import Proxier
+    from bootstrap.agents.proxy.rules import Options
+    runner = Runner(["ip", "netns", "exec", NS])
+    p = Proxier("node-a", Options(), runner)
+    p.services_synced = p.slices_synced = True
+    vip = "10.96.5.5"
+    p.on_service({"metadata": {"name": "dns", "namespace": "default"},
+                  "spec": {"clusterIP": vip, "ports": [{"port": 53, "protocol": "UDP"}]}})
+    ep = {"metadata": {"name": "dns-1", "namespace": "default",
+                       "labels": {"kubernetes.io/service-name": "dns"}},
+          "addressType": "IPv4", "ports": [{"port": 5353, "protocol": "UDP"}],
+          "endpoints": [{"addresses": [EP_IP], "conditions": {"ready": True}}]}
+    p.on_slice(ep)
+    p.sync()
+    try:
+        inns(sys.executable, "-c", "import socket; socket.socket(socket.AF_INET, "
+             f"socket.SOCK_DGRAM).sendto(b'q', ('{vip}', 53))")
+
+        def entries():
+            return inns("conntrack", "-L", "-p", "udp", "--orig-dst", vip, check=False).stdout
+        assert f"dst={EP_IP}" in entries() or f"src={EP_IP}" in entries(), entries()
+        p.on_slice(ep | {"endpoints": []})
+        p.sync()
+        assert vip not in entries()
+    finally:
+        p.cleanup()
