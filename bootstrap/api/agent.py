@@ -40,6 +40,7 @@ LEADER_STATUS = Gauge("leader_election_master_status",
                       "0 indicates backup, 1 indicates master. 'name' is the string used to "
                       "identify the lease.", ["name"], registry=REGISTRY)
 
+SHUTDOWN_EVENTS_TIMEOUT = 5.0  # an unreachable API server must not hold up the exit
 WATCHDOG_SLACK = 20.0  # upstream's leaderelection.NewLeaderHealthzAdaptor(20 * time.Second)
 _DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0,
                    "m": 60.0, "h": 3600.0}
@@ -269,7 +270,7 @@ async def run_agent(args: argparse.Namespace, name: str, main: Main, *,
         for task in (campaign, stopper):
             task.cancel()
         await asyncio.gather(campaign, stopper, return_exceptions=True)
-        await recorder.close()
+        await recorder.close(timeout=SHUTDOWN_EVENTS_TIMEOUT)
         await factory.stop()
         if runner is not None:
             await runner.cleanup()

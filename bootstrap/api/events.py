@@ -104,11 +104,14 @@ class EventRecorder:
     async def flush(self) -> None:
         await self._pending.join()
 
-    async def close(self) -> None:
-        """Write what is queued, then stop."""
+    async def close(self, timeout: float | None = None) -> None:
+        """Write what is queued (for at most ``timeout`` seconds), then stop."""
         self._closed = True
         if self._task is not None:
-            await self.flush()
+            try:
+                await asyncio.wait_for(self.flush(), timeout)
+            except TimeoutError:
+                log.warning("%d events not written before shutdown", self._pending.qsize())
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None

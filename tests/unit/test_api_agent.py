@@ -59,8 +59,8 @@ def test_bad_duration_is_exit_2(capsys):
 
 
 LEASES = by_gvr("coordination.k8s.io", "v1", "leases")
-FAST = ["--bind-address=127.0.0.1", "--leader-elect-lease-duration=1s",
-        "--leader-elect-renew-deadline=500ms", "--leader-elect-retry-period=100ms"]
+FAST = ["--bind-address=127.0.0.1", "--leader-elect-lease-duration=4s",
+        "--leader-elect-renew-deadline=2s", "--leader-elect-retry-period=200ms"]
 
 
 def free_port():

@@ -1,5 +1,7 @@
 """EventRecorder: one Event per distinct occurrence, count for repeats."""
 
+import asyncio
+
 import pytest
 
 from bootstrap.api.errors import APIError
@@ -87,3 +89,15 @@ async def test_deleted_event_is_recreated_and_errors_do_not_stop_the_writer():
         ["Another", "NodeReady"]
     rec.event(node, "Warning", "AfterClose", "ignored")
     assert len(client.objects("events", "default")) == 2
+
+
+async def test_close_gives_up_on_an_unreachable_server(caplog):
+    class Hanging(FakeClient):
+        async def create(self, *args, **kwargs):
+            await asyncio.Event().wait()
+
+    rec = EventRecorder(Hanging(), "ctl")
+    rec.event(POD, "Normal", "Stuck", "never written")
+    rec.event(POD, "Normal", "Stuck2", "never written")
+    await rec.close(timeout=0.05)
+    assert "1 events not written before shutdown" in caplog.text
