@@ -169,3 +169,15 @@ def test_deletion_order_ranks_as_upstream():
         pod("precious", "n1", "Running", True, cost=100)])
     assert [p["metadata"]["name"] for p in order] == [
         "unscheduled", "pending", "running", "ready", "precious"]
+
+
+def test_workers_come_from_the_concurrent_syncs_flag():
+    from bootstrap.agents.controllers.deployment import DeploymentController
+    from bootstrap.agents.controllers.manager import Options
+    from bootstrap.api.fake import FakeClient
+    from bootstrap.api.informer import SharedInformerFactory
+    client = FakeClient()
+    opts = Options(concurrent_replicaset_syncs=7, concurrent_deployment_syncs=3)
+    factory = SharedInformerFactory(client)
+    assert ReplicaSetController.from_options(client, factory, None, opts).workers == 7
+    assert DeploymentController.from_options(client, factory, None, opts).workers == 3

@@ -117,6 +117,7 @@ def _start(job: dict) -> float:
 class CronJobController(Controller):
     name = "cronjob"
     workers = 5  # --concurrent-cron-job-syncs
+    from_options = pc.workers_from("concurrent_cron_job_syncs")
 
     def __init__(self, client, factory, recorder=None, *, clock=time.time):
         super().__init__(client, factory, recorder)

@@ -92,6 +92,7 @@ def pin_to_node(spec: dict, node_name: str) -> dict:
 class DaemonSetController(Controller):
     name = "daemonset"
     workers = 2  # --concurrent-daemonset-syncs
+    from_options = pc.workers_from("concurrent_daemonset_syncs")
 
     def __init__(self, client, factory, recorder=None, *, clock=time.time):
         super().__init__(client, factory, recorder)

@@ -29,6 +29,7 @@ SCALING_REPLICA_SET = "ScalingReplicaSet"
 class DeploymentController(Controller):
     name = "deployment"
     workers = 5  # --concurrent-deployment-syncs
+    from_options = pc.workers_from("concurrent_deployment_syncs")
 
     def __init__(self, client, factory, recorder=None, *, clock=time.time):
         super().__init__(client, factory, recorder)

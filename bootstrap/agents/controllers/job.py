@@ -79,6 +79,7 @@ class _Backoff:
 class JobController(Controller):
     name = "job"
     workers = 5  # --concurrent-job-syncs
+    from_options = pc.workers_from("concurrent_job_syncs")
 
     def __init__(self, client, factory, recorder=None, *, clock=time.time):
         super().__init__(client, factory, recorder)

@@ -562,3 +562,16 @@ class LastWritten:
 
     def forget(self, key: str) -> None:
         self._objs.pop(key, None)
+
+
+def workers_from(option: str):
+    """A ``from_options`` that sizes the worker pool from a --concurrent-*-syncs flag
+    (the manager calls it with its parsed Options)."""
+    @classmethod
+    def from_options(cls, client, factory, recorder, options):
+        ctl = cls(client, factory, recorder)
+        value = getattr(options, option, None)
+        if value:
+            ctl.workers = int(value)
+        return ctl
+    return from_options

@@ -70,6 +70,7 @@ def status_changed(old: dict, new: dict) -> bool:
 class ReplicaSetController(Controller):
     name = "replicaset"
     workers = 5  # --concurrent-replicaset-syncs
+    from_options = pc.workers_from("concurrent_replicaset_syncs")
 
     def __init__(self, client, factory, recorder=None, *, clock=time.time):
         super().__init__(client, factory, recorder)

@@ -52,6 +52,7 @@ def _terminating(pod: dict) -> bool:
 class StatefulSetController(Controller):
     name = "statefulset"
     workers = 5  # --concurrent-statefulset-syncs
+    from_options = pc.workers_from("concurrent_statefulset_syncs")
 
     def __init__(self, client, factory, recorder=None, *, clock=time.time):
         super().__init__(client, factory, recorder)
