@@ -330,6 +330,33 @@ def test_wrong_user_cannot_schedule(cluster, env, clean):
         intruder.stop()
 
 
+def test_forged_credential_is_refused(cluster, env, clean, tmp_path):
+    """A kube-scheduler client certificate from a CA the API server does not trust."""
+    from datetime import timedelta
+
+    from bootstrap.pki import certs, keys, load_ca
+    from bootstrap.pki.kubeconfig import render
+
+    ca_key, key = keys.generate_key("ECDSA-P256"), keys.generate_key("ECDSA-P256")
+    evil = certs.create_ca(certs.CertSpec("evil-ca", is_ca=True), ca_key, timedelta(days=1))
+    leaf = certs.sign_leaf(certs.CertSpec("system:kube-scheduler", (), (certs.CLIENT_AUTH,)),
+                           key.public_key(), evil, ca_key, timedelta(days=1))
+    forged = tmp_path / "forged.conf"
+    forged.write_text(render("kubernetes", cluster.server.url, load_ca(cluster.pki.dir, "ca").cert,
+                             "system:kube-scheduler", leaf, key))
+    intruder = start_scheduler(cluster, forged, "--leader-elect=false", "-v=1")
+    try:
+        apply(clean, pod("bait"))
+        wait_bound(clean, "bait")   # bound by the real scheduler, never by the forged one
+        # the API server's TLS handshake refuses the untrusted client certificate
+        assert eventually(lambda: "informer pods: connection lost" in intruder.log.read_text(),
+                          60), intruder.log.read_text()
+        assert intruder.readyz() != 200
+        assert len(events(clean, "bait", "Scheduled")) == 1
+    finally:
+        intruder.stop()
+
+
 def test_leader_failover_without_double_binding(env, clean):
     kc, sched_kc = clean, env["sched_kc"]
     first = env["sched"]

@@ -17,7 +17,7 @@ from bootstrap.api.resources import by_gvr
 
 from . import config as cfgmod
 from .config import ConfigError, SchedulerConfig
-from .queue import SchedulingQueue
+from .queue import SchedulingQueue, has_gates
 from .scheduler import Scheduler
 
 NAME = "kube-scheduler"
@@ -71,8 +71,12 @@ def wire(client, factory, recorder, cfg: SchedulerConfig) -> Scheduler:
     events: dict[str, frozenset[str]] = {}
     for fw in fws.values():
         events.update(fw.plugin_events())
+    def gated(pod: dict) -> bool:  # SchedulingGates, unless the profile disabled it
+        fw = fws.get((pod.get("spec") or {}).get("schedulerName", "default-scheduler"))
+        return fw is not None and fw.gates and has_gates(pod)
+
     queue = SchedulingQueue(events, initial_backoff=cfg.initial_backoff,
-                            max_backoff=cfg.max_backoff)
+                            max_backoff=cfg.max_backoff, gated=gated)
     pdbs = factory.informer(PDBS)
     recorders = {name: EventRecorder(client, name, recorder.host) for name in fws}
     sched = Scheduler(client, fws, recorders, queue=queue, pdbs=pdbs.list)

@@ -50,7 +50,7 @@ class QueuedPod:
         return self.info.pod
 
 
-def _gated(pod: dict) -> bool:
+def has_gates(pod: dict) -> bool:
     return bool((pod.get("spec") or {}).get("schedulingGates"))
 
 
@@ -65,8 +65,10 @@ class SchedulingQueue:
     def __init__(self, plugin_events: dict[str, frozenset[str]] | None = None, *,
                  clock: Callable[[], float] = time.monotonic,
                  initial_backoff: float = INITIAL_BACKOFF, max_backoff: float = MAX_BACKOFF,
-                 max_in_unschedulable: float = MAX_IN_UNSCHEDULABLE):
+                 max_in_unschedulable: float = MAX_IN_UNSCHEDULABLE,
+                 gated: Callable[[dict], bool] = has_gates):
         self.plugin_events = plugin_events or {}
+        self.gated_pod = gated
         self.clock = clock
         self.initial_backoff = initial_backoff
         self.max_backoff = max_backoff
@@ -139,7 +141,7 @@ class SchedulingQueue:
             return
         qp = QueuedPod(info, self.clock())
         self._nominate_from_status(info)
-        if _gated(pod):
+        if self.gated_pod(pod):
             self.gated[info.key] = qp
         else:
             qp.initial_attempt = qp.timestamp
@@ -155,7 +157,7 @@ class SchedulingQueue:
         if key in self.gated:
             qp = self.gated[key]
             qp.info = info
-            if not _gated(new):
+            if not self.gated_pod(new):
                 del self.gated[key]
                 qp.timestamp = self.clock()
                 qp.initial_attempt = qp.initial_attempt or qp.timestamp
