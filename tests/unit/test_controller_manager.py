@@ -143,3 +143,33 @@ def test_bad_flags_are_one_line(argv, message, capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
+
+
+async def test_run_wires_existing_controllers_and_skips_missing(caplog):
+    import argparse
+    import asyncio
+
+    from cmharness import until
+
+    from bootstrap.api.fake import FakeClient
+    from bootstrap.api.informer import SharedInformerFactory
+    client = FakeClient()
+    client.seed({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team"},
+                 "status": {"phase": "Active"}})
+    factory = SharedInformerFactory(client)
+    table = {"ghost": manager.Entry("bootstrap.agents.controllers.ghost_module:Ghost", "g"),
+             "serviceaccount": manager.CONTROLLERS["serviceaccount"],
+             "nodeipam": manager.CONTROLLERS["nodeipam"]}
+    with caplog.at_level(logging.INFO):
+        task = asyncio.create_task(manager.run(
+            ["ghost", "serviceaccount", "nodeipam"], manager.Options(), client, factory,
+            argparse.Namespace(kubeconfig=None), table))
+        try:
+            await until(lambda: client.objects("serviceaccounts", "team"))
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await factory.stop()
+    assert "controller ghost is not available" in caplog.text
+    assert "controller nodeipam is not started with these flags" in caplog.text
+    assert "starting controllers: serviceaccount" in caplog.text
