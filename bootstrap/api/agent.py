@@ -161,15 +161,50 @@ def identity() -> str:
     return f"{socket.gethostname()}_{uuid.uuid4()}"
 
 
+class _SetupError(Exception):
+    """A flag, kubeconfig or certificate problem: one line on stderr, exit 2."""
+
+
 async def run_agent(args: argparse.Namespace, name: str, main: Main, *,
                     ready: Callable[[], bool] | None = None, client: Client | None = None,
                     stop: asyncio.Event | None = None) -> int:
     """``client`` and ``stop`` replace the kubeconfig client and the signals (tests)."""
     configure_logging(args.v, _package(main))
+    try:
+        client, authn, authz = _clients(args, client)
+        factory = SharedInformerFactory(client)
+        recorder = EventRecorder(client, name, socket.gethostname())
+        checks = {"/healthz": {"ping": lambda: True},
+                  "/livez": {"ping": lambda: True},
+                  "/readyz": {"ping": lambda: True,
+                              "informer-sync": ready or (lambda: factory.has_synced)}}
+        runner = await _serve(args, name, checks, authn, authz)
+    except _SetupError as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        return 2
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        return await _supervise(args, name, main, client, factory, recorder, checks, stop)
+    finally:
+        await recorder.close(timeout=SHUTDOWN_EVENTS_TIMEOUT)
+        await factory.stop()
+        if runner is not None:
+            await runner.cleanup()
+        for c in {id(x): x for x in (client, authn, authz) if x is not None}.values():
+            await c.close()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+
+def _clients(args: argparse.Namespace, client: Client | None
+             ) -> tuple[Client, Client | None, Client | None]:
+    """The agent's client and the delegated authentication / authorization clients."""
     problem = _election_flags_problem(args) if args.leader_elect else None
     if problem:
-        print(f"{name}: {problem}", file=sys.stderr)
-        return 2
+        raise _SetupError(problem)
     try:
         client = client or build_client(args)
         authn = build_client(args, args.authentication_kubeconfig) \
@@ -178,44 +213,40 @@ async def run_agent(args: argparse.Namespace, name: str, main: Main, *,
         authz = build_client(args, authz_path) if authz_path else None
     except (KubeconfigError, OSError, ValueError) as exc:
         hint = "" if args.kubeconfig else " (pass --kubeconfig outside a pod)"
-        print(f"{name}: {exc}{hint}", file=sys.stderr)
-        return 2
-    ctx = None
-    if args.secure_port:
-        try:
-            ctx = agentserver.serving_context(name, args.bind_address, args.tls_cert_file,
-                                              args.tls_private_key_file, args.cert_dir or None,
-                                              args.client_ca_file)
-        except (OSError, ValueError) as exc:
-            print(f"{name}: serving certificates (--tls-cert-file, --tls-private-key-file, "
-                  f"--client-ca-file, --cert-dir): {exc}", file=sys.stderr)
-            return 2
-    factory = SharedInformerFactory(client)
-    recorder = EventRecorder(client, name, socket.gethostname())
-    elector: LeaderElector | None = None
-    checks = {"/healthz": {"ping": lambda: True},
-              "/livez": {"ping": lambda: True},
-              "/readyz": {"ping": lambda: True,
-                          "informer-sync": ready or (lambda: factory.has_synced)}}
+        raise _SetupError(f"{exc}{hint}") from None
+    return client, authn, authz
+
+
+async def _serve(args: argparse.Namespace, name: str, checks: dict,
+                 authn: Client | None, authz: Client | None):
+    """Start the HTTPS endpoint (none with --secure-port 0, as upstream)."""
+    if not args.secure_port:
+        return None
+    try:
+        ctx = agentserver.serving_context(name, args.bind_address, args.tls_cert_file,
+                                          args.tls_private_key_file, args.cert_dir or None,
+                                          args.client_ca_file)
+    except (OSError, ValueError) as exc:
+        raise _SetupError(f"serving certificates (--tls-cert-file, --tls-private-key-file, "
+                          f"--client-ca-file, --cert-dir): {exc}") from None
     auth = agentserver.DelegatedAuth(authn, authz, cert_users=bool(args.client_ca_file))
     always = {p.strip() for p in args.authorization_always_allow_paths.split(",") if p.strip()}
     app = agentserver.health_app(name, checks, auth, always)
-    runner = None
-    if args.secure_port:  # 0: do not serve at all, as upstream
-        try:
-            runner, port = await agentserver.serve(app, args.bind_address, args.secure_port,
-                                                   ctx)
-        except OSError as exc:
-            print(f"{name}: cannot listen on {args.bind_address}:{args.secure_port}: "
-                  f"{exc.strerror}", file=sys.stderr)
-            return 2
-        log.info("%s: serving securely on %s:%d", name, args.bind_address, port)
+    try:
+        runner, port = await agentserver.serve(app, args.bind_address, args.secure_port, ctx)
+    except OSError as exc:
+        raise _SetupError(f"cannot listen on {args.bind_address}:{args.secure_port}: "
+                          f"{exc.strerror}") from None
+    log.info("%s: serving securely on %s:%d", name, args.bind_address, port)
+    return runner
 
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    main_done: asyncio.Future = loop.create_future()
+
+async def _supervise(args: argparse.Namespace, name: str, main: Main, client: Client,
+                     factory: SharedInformerFactory, recorder: EventRecorder,
+                     checks: dict, stop: asyncio.Event) -> int:
+    """Run main (while leading, with --leader-elect) until a signal, main's end or the
+    loss of the lease; returns the exit code."""
+    main_done: asyncio.Future = asyncio.get_running_loop().create_future()
 
     async def lead() -> None:
         try:
@@ -253,32 +284,24 @@ async def run_agent(args: argparse.Namespace, name: str, main: Main, *,
     else:
         campaign = asyncio.create_task(lead(), name="main")
     stopper = asyncio.create_task(stop.wait())
-    rc = 0
     try:
         await asyncio.wait({campaign, stopper, main_done}, return_when=asyncio.FIRST_COMPLETED)
         if stop.is_set():
             log.info("%s: shutting down", name)
-        elif main_done.done():
+            return 0
+        if main_done.done():
             exc = main_done.exception()
-            if exc is not None:
-                log.error("%s: %s", name, exc, exc_info=exc)
-                rc = 1
-        elif campaign.done() and elector is not None:
-            log.error("leaderelection lost")
-            rc = 1
+            if exc is None:
+                return 0
+            log.error("%s: %s", name, exc, exc_info=exc)
+            return 1
+        # The elector returned: the lease was lost, and another process may lead now.
+        log.error("leaderelection lost")
+        return 1
     finally:
         for task in (campaign, stopper):
             task.cancel()
         await asyncio.gather(campaign, stopper, return_exceptions=True)
-        await recorder.close(timeout=SHUTDOWN_EVENTS_TIMEOUT)
-        await factory.stop()
-        if runner is not None:
-            await runner.cleanup()
-        for c in {id(x): x for x in (client, authn, authz) if x is not None}.values():
-            await c.close()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
-    return rc
 
 
 def _election_flags_problem(args: argparse.Namespace) -> str | None:
