@@ -37,6 +37,11 @@ CLUSTER_INFO_PATH = "/api/v1/namespaces/kube-public/configmaps/cluster-info"
 class Discovered:
     server: str     # the API endpoint cluster-info names
     ca_pem: bytes
+    reached: str = ""  # https://<the endpoint discovery talked to>
+
+    def __post_init__(self):
+        if not self.reached:
+            object.__setattr__(self, "reached", self.server)
 
 
 def parse_pins(pins: list[str] | tuple[str, ...]) -> list[str]:
@@ -126,7 +131,7 @@ def discover(endpoint: str, token: str, pins: list[str], skip_ca_verification: b
     if (second.get("data") or {}).get("kubeconfig") != (first.get("data") or {}).get("kubeconfig"):
         raise UserError("cluster-info changed between the untrusted and the trusted fetch",
                         where="discovery", hint="try again; if it persists, do not trust this endpoint")
-    return found
+    return Discovered(found.server, found.ca_pem, reached=f"https://{endpoint}")
 
 
 def from_file(path: str) -> Discovered:

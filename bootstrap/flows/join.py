@@ -75,7 +75,9 @@ class JoinContext(InitContext):
         from bootstrap.flows.kubeapi import KubeAPI
 
         found = self.discovered
-        return KubeAPI(lambda: Client(found.server, ca_data=found.ca_pem,
+        # The address discovery reached, not cluster-info's server: behind the
+        # localhost balancer that is 127.0.0.1, which this host has no balancer on yet.
+        return KubeAPI(lambda: Client(found.reached, ca_data=found.ca_pem,
                                       token=self.params["token"]), "join (bootstrap token)")
 
     @cached_property
@@ -92,10 +94,6 @@ class JoinContext(InitContext):
             cfg = dataclasses.replace(cfg, control_plane_endpoint=self.discovered.server
                                       .removeprefix("https://"))
         return cfg
-
-    @property
-    def endpoint_url(self) -> str:
-        return self.discovered.server
 
 
 # --- phases -------------------------------------------------------------------
