@@ -3,6 +3,8 @@
 import asyncio
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bootstrap.api.workqueue import (
     BucketRateLimiter,
@@ -151,3 +153,34 @@ async def test_shutdown_with_drain_waits_for_in_flight():
     await asyncio.wait_for(drained, 5)
     with pytest.raises(ShutDown):
         await q.get()
+
+
+@given(st.lists(st.tuples(st.sampled_from(["add", "get", "done"]),
+                          st.sampled_from("abc")), max_size=60))
+@settings(max_examples=200, deadline=None)
+def test_queue_matches_client_go_model(ops):
+    """Random add/get/done sequences against a model of client-go's queue: FIFO of
+    distinct keys, a key in processing is not handed out again until done()."""
+    async def play():
+        q = WorkQueue()
+        queue, dirty, processing = [], set(), set()
+        for op, key in ops:
+            if op == "add":
+                q.add(key)
+                if key not in dirty:
+                    dirty.add(key)
+                    if key not in processing:
+                        queue.append(key)
+            elif op == "get" and queue:
+                got = await q.get()
+                want = queue.pop(0)
+                assert got == want
+                dirty.discard(want)
+                processing.add(want)
+            elif op == "done" and key in processing:
+                q.done(key)
+                processing.discard(key)
+                if key in dirty:
+                    queue.append(key)
+            assert len(q) == len(queue)
+    asyncio.run(play())
