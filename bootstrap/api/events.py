@@ -10,6 +10,9 @@ Event with a growing ``count`` rather than thousands of objects:
 - logger: an event identical to one already written (same source, object, type,
   reason, message; remembered in an LRU of 4096) PATCHes that Event's count,
   lastTimestamp and message.
+Writing is best effort, as upstream: at most 1000 events wait to be written
+(more are dropped), a write failing on the connection, 429 or 5xx is retried a
+few times, anything else is logged and dropped.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ SPAM_REFILL_SECONDS = 300.0
 AGGREGATE_MAX_EVENTS = 10
 AGGREGATE_INTERVAL = 600.0
 CACHE_SIZE = 4096
+MAX_QUEUED = 1000  # upstream's maxQueuedEvents: beyond it, new events are dropped
 COMBINED_PREFIX = "(combined from similar events): "
 
 
@@ -74,6 +78,10 @@ class _Aggregate:
 
 
 class EventRecorder:
+    # Pauses before retrying a write the server may accept later (connection errors,
+    # 429, 5xx); upstream tries 12 times, 10 s apart, which we shorten.
+    retry_delays: tuple[float, ...] = (1.0, 2.0, 4.0)
+
     def __init__(self, client: Client, component: str, host: str = "", *,
                  clock: Callable[[], float] = time.time):
         self.client = client
@@ -84,13 +92,16 @@ class EventRecorder:
         self._task: asyncio.Task | None = None
         self._written: OrderedDict[tuple, _Written] = OrderedDict()
         self._aggregates: OrderedDict[tuple, _Aggregate] = OrderedDict()
-        self._spam: dict[tuple, tuple[float, float]] = {}  # key -> (tokens, last refill)
+        self._spam: OrderedDict[tuple, tuple[float, float]] = OrderedDict()  # tokens, last
         self._closed = False
         self._last_nanos = 0
 
     def event(self, obj: dict, type_: str, reason: str, message: str) -> None:
         """Record an event about ``obj``; never blocks and never raises on API errors."""
         if self._closed:
+            return
+        if self._pending.qsize() >= MAX_QUEUED:
+            log.debug("event %s dropped: %d events already queued", reason, MAX_QUEUED)
             return
         ref = object_reference(obj)
         self._pending.put_nowait({"ref": ref, "type": type_, "reason": reason,
@@ -122,23 +133,34 @@ class EventRecorder:
         while True:
             item = await self._pending.get()
             try:
+                await self._write_with_retries(item)
+            finally:
+                self._pending.task_done()
+
+    async def _write_with_retries(self, item: dict) -> None:
+        for delay in (*self.retry_delays, None):
+            try:
                 await self._write(item)
+                return
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # events are best effort, as upstream
-                log.warning("unable to write event %s %s: %s", item["reason"],
-                            item["ref"].get("name"), exc)
-            finally:
-                self._pending.task_done()
+                retriable = not isinstance(exc, APIError) or exc.code >= 500 or exc.code == 429
+                if delay is None or not retriable:
+                    log.warning("unable to write event %s %s: %s", item["reason"],
+                                item["ref"].get("name"), exc)
+                    return
+            await asyncio.sleep(delay)
 
     def _allowed(self, source_key: tuple, at: float) -> bool:
         tokens, last = self._spam.get(source_key, (float(SPAM_BURST), at))
         tokens = min(float(SPAM_BURST), tokens + (at - last) / SPAM_REFILL_SECONDS)
-        if tokens < 1:
-            self._spam[source_key] = (tokens, at)
-            return False
-        self._spam[source_key] = (tokens - 1, at)
-        return True
+        allowed = tokens >= 1
+        self._spam[source_key] = (tokens - 1 if allowed else tokens, at)
+        self._spam.move_to_end(source_key)
+        while len(self._spam) > CACHE_SIZE:
+            self._spam.popitem(last=False)
+        return allowed
 
     def _aggregate(self, base: tuple, message: str, at: float) -> tuple[tuple, str]:
         agg = self._aggregates.get(base)

@@ -101,3 +101,22 @@ async def test_close_gives_up_on_an_unreachable_server(caplog):
     rec.event(POD, "Normal", "Stuck2", "never written")
     await rec.close(timeout=0.05)
     assert "1 events not written before shutdown" in caplog.text
+
+
+async def test_transient_failures_are_retried_and_the_queue_is_bounded(monkeypatch):
+    import bootstrap.api.events as events_mod
+    client = FakeClient()
+    rec = EventRecorder(client, "ctl")
+    rec.retry_delays = (0.0, 0.0)
+    client.fail("create", "events", APIError(500, "InternalError", "etcd hiccup"), times=2)
+    rec.event(POD, "Normal", "Retried", "third time lucky")
+    await rec.flush()
+    assert [e["reason"] for e in client.objects("events", "ns")] == ["Retried"]
+    assert len(client.requests_for("create", "events")) == 3
+    monkeypatch.setattr(events_mod, "MAX_QUEUED", 2)
+    for i in range(4):  # no await in between: the writer has not taken any yet
+        rec.event({**POD, "metadata": {**POD["metadata"], "name": f"p{i}"}}, "Normal",
+                  "Burst", "x")
+    await rec.close()
+    assert sorted(e["involvedObject"]["name"] for e in client.objects("events", "ns")
+                  if e["reason"] == "Burst") == ["p0", "p1"]
