@@ -233,6 +233,11 @@ async def pod_log(server, request, info):
     except (aiohttp.ClientError, OSError, ssl.SSLError) as exc:
         await session.close()
         raise errors.internal_error(f"Get \"{url}\": {exc}") from None
+    if not 200 <= upstream.status <= 206:
+        body = await upstream.content.read(streaming.MAX_ERROR_BODY)
+        upstream.release()
+        await session.close()
+        raise streaming.kubelet_error(upstream.status, body, "pods/log", info.name)
     try:
         resp = web.StreamResponse(status=upstream.status,
                                   headers={"Content-Type": upstream.headers.get(
