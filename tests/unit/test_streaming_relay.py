@@ -174,3 +174,16 @@ def test_stream_params_defaults_and_ports():
         ("port", "80,8080")]
     with pytest.raises(errors.APIError, match="invalid port"):
         stream_params("portforward", MultiDict([("ports", "99999")]))
+
+
+def test_kubelet_errors_become_upstream_statuses():
+    from bootstrap.agents.apiserver.handlers.streaming import kubelet_error
+    bad = kubelet_error(400, b'previous terminated container "c" in pod "p" not found\n',
+                        "pods/log", "p")
+    assert (bad.code, bad.reason) == (400, "BadRequest")
+    assert bad.message.startswith('previous terminated container "c"')
+    assert kubelet_error(500, b"boom", "pods/log", "p").reason == "InternalError"
+    nf = kubelet_error(404, b"pod does not exist", "pods/log", "p")
+    assert (nf.code, nf.reason) == (404, "NotFound")
+    assert nf.message == "the server could not find the requested resource ( pods/log p)"
+    assert nf.details["causes"][0]["message"] == "pod does not exist"

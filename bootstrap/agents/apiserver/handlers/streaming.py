@@ -40,7 +40,7 @@ _TRUE = ("1", "true", "t", "yes", "y")
 
 async def kubelet_base(server, node_name: str) -> str:
     """https://<InternalIP>:<kubelet port> of a node (upstream's NodeConnectionInfo)."""
-    node = await server.store.get(by_gvr("", "v1", "nodes"), None, node_name)
+    node = await server.registry.get(by_gvr("", "v1", "nodes"), None, node_name)
     status = node.get("status") or {}
     addrs = status.get("addresses") or []
     host = next((a["address"] for a in addrs if a.get("type") == "InternalIP"), None) or \
@@ -105,6 +105,26 @@ async def _authorize_create(server, request: web.Request, info, user) -> None:
                                info.name, decision.reason, info.subresource, request.path)
 
 
+MAX_ERROR_BODY = 1024 * 1024
+
+
+def kubelet_error(status: int, body: bytes, resource: str, name: str) -> errors.APIError:
+    """A non-2xx kubelet answer as upstream's GenericHttpResponseChecker reports it."""
+    text = body.decode(errors="replace")
+    if status == 400:
+        return errors.bad_request(text)
+    if status == 500:
+        return errors.internal_error(text)
+    generic = {404: ("NotFound", "the server could not find the requested resource"),
+               403: ("Forbidden", text), 401: ("Unauthorized", "Unauthorized")}
+    reason, message = generic.get(status, (
+        "Unknown", f"the server responded with the status code {status} but did not return "
+                   "more information"))
+    return errors.APIError(status, reason, f"{message} ( {resource} {name})",
+                           {"name": name, "kind": resource,
+                            "causes": [{"reason": "UnexpectedServerResponse", "message": text}]})
+
+
 def _dial_error(exc: Exception) -> errors.APIError:
     return errors.APIError(500, "InternalError", f"error dialing backend: {exc}")
 
@@ -115,7 +135,7 @@ async def pod_stream(server, request: web.Request, info, user) -> web.StreamResp
         raise errors.method_not_supported(f"pods/{sub}", info.verb, "")
     if request.method == "GET":
         await _authorize_create(server, request, info, user)
-    pod = await server.store.get(info.resource, info.namespace, info.name)
+    pod = await server.registry.get(info.resource, info.namespace, info.name)
     path = f"/{POD_STREAMS[sub]}/{quote(info.namespace)}/{quote(info.name)}"
     if sub != "portforward":
         path += "/" + quote(validate_container(pod, request.query.get("container")))
@@ -188,7 +208,7 @@ _PROXY_RESPONSE_HEADERS = ("Content-Type", "Content-Encoding", "Cache-Control")
 async def node_proxy(server, request: web.Request, info, user) -> web.StreamResponse:
     """nodes/<name>/proxy/<path>: any method to the kubelet's <path>."""
     rest = "/".join(quote(p) for p in info.parts[info.parts.index("proxy") + 1:])
-    await server.store.get(info.resource, None, info.name)  # 404 for an unknown node
+    await server.registry.get(info.resource, None, info.name)  # 404 for an unknown node
     url = await kubelet_base(server, info.name) + "/" + rest
     if request.query_string:
         url += "?" + request.query_string
