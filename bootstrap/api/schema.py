@@ -346,7 +346,7 @@ def decode(obj: dict, gvk: GVK, *, mode: str = "Strict") -> list[str]:
 def validate_object(obj: dict, gvk: GVK) -> None:
     """Validation after defaulting: required fields and the per-kind semantic checks
     (validation.py); raises 422 Invalid."""
-    from bootstrap.api import validation  # local: validation imports this module
+    from bootstrap.api import validation, validation_kinds  # local: they import schema
 
     group, _, kind = gvk
     if kind in validation.VIRTUAL_KINDS:
@@ -356,7 +356,7 @@ def validate_object(obj: dict, gvk: GVK) -> None:
     else:
         required = check_schema(obj, gvk)[2]
     # The schema's required list and the per-kind checks can flag the same field.
-    causes = list(dict.fromkeys(required + validation.validate_object(obj, gvk)))
+    causes = list(dict.fromkeys(required + validation_kinds.validate_object(obj, gvk)))
     if causes:
         name = obj.get("metadata", {}).get("name") or obj.get("metadata", {}).get("generateName", "")
         raise errors.invalid(kind, name, causes, group)
@@ -371,9 +371,9 @@ def validate(obj: dict, gvk: GVK, *, mode: str = "Strict") -> list[str]:
 
 def validate_update(new: dict, old: dict, gvk: GVK) -> None:
     """Immutable-field and transition checks on update; raises 422 Invalid."""
-    from bootstrap.api import validation
+    from bootstrap.api import validation_kinds  # local: it imports this module
 
-    causes = validation.validate_update(new, old, gvk)
+    causes = validation_kinds.validate_update(new, old, gvk)
     if causes:
         raise errors.invalid(gvk[2], new.get("metadata", {}).get("name", ""), causes, gvk[0])
 

@@ -3,7 +3,7 @@ workloads live in tables_workloads."""
 
 from __future__ import annotations
 
-from bootstrap.api.tables import Column, _doc, age_column, name_column, since
+from bootstrap.api.table_columns import Column, _doc, age_column, name_column, since
 from bootstrap.api.tables_workloads import (
     _APPS,
     _CORE,
@@ -237,7 +237,7 @@ def _csr_columns() -> list[Column]:
         s = _spec(o).get("expirationSeconds")
         if not s:
             return NONE
-        from bootstrap.api.tables import human_duration
+        from bootstrap.api.table_columns import human_duration
         return human_duration(s)
 
     return [name_column(),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from bootstrap.api.selectors import label_selector_from_dict
-from bootstrap.api.tables import Column, _doc, age_column, name_column, since
+from bootstrap.api.table_columns import Column, _doc, age_column, name_column, since
 
 NONE = "<none>"
 _CORE = "io.k8s.api.core.v1."
@@ -253,7 +253,7 @@ def _job_completions(o: dict) -> str:
 
 def _job_duration(o: dict, now: datetime) -> str:
     from bootstrap.api import meta
-    from bootstrap.api.tables import human_duration
+    from bootstrap.api.table_columns import human_duration
 
     st = _status(o)
     if not st.get("startTime"):

@@ -226,41 +226,8 @@ def validate_meta(obj: dict, kind: str) -> list[FieldError]:
     return out
 
 
-def validate_object(obj: dict, gvk: GVK) -> list[FieldError]:
-    kind = gvk[2]
-    if kind in VIRTUAL_KINDS:
-        return []
-    from bootstrap.api import validation_kinds
-
-    out = validate_meta(obj, kind)
-    check = validation_kinds.CREATE_CHECKS.get(kind)
-    if check:
-        out.extend(check(obj))
-    return out
-
-
-def validate_update(new: dict, old: dict, gvk: GVK) -> list[FieldError]:
-    from bootstrap.api import validation_kinds
-
-    nm, om = new.get("metadata") or {}, old.get("metadata") or {}
-    out: list[FieldError] = []
-    for key in ("name", "namespace", "uid", "creationTimestamp"):
-        if om.get(key) and nm.get(key) != om.get(key):
-            out.append(invalid_value(f"metadata.{key}", nm.get(key), "field is immutable"))
-    if om.get("deletionTimestamp") and nm.get("deletionTimestamp") != om.get("deletionTimestamp"):
-        out.append(invalid_value("metadata.deletionTimestamp", nm.get("deletionTimestamp"),
-                                 "field is immutable; may only be changed via deletion"))
-    if gvk[2] in VIRTUAL_KINDS:
-        return out
-    out.extend(validate_object(new, gvk))
-    check = validation_kinds.UPDATE_CHECKS.get(gvk[2])
-    if check:
-        out.extend(check(new, old))
-    return out
-
-
 __all__ = [
     "FieldError", "config_map_key", "dns1035_label", "dns1123_label", "dns1123_subdomain",
     "duplicate", "forbidden_field", "label_value", "not_supported", "qualified_name",
-    "validate_labels", "validate_meta", "validate_object", "validate_update",
+    "validate_labels", "validate_meta",
 ]

@@ -14,10 +14,13 @@ from bootstrap.api.errors import (
     required,
 )
 from bootstrap.api.validation import (
+    GVK,
+    VIRTUAL_KINDS,
     config_map_key,
     dns1035_label,
     dns1123_label,
     validate_labels,
+    validate_meta,
 )
 
 _IMMUTABLE = "field is immutable"
@@ -540,3 +543,34 @@ UPDATE_CHECKS = {
     "CertificateSigningRequest": _csr_update,
     "PriorityClass": _priorityclass_update,
 }
+
+
+# Dispatch (what schema.validate_object calls) ------------------------------------
+
+def validate_object(obj: dict, gvk: GVK) -> list[FieldError]:
+    kind = gvk[2]
+    if kind in VIRTUAL_KINDS:
+        return []
+    out = validate_meta(obj, kind)
+    check = CREATE_CHECKS.get(kind)
+    if check:
+        out.extend(check(obj))
+    return out
+
+
+def validate_update(new: dict, old: dict, gvk: GVK) -> list[FieldError]:
+    nm, om = new.get("metadata") or {}, old.get("metadata") or {}
+    out: list[FieldError] = []
+    for key in ("name", "namespace", "uid", "creationTimestamp"):
+        if om.get(key) and nm.get(key) != om.get(key):
+            out.append(invalid_value(f"metadata.{key}", nm.get(key), "field is immutable"))
+    if om.get("deletionTimestamp") and nm.get("deletionTimestamp") != om.get("deletionTimestamp"):
+        out.append(invalid_value("metadata.deletionTimestamp", nm.get("deletionTimestamp"),
+                                 "field is immutable; may only be changed via deletion"))
+    if gvk[2] in VIRTUAL_KINDS:
+        return out
+    out.extend(validate_object(new, gvk))
+    check = UPDATE_CHECKS.get(gvk[2])
+    if check:
+        out.extend(check(new, old))
+    return out

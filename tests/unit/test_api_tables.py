@@ -5,7 +5,8 @@ from datetime import UTC, datetime
 import pytest
 
 from bootstrap.api import resources
-from bootstrap.api.tables import human_duration, to_table
+from bootstrap.api.table_columns import human_duration
+from bootstrap.api.tables import to_table
 
 NOW = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 CREATED = "2026-01-01T11:55:00Z"

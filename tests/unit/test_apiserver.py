@@ -18,7 +18,7 @@ from bootstrap.agents.apiserver.storage import encryption
 from bootstrap.agents.apiserver.storage.cache import WatchCache
 from bootstrap.agents.apiserver.storage.etcd import WatchEvent, prefix_end
 from bootstrap.agents.apiserver.storage.store import decode_continue, encode_continue
-from bootstrap.agents.apiserver.strategy import scale_of
+from bootstrap.agents.apiserver.strategies import Table
 from bootstrap.api.errors import APIError
 from bootstrap.api.resources import CATALOGUE, by_gvr
 
@@ -282,7 +282,7 @@ def test_scale_view():
     dep = {"metadata": {"name": "d", "namespace": "n", "uid": "u", "resourceVersion": "5"},
            "spec": {"replicas": 3, "selector": {"matchLabels": {"b": "2", "a": "1"}}},
            "status": {"replicas": 2}}
-    scale = scale_of(by_gvr("apps", "v1", "deployments"), dep)
+    scale = Table()(by_gvr("apps", "v1", "deployments")).scale(dep)
     assert scale["apiVersion"] == "autoscaling/v1"
     assert scale["spec"] == {"replicas": 3}
     assert scale["status"] == {"replicas": 2, "selector": "a=1,b=2"}

@@ -10,14 +10,14 @@ from __future__ import annotations
 import copy
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 
-from bootstrap.api import defaults, errors, meta, patch
+from bootstrap.api import errors, meta, patch
 from bootstrap.api.resources import Resource, by_gvr
 
-from . import strategy
 from .storage import alloc
+from .storage.cache import Watcher
 from .storage.store import Store
+from .strategies import DEFAULT, RetryAllocation, Strategy, Table
 
 Admit = Callable[[str, Resource, dict, dict | None, object], Awaitable[dict]]
 
@@ -49,6 +49,36 @@ class Registry:
         self.store = store
         self.alloc = allocator
         self.admit = admit
+        self.strategy: Callable[[Resource], Strategy] = Table(allocator)
+
+    # -- reads (handlers reach storage only through here) --------------------------
+    async def get(self, res: Resource, ns: str | None, name: str, *,
+                  from_cache: bool = False) -> dict:
+        return await self.store.get(res, ns, name, from_cache=from_cache)
+
+    async def list(self, res: Resource, ns: str | None, **options):
+        """(items, resourceVersion, continue token, remainingItemCount)."""
+        return await self.store.list(res, ns, **options)
+
+    async def watch(self, res: Resource, since: int | None, visible, *,
+                    consistent: bool = False) -> Watcher:
+        """A watcher on the resource's cache. ``since`` None: the current state first;
+        ``consistent``: only after the cache caught up with etcd's current revision."""
+        cache = self.store.cache(res)
+        if consistent:
+            await cache.sync_to(await self.store.etcd.current_revision())
+        elif since is not None:
+            await cache.sync_to(since)
+        return cache.watch(since, visible)
+
+    def cache_revision(self, res: Resource) -> int:
+        return self.store.cache(res).rev
+
+    def caches_ready(self) -> bool:
+        return all(c.ready.is_set() for c in self.store.caches.values())
+
+    def cache_sizes(self) -> dict[str, int]:
+        return {c.resource.qualified: len(c.objects) for c in self.store.caches.values()}
 
     async def _admit(self, op: str, res: Resource, obj: dict, old: dict | None,
                      ctx: Ctx) -> dict:
@@ -83,99 +113,31 @@ class Registry:
             else:
                 raise errors.invalid(res.kind, "", [errors.required(
                     "metadata.name", "name or generateName is required")], res.group)
-        ctx.warnings += strategy.decode(obj, res, ctx.field_validation)
-        strategy.normalize(obj, res)
-        strategy.apply_defaults(obj, res)
-        # System fields before validation, as upstream's BeforeCreate: a Job's
-        # generated selector is keyed on its uid.
+        st = self.strategy(res)
+        ctx.warnings += st.decode(obj, ctx.field_validation)
+        st.normalize(obj)
+        st.apply_defaults(obj)
+        # System fields before validation, as upstream's BeforeCreate.
         md.update(uid=meta.new_uid(), creationTimestamp=meta.now_rfc3339())
-        if res.kind == "Job":
-            defaults.generate_job_selector(obj)
-        strategy.validate(obj, res)
+        st.before_validate(obj, ctx.user)
+        st.validate(obj)
         for k in ("deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"):
             md.pop(k, None)
-        strategy.prepare_create(res, obj)
-        if res.kind == "CertificateSigningRequest":
-            _stamp_requestor(obj, ctx.user)
+        st.prepare_create(obj)
         meta.bump_generation(None, obj)
         obj = await self._admit("CREATE", res, obj, None, ctx)
         _track(None, obj, res, ctx)
-        extra_cmp, extra_ops = [], []
-        user_ip = (obj.get("spec") or {}).get("clusterIP") if res.kind == "Service" else None
-        if res.kind == "Service":
-            extra_cmp, extra_ops = await self._allocate_service(obj, None)
+        extras = await st.create_extras(obj)
         if ctx.dry_run:
             return obj
         for _ in range(8):
             try:
-                return await self.store.create(res, obj, extra_cmp=extra_cmp,
-                                               extra_ops=extra_ops,
-                                               on_extra_fail=_alloc_raced(res, obj, user_ip))
-            except _Retry:
-                extra_cmp, extra_ops = await self._allocate_service(obj, None, retry=True)
+                return await self.store.create(res, obj, extra_cmp=extras.compares,
+                                               extra_ops=extras.ops,
+                                               on_extra_fail=extras.on_conflict)
+            except RetryAllocation:
+                extras = await st.create_extras(obj, retry=True)
         raise errors.internal_error("could not allocate service addresses")
-
-    async def _allocate_service(self, svc: dict, old: dict | None, retry: bool = False):
-        """Claims for new ClusterIPs/NodePorts, releases for dropped ones."""
-        spec = svc.setdefault("spec", {})
-        name = f"{svc['metadata'].get('namespace')}/{svc['metadata']['name']}"
-        cmps, ops = [], []
-        if old is None:
-            if spec.get("type") == "ExternalName":
-                spec.pop("clusterIP", None)
-            elif spec.get("clusterIP") == "None":
-                spec["clusterIPs"] = ["None"]
-            else:
-                ip = spec.get("clusterIP") if not retry else None
-                if ip and ip == self.alloc.kubernetes_ip and name == "default/kubernetes":
-                    pass
-                elif ip:
-                    self.alloc.check_ip(ip)
-                else:
-                    ip = await self.alloc.pick_ip()
-                spec["clusterIP"], spec["clusterIPs"] = ip, [ip]
-                c, o = self.alloc.claim(alloc.ip_key(ip), name)
-                cmps += c
-                ops += o
-        else:
-            # Values the client left out are kept, as upstream's patchAllocatedValues.
-            for k in ("clusterIP", "clusterIPs"):
-                if not spec.get(k) and (old.get("spec") or {}).get(k):
-                    spec[k] = old["spec"][k]
-            if alloc.wants_node_ports(svc):
-                before = {(p.get("port"), p.get("protocol", "TCP")): p.get("nodePort")
-                          for p in (old.get("spec") or {}).get("ports") or []}
-                for p in spec.get("ports") or []:
-                    if not p.get("nodePort"):
-                        kept = before.get((p.get("port"), p.get("protocol", "TCP")))
-                        if kept:
-                            p["nodePort"] = kept
-        old_ports = set(alloc.service_node_ports(old)) if old else set()
-        if alloc.wants_node_ports(svc):
-            lo, hi = alloc.NODEPORT_RANGE
-            bad = [errors.invalid_value(f"spec.ports[{i}].nodePort", p["nodePort"],
-                                        f"provided port is not in the valid range. The range "
-                                        f"of valid ports is {lo}-{hi}")
-                   for i, p in enumerate(spec.get("ports") or [])
-                   if p.get("nodePort") and p["nodePort"] not in old_ports
-                   and not lo <= p["nodePort"] <= hi]
-            if bad:
-                raise errors.invalid("Service", svc["metadata"]["name"], bad)
-            missing = [p for p in spec.get("ports") or [] if not p.get("nodePort")]
-            fresh = await self.alloc.pick_ports(len(missing), old_ports)
-            for p, port in zip(missing, fresh, strict=True):
-                p["nodePort"] = port
-        else:
-            for p in spec.get("ports") or []:
-                p.pop("nodePort", None)
-        new_ports = set(alloc.service_node_ports(svc))
-        for port in new_ports - old_ports:
-            c, o = self.alloc.claim(alloc.port_key(port), name)
-            cmps += c
-            ops += o
-        for port in old_ports - new_ports:
-            ops.append(self.alloc.release(alloc.port_key(port)))
-        return cmps, ops
 
     # -- update -----------------------------------------------------------------
     async def update(self, res: Resource, ns: str | None, name: str,
@@ -183,6 +145,7 @@ class Registry:
                      precondition_rv: str | None = None) -> dict:
         """Update via ``compute(current) -> desired`` with the strategy for ctx.subresource."""
         sub = ctx.subresource
+        st = self.strategy(res)
         extra_state: dict = {}
 
         async def mutate(current: dict) -> dict | None:
@@ -206,15 +169,13 @@ class Registry:
                 raise errors.bad_request("the namespace of the provided object does not "
                                          "match the namespace sent on the request")
             desired["apiVersion"], desired["kind"] = res.gv, res.kind
-            ctx.warnings += strategy.decode(desired, res, ctx.field_validation)
-            if sub == "status":
-                desired = strategy.prepare_status_update(res, desired, current)
-            elif sub == "approval":
-                desired = strategy.prepare_approval_update(desired, current)
+            ctx.warnings += st.decode(desired, ctx.field_validation)
+            if st.owns_subresource_update(sub):
+                desired = st.prepare_subresource_update(sub, desired, current)
             else:
-                strategy.normalize(desired, res)
-                strategy.apply_defaults(desired, res)
-            strategy.validate(desired, res)
+                st.normalize(desired)
+                st.apply_defaults(desired)
+            st.validate(desired)
             cm = current["metadata"]
             md = desired["metadata"]
             for k in ("uid", "creationTimestamp", "deletionTimestamp",
@@ -225,26 +186,24 @@ class Registry:
                     md.pop(k, None)
             md.setdefault("generation", cm.get("generation", 1))
             if sub == "":
-                strategy.prepare_update(res, desired, current)
-            strategy.validate_update(desired, current, res)
+                st.prepare_update(desired, current)
+            st.validate_update(desired, current)
             desired = await self._admit("UPDATE", res, desired, current, ctx)
             _track(current, desired, res, ctx)
-            if res.kind == "Service" and sub == "":
-                extra_state["svc"] = await self._allocate_service(desired, current)
+            if sub == "":
+                extra_state["extras"] = await st.update_extras(desired, current)
             # A graceful pod deletion still running keeps the pod until the kubelet
             # deletes it with grace 0; otherwise the last finalizer removes it.
             md = desired["metadata"]
-            ns_pending = res.kind == "Namespace" and (desired.get("spec") or {}).get(
-                "finalizers")
             if (cm.get("deletionTimestamp") and not md.get("finalizers")
-                    and not cm.get("deletionGracePeriodSeconds") and not ns_pending):
+                    and not cm.get("deletionGracePeriodSeconds")
+                    and not st.still_finalizing(desired)):
                 return None  # the last finalizer is gone: the object goes away now
             return desired
 
         def extra(current, new):
-            if new is None and res.kind == "Service":
-                return (), self._service_releases(current)
-            return extra_state.get("svc", ((), ()))
+            extras = st.removal_extras(current) if new is None else extra_state.get("extras")
+            return (extras.compares, extras.ops) if extras else ((), ())
 
         if ctx.dry_run:
             current = await self.store.get(res, ns, name)
@@ -257,11 +216,6 @@ class Registry:
                                                     extra=extra)
         return new
 
-    def _service_releases(self, svc: dict) -> list:
-        ops = [self.alloc.release(alloc.ip_key(ip)) for ip in alloc.service_ips(svc)]
-        ops += [self.alloc.release(alloc.port_key(p)) for p in alloc.service_node_ports(svc)]
-        return ops
-
     # -- delete -----------------------------------------------------------------
     async def delete(self, res: Resource, ns: str | None, name: str, ctx: Ctx,
                      options: dict | None = None) -> tuple[dict, bool]:
@@ -272,6 +226,7 @@ class Registry:
         if options.get("orphanDependents") is True and not policy:
             policy = "Orphan"
         grace = options.get("gracePeriodSeconds")
+        st = self.strategy(res)
         state: dict = {}
 
         async def mutate(current: dict) -> dict | None:
@@ -292,27 +247,10 @@ class Registry:
                 finalizers.append("orphan")
             elif policy == "Foreground" and "foregroundDeletion" not in finalizers:
                 finalizers.append("foregroundDeletion")
-            if res.kind == "Namespace":
-                return self._terminate_namespace(current)
-            graceful = (res.kind == "Pod" and (current.get("spec") or {}).get("nodeName")
-                        and current.get("status", {}).get("phase") not in ("Succeeded",
-                                                                         "Failed"))
-            if graceful:
-                g = grace if grace is not None else (current.get("spec") or {}).get(
-                    "terminationGracePeriodSeconds", 30)
-                if md.get("deletionTimestamp") and g > 0 and g >= md.get(
-                        "deletionGracePeriodSeconds", 0):
-                    state["pending"] = True  # already terminating at least this fast
-                    return current
-                if g <= 0 and md.get("deletionTimestamp"):
-                    md["deletionGracePeriodSeconds"] = 0
-                if g > 0:
-                    md["deletionGracePeriodSeconds"] = g
-                    md["deletionTimestamp"] = _in_seconds(g)
-                    if finalizers:
-                        md["finalizers"] = finalizers
-                    state["pending"] = True
-                    return current
+            outcome = st.delete(current, grace, finalizers)
+            if outcome is not DEFAULT:
+                state["pending"] = outcome is not None
+                return outcome
             if finalizers:
                 if not md.get("deletionTimestamp"):
                     md["deletionTimestamp"] = meta.now_rfc3339()
@@ -323,8 +261,9 @@ class Registry:
             return None
 
         def extra(current, new):
-            if new is None and res.kind == "Service":
-                return (), self._service_releases(current)
+            if new is None:
+                extras = st.removal_extras(current)
+                return extras.compares, extras.ops
             return (), ()
 
         if ctx.dry_run:
@@ -335,54 +274,6 @@ class Registry:
         if state.get("pending"):
             return new, False
         return new, True
-
-    def _terminate_namespace(self, ns_obj: dict) -> dict | None:
-        md = ns_obj["metadata"]
-        if not md.get("deletionTimestamp"):
-            md["deletionTimestamp"] = meta.now_rfc3339()
-            md["deletionGracePeriodSeconds"] = 0
-        ns_obj.setdefault("status", {})["phase"] = "Terminating"
-        if not (ns_obj.get("spec") or {}).get("finalizers") and not md.get("finalizers"):
-            return None
-        return ns_obj
-
-
-class _Retry(Exception):
-    """A racing API server took the address we picked: pick again."""
-
-
-def _alloc_raced(res: Resource, obj: dict, user_ip: str | None):
-    """The create transaction failed on an address claim rather than on the name."""
-    if res.kind != "Service":
-        return None
-
-    async def fail():
-        if user_ip and user_ip != "None":
-            raise errors.invalid("Service", obj["metadata"]["name"], [errors.invalid_value(
-                "spec.clusterIPs", [user_ip],
-                f"failed to allocate IP {user_ip}: provided IP is already allocated")])
-        raise _Retry()
-    return fail
-
-
-def _stamp_requestor(csr: dict, user) -> None:
-    """CSRs record who asked, from the authenticated user, never from the body."""
-    spec = csr.setdefault("spec", {})
-    for k in ("username", "uid", "groups", "extra"):
-        spec.pop(k, None)
-    if user is None:
-        return
-    spec["username"] = user.name
-    if user.uid:
-        spec["uid"] = user.uid
-    if user.groups:
-        spec["groups"] = list(user.groups)
-    if user.extra:
-        spec["extra"] = {k: list(v) for k, v in user.extra.items()}
-
-
-def _in_seconds(seconds: int) -> str:
-    return (datetime.now(UTC) + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def resource_for(group: str, version: str, plural: str) -> Resource:

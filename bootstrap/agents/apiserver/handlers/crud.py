@@ -47,7 +47,7 @@ def matcher(request: web.Request, res: Resource):
 async def get(server, request: web.Request, info: RequestInfo, user) -> web.Response:
     res = info.resource
     rv = common.resource_version(request)
-    obj = await server.store.get(res, info.namespace or None, info.name,
+    obj = await server.registry.get(res, info.namespace or None, info.name,
                                  from_cache=rv == "0")
     return output.object_response(request, res, obj)
 
@@ -61,7 +61,7 @@ async def list_(server, request: web.Request, info: RequestInfo, user) -> web.Re
     if cont and rv:
         raise errors.bad_request("specifying resource version is not allowed when using "
                                  "continue")
-    items, list_rv, token, remaining = await server.store.list(
+    items, list_rv, token, remaining = await server.registry.list(
         res, info.namespace or None, rv=rv, limit=limit, cont=cont,
         match=matcher(request, res))
     return output.list_response(request, res, items, list_rv, token, remaining)
@@ -91,7 +91,8 @@ async def update(server, request: web.Request, info: RequestInfo, user) -> web.R
                                            precondition_rv=rv)
         status = 200
     except errors.APIError as exc:
-        if exc.code != 404 or info.subresource or not _create_on_update(res):
+        if exc.code != 404 or info.subresource or \
+                not server.registry.strategy(res).allow_create_on_update:
             raise
         body.setdefault("metadata", {}).pop("resourceVersion", None)
         body["metadata"].setdefault("name", info.name)
@@ -100,13 +101,7 @@ async def update(server, request: web.Request, info: RequestInfo, user) -> web.R
     return output.object_response(request, res, obj, status=status, warnings=ctx.warnings)
 
 
-def _create_on_update(res: Resource) -> bool:
-    # Upstream strategies that AllowCreateOnUpdate.
-    return res.plural in ("endpoints", "leases", "roles", "rolebindings", "clusterroles",
-                          "clusterrolebindings", "endpointslices", "events")
-
-
-def _parse_patch(request: web.Request, raw: bytes):
+def parse_patch(request: web.Request, raw: bytes):
     ctype = (request.content_type or "").lower()
     if ctype not in PATCH_TYPES:
         raise errors.unsupported_media_type(ctype)
@@ -140,7 +135,7 @@ def apply_patch(ctype: str, body, current: dict, res: Resource, ctx: Ctx, force:
 async def patch(server, request: web.Request, info: RequestInfo, user) -> web.Response:
     res = info.resource
     raw = await common.read_raw(request)
-    ctype, body = _parse_patch(request, raw)
+    ctype, body = parse_patch(request, raw)
     ctx = ctx_for(request, user, info.subresource)
     ctx.apply = ctype == "application/apply-patch+yaml"
     force = common.query_bool(request, "force")
@@ -151,9 +146,6 @@ async def patch(server, request: web.Request, info: RequestInfo, user) -> web.Re
     elif request.query.get("force") is not None:
         raise errors.bad_request("force: Invalid value: true: may not be specified for "
                                  "non-apply patch")
-    if info.subresource == "scale":
-        from .subresources import patch_scale
-        return await patch_scale(server, request, info, ctype, body, ctx)
 
     async def compute(current: dict) -> dict:
         out = apply_patch(ctype, body, current, res, ctx, force)
@@ -181,8 +173,10 @@ async def delete(server, request: web.Request, info: RequestInfo, user) -> web.R
     ctx = ctx_for(request, user)
     obj, gone = await server.registry.delete(res, info.namespace or None, info.name, ctx,
                                              options)
-    # 202 while finalizers or a grace period keep the object around, as upstream.
-    return output.object_response(request, res, obj, status=200 if gone else 202)
+    # Upstream answers 200 even when finalizers or a grace period keep the object; 202
+    # only for the old orphanDependents=false form (changing that would break clients).
+    accepted = not gone and options.get("orphanDependents") is False
+    return output.object_response(request, res, obj, status=202 if accepted else 200)
 
 
 async def _delete_options(request: web.Request) -> dict:
@@ -252,7 +246,7 @@ async def delete_collection(server, request: web.Request, info: RequestInfo,
     res = info.resource
     options = await _delete_options(request)
     ctx = ctx_for(request, user)
-    items, rv, _, _ = await server.store.list(res, info.namespace or None,
+    items, rv, _, _ = await server.registry.list(res, info.namespace or None,
                                               match=matcher(request, res))
     deleted = []
     for obj in items:

@@ -44,7 +44,7 @@ async def _check(server, request: web.Request, endpoint: str, only: str | None):
             if err:
                 failures[name] = err
         elif name == "informer-sync":
-            if not all(c.ready.is_set() for c in server.store.caches.values()):
+            if not server.registry.caches_ready():
                 failures[name] = "watch caches not synced"
     if only is not None:
         body = "ok" if not failures else f"internal server error: {failures[only]}"
@@ -73,7 +73,7 @@ async def handle(server, request: web.Request, parts: list[str]) -> web.StreamRe
     if parts == ["version"]:
         return common.json_response(VERSION)
     if parts == ["metrics"]:
-        sizes = {c.resource.qualified: len(c.objects) for c in server.store.caches.values()}
+        sizes = server.registry.cache_sizes()
         return web.Response(text=server.metrics.render(sizes),
                             content_type="text/plain", charset="utf-8",
                             headers={"X-Content-Type-Options": "nosniff"})

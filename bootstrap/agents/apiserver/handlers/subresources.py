@@ -12,11 +12,8 @@ from aiohttp import web
 from bootstrap.api import errors, selectors
 from bootstrap.api.resources import by_gvr
 
-from ..registry import Ctx
 from ..requestinfo import RequestInfo
 from . import common, crud, output, streaming
-
-SCALABLE = ("deployments", "replicasets", "statefulsets")
 
 
 async def dispatch(server, request: web.Request, info: RequestInfo, user) -> web.StreamResponse:
@@ -31,15 +28,14 @@ async def dispatch(server, request: web.Request, info: RequestInfo, user) -> web
             return await crud.update(server, request, info, user)
         if verb == "patch":
             return await crud.patch(server, request, info, user)
-    elif sub == "scale" and res.plural in SCALABLE:
+    elif sub == "scale" and server.registry.strategy(res).scalable:
         if verb == "get":
-            obj = await server.store.get(res, info.namespace, info.name)
-            from ..strategy import scale_of
-            return common.json_response(scale_of(res, obj))
+            obj = await server.registry.get(res, info.namespace, info.name)
+            return common.json_response(server.registry.strategy(res).scale(obj))
         if verb == "update":
             return await _update_scale(server, request, info, user)
         if verb == "patch":
-            return await crud.patch(server, request, info, user)
+            return await _patch_scale(server, request, info, user)
     elif sub == "binding" and verb == "create":
         body = await common.read_body(request)
         return await bind(server, request, info.namespace, info.name, body, user)
@@ -78,15 +74,15 @@ async def _set_replicas(server, request, info, user, replicas, rv=None):
 
     obj = await server.registry.update(res, info.namespace, info.name, compute, ctx,
                                        precondition_rv=rv or None)
-    from ..strategy import scale_of
-    return common.json_response(scale_of(res, obj))
+    return common.json_response(server.registry.strategy(res).scale(obj))
 
 
-async def patch_scale(server, request, info, ctype, body, ctx: Ctx):
-    from ..strategy import scale_of
+async def _patch_scale(server, request, info, user):
     res = info.resource
-    current = await server.store.get(res, info.namespace, info.name)
-    scale = scale_of(res, current)
+    ctype, body = crud.parse_patch(request, await common.read_raw(request))
+    ctx = crud.ctx_for(request, user, info.subresource)
+    current = await server.registry.get(res, info.namespace, info.name)
+    scale = server.registry.strategy(res).scale(current)
     patched = crud.apply_patch(ctype, body, scale, res, ctx, False,
                                gvk=("autoscaling", "v1", "Scale"))
     return await _set_replicas(server, request, info, ctx.user,
@@ -138,7 +134,7 @@ async def evict(server, request, info, user):
     disruptedPods for the disruption controller) before the pod is deleted."""
     body = await common.read_body(request)
     pods = info.resource
-    pod = await server.store.get(pods, info.namespace, info.name)
+    pod = await server.registry.get(pods, info.namespace, info.name)
     ctx = crud.ctx_for(request, user)
     phase = (pod.get("status") or {}).get("phase") or "Pending"
     if phase not in ("Pending", "Succeeded", "Failed") and \
@@ -157,7 +153,7 @@ _MAX_DISRUPTED_PODS = 2000
 async def _take_disruption(server, request, info, user, pod: dict, ctx) -> None:
     """checkAndDecrement on the pod's PodDisruptionBudget (if any)."""
     pdb_res = by_gvr(*_PDBS)
-    pdbs, _, _, _ = await server.store.list(pdb_res, info.namespace, rv="0")
+    pdbs, _, _, _ = await server.registry.list(pdb_res, info.namespace, rv="0")
     labels = pod["metadata"].get("labels") or {}
     matching = [p for p in pdbs if selectors.label_selector_from_dict(
         (p.get("spec") or {}).get("selector")).matches(labels)]
@@ -215,7 +211,7 @@ def _budget_violation(cause: str) -> errors.APIError:
 
 async def pod_log(server, request, info):
     """pods/log: proxy to the kubelet on the pod's node with the kubelet-client cert."""
-    pod = await server.store.get(info.resource, info.namespace, info.name)
+    pod = await server.registry.get(info.resource, info.namespace, info.name)
     node_name = (pod.get("spec") or {}).get("nodeName")
     container = streaming.validate_container(pod, request.query.get("container"))
     if not node_name:
@@ -255,7 +251,7 @@ async def pod_log(server, request, info):
 async def token(server, request, info, user):
     from .. import admission, serviceaccount
     body = await common.read_body(request)
-    sa = await server.store.get(info.resource, info.namespace, info.name)
+    sa = await server.registry.get(info.resource, info.namespace, info.name)
     # NodeRestriction decides which pods a kubelet may mint tokens for.
     await admission.admit("CREATE", info.resource, body, None, user, server.auth_store,
                           subresource="token", namespace=info.namespace, name=info.name)

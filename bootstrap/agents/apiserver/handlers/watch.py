@@ -18,7 +18,6 @@ from aiohttp import web
 from bootstrap.api import errors
 
 from ..requestinfo import RequestInfo
-from ..storage.cache import Event
 from . import common, output
 from .crud import matcher
 
@@ -28,7 +27,7 @@ MIN_REQUEST_TIMEOUT = 1800
 
 async def watch(server, request: web.Request, info: RequestInfo, user) -> web.StreamResponse:
     res = info.resource
-    cache = server.store.cache(res)
+    registry = server.registry
     match = matcher(request, res)
     ns = info.namespace if res.namespaced else ""
     name = info.name
@@ -61,15 +60,13 @@ async def watch(server, request: web.Request, info: RequestInfo, user) -> web.St
 
     try:
         if rv is None or initial_events:
-            await cache.sync_to(await server.store.etcd.current_revision())
-            watcher = cache.watch(None if rv in (None, "0") or initial_events else int(rv),
-                                  visible)
+            watcher = await registry.watch(
+                res, None if rv in (None, "0") or initial_events else int(rv), visible,
+                consistent=True)
         elif rv == "0":
-            watcher = cache.watch(None, visible)
+            watcher = await registry.watch(res, None, visible)
         else:
-            since = int(rv)
-            await cache.sync_to(since)
-            watcher = cache.watch(since, visible)
+            watcher = await registry.watch(res, int(rv), visible)
     except errors.APIError as exc:
         await send("ERROR", exc.status())
         await resp.write_eof()
@@ -82,7 +79,7 @@ async def watch(server, request: web.Request, info: RequestInfo, user) -> web.St
     server.metrics.watchers(res, +1)
     try:
         if initial_pending and not watcher.pending():
-            await _initial_end(send, res, cache.rev)
+            await _initial_end(send, res, registry.cache_revision(res))
             initial_pending = False
         while True:
             left = deadline - loop.time()
@@ -93,17 +90,17 @@ async def watch(server, request: web.Request, info: RequestInfo, user) -> web.St
                 ev = await asyncio.wait_for(watcher.get(), wait)
             except TimeoutError:
                 if initial_pending:
-                    await _initial_end(send, res, cache.rev)
+                    await _initial_end(send, res, registry.cache_revision(res))
                     initial_pending = False
-                elif bookmarks and cache.rev > last_rv:
-                    last_rv = cache.rev
-                    await send("BOOKMARK", _bookmark(res, cache.rev))
+                elif bookmarks and registry.cache_revision(res) > last_rv:
+                    last_rv = registry.cache_revision(res)
+                    await send("BOOKMARK", _bookmark(res, registry.cache_revision(res)))
                 continue
             if ev is None:
                 break  # the cache restarted or we fell behind: the client re-watches
             if initial_pending and not watcher.pending():
                 await _emit(send, ev, visible)
-                await _initial_end(send, res, cache.rev)
+                await _initial_end(send, res, registry.cache_revision(res))
                 initial_pending = False
                 last_rv = max(last_rv, ev.rv)
                 continue
@@ -121,7 +118,7 @@ async def watch(server, request: web.Request, info: RequestInfo, user) -> web.St
     return resp
 
 
-async def _emit(send, ev: Event, visible) -> None:
+async def _emit(send, ev, visible) -> None:
     now = visible(ev.obj)
     if ev.type == "ADDED" or ev.prev is None:
         if now:
