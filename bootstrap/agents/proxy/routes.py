@@ -62,8 +62,12 @@ def parse_routes(ip_json: str) -> set[Route]:
     out = set()
     for r in json.loads(ip_json or "[]"):
         dst, via = r.get("dst"), r.get("gateway")
-        if dst and via:
+        if not (dst and via):
+            continue
+        try:
             out.add(Route(str(ipaddress.ip_network(dst, strict=False)), via))
+        except ValueError:        # "default" and other non-prefix destinations
+            continue
     return out
 
 
