@@ -75,7 +75,7 @@ class DeploymentController(Controller):
         rss = await pc.claim(self.client, REPLICASETS, d, API_VERSION, KIND, selector,
                              pc.candidates(self.replicasets.indexer, d),
                              pc.fresh_owner_check(self.client, DEPLOYMENTS, d))
-        rss = [copy.deepcopy(rs) for rs in rss]
+        # The cached ReplicaSets are only read here; every write copies first.
         if d["metadata"].get("deletionTimestamp"):
             return await self._sync_status(d, rss, du.find_new(d, rss))
         d = await self._paused_condition(d)
