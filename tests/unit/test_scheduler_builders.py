@@ -57,8 +57,11 @@ def pod(name: str, ns: str = "default", *, cpu: str | None = None, memory: str |
             "spec": spec, "status": status}
 
 
-def cache_of(nodes: list[dict], pods: list[dict] = ()) -> SchedulerCache:
+def cache_of(nodes: list[dict], pods: list[dict] = (), workloads=()) -> SchedulerCache:
+    """``workloads``: (kind, object) pairs: Services and controllers."""
     c = SchedulerCache()
+    for kind, obj in workloads:
+        c.workloads.set(kind, obj)
     for n in nodes:
         c.add_node(n)
     for p in pods:
@@ -93,11 +96,12 @@ def filter_status(plugin, p: dict, n: dict, pods: list[dict] = (), nodes: list[d
     return plugin.filter(state, pi, snap.by_name[n["metadata"]["name"]])
 
 
-def scores(plugin, p: dict, nodes: list[dict], pods: list[dict] = ()) -> dict[str, int]:
+def scores(plugin, p: dict, nodes: list[dict], pods: list[dict] = (),
+           workloads=()) -> dict[str, int]:
     """One plugin's PreScore + Score + NormalizeScore over the nodes."""
     from bootstrap.agents.scheduler.framework import SKIP, CycleState
 
-    c = cache_of(nodes, pods)
+    c = cache_of(nodes, pods, workloads)
     snap = c.snapshot()
     state = CycleState()
     pi = PodInfo(p)

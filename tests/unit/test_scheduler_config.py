@@ -90,6 +90,14 @@ def test_leader_election_and_client_connection():
     ({"profile": []}, 'unknown field "profile"'),
     ({"profiles": [{"plugins": {"filters": {}}}]}, 'unknown field "profiles[0].plugins.filters"'),
     ({"podInitialBackoffSeconds": 20}, "podMaxBackoffSeconds"),
+    ({"profiles": [{"pluginConfig": [{"name": "PodTopologySpread", "args": {
+        "defaultingType": "List", "defaultConstraints": [{
+            "maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "DoNotSchedule",
+            "labelSelector": {}}]}}]}]}, "must not define a selector"),
+    ({"profiles": [{"pluginConfig": [{"name": "PodTopologySpread", "args": {
+        "defaultConstraints": [{"maxSkew": 1, "topologyKey": "zone",
+                                "whenUnsatisfiable": "DoNotSchedule"}]}}]}]},
+     'when .defaultingType is "System"'),
 ])
 def test_bad_configs_are_one_clear_line(fields, needle):
     assert needle in error(**fields)

@@ -133,6 +133,15 @@ async def test_binding_conflict_is_not_retried_forever():
         assert not r.sched.cache.is_assumed("default/p")
 
 
+async def test_a_pod_the_scheduler_cannot_read_does_not_stop_the_others():
+    bad = pod("bad")
+    bad["spec"]["containers"][0]["resources"]["requests"] = {"cpu": "lots"}
+    fake = seeded(node("w1"), bad, pod("good"))
+    async with Running(fake) as r:
+        await r.until(lambda: r.pod("good")["spec"].get("nodeName"))
+        assert "nodeName" not in r.pod("bad")["spec"]
+
+
 async def test_profile_from_config_schedules_its_own_pods_only():
     cfg = config.parse({"apiVersion": config.API_VERSION, "kind": config.KIND,
                         "profiles": [{"schedulerName": "batch"}]}, "x")

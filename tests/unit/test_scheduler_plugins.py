@@ -292,6 +292,33 @@ def test_spread_schedule_anyway_scores_emptier_domains_higher():
     assert s["b1"] == 100 and s["a1"] == s["a2"] < s["b1"]
 
 
+def _owned(name, rs="web-abc", **kw):
+    p = pod(name, labels={"app": "web", "pod-template-hash": "abc"}, **kw)
+    p["metadata"]["ownerReferences"] = [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                                         "name": rs, "uid": "rs-uid", "controller": True}]
+    return p
+
+
+def test_system_default_spreading_follows_the_replicaset_and_services():
+    rs = ("ReplicaSet", {"metadata": {"name": "web-abc", "namespace": "default"},
+                         "spec": {"selector": {"matchLabels": {"app": "web",
+                                                               "pod-template-hash": "abc"}}}})
+    nodes = [node("n1"), node("n2"), node("n3")]
+    bound = [_owned("w1", node_name="n1"), _owned("w2", node_name="n1"),
+             _owned("w3", node_name="n2")]
+    s = scores(PodTopologySpread(), _owned("new"), nodes, bound, [rs])
+    assert s["n3"] > s["n2"] > s["n1"]          # hostname maxSkew 3, no zone labels needed
+    # no workload selects the pod: no default constraints, nothing to score
+    assert set(scores(PodTopologySpread(), _owned("new"), nodes, bound).values()) == {0}
+    svc = ("Service", {"metadata": {"name": "web", "namespace": "default"},
+                       "spec": {"selector": {"app": "web"}}})
+    plain = [pod("a", labels={"app": "web"}, node_name="n3")]
+    s = scores(PodTopologySpread(), pod("new", labels={"app": "web"}), nodes, plain, [svc])
+    assert s["n3"] < s["n1"] == s["n2"]
+    listed = PodTopologySpread({"defaultingType": "List", "defaultConstraints": []})
+    assert set(scores(listed, _owned("new"), nodes, bound, [rs]).values()) == {0}
+
+
 # inter-pod affinity -------------------------------------------------------------------------------
 
 def _term(key="kubernetes.io/hostname", **labels):

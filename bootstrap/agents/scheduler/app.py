@@ -26,6 +26,11 @@ PODS = by_gvr("", "v1", "pods")
 NODES = by_gvr("", "v1", "nodes")
 NAMESPACES = by_gvr("", "v1", "namespaces")
 PDBS = by_gvr("policy", "v1", "poddisruptionbudgets")
+# What PodTopologySpread's default constraints select by (replicationcontrollers
+# only once the API server serves them).
+WORKLOADS = [r for r in (by_gvr("", "v1", "services"), by_gvr("apps", "v1", "replicasets"),
+                         by_gvr("apps", "v1", "statefulsets"),
+                         by_gvr("", "v1", "replicationcontrollers")) if r is not None]
 # agent_parser's leader-election defaults, applied after the config file.
 _LE_DEFAULTS = {"leader_elect": True, "leader_elect_lease_duration": 15.0,
                 "leader_elect_renew_deadline": 10.0, "leader_elect_retry_period": 2.0,
@@ -80,6 +85,13 @@ def wire(client, factory, recorder, cfg: SchedulerConfig) -> Scheduler:
     pdbs = factory.informer(PDBS)
     recorders = {name: EventRecorder(client, name, recorder.host) for name in fws}
     sched = Scheduler(client, fws, recorders, queue=queue, pdbs=pdbs.list)
+    for res in WORKLOADS:
+        def set_(obj, new=None, kind=res.kind):
+            sched.cache.workloads.set(kind, new or obj)
+
+        def delete(obj, kind=res.kind):
+            sched.cache.workloads.delete(kind, obj)
+        factory.informer(res).add_handler(set_, set_, delete)
     factory.informer(NAMESPACES).add_handler(sched.on_namespace, sched.on_namespace,
                                              sched.on_namespace_delete)
     factory.informer(NODES).add_handler(sched.on_node_add, sched.on_node_update,

@@ -211,13 +211,68 @@ class NodeInfo:
         return c
 
 
-class Snapshot:
-    """The nodes a cycle sees, in a stable order, plus namespace labels."""
+# Controllers whose selector PodTopologySpread's default constraints spread by.
+_CONTROLLER_KINDS = ("ReplicaSet", "StatefulSet", "ReplicationController")
 
-    def __init__(self, nodes: list[NodeInfo], namespaces: dict[str, dict] | None = None):
+
+class Workloads:
+    """Service and controller selectors (upstream's helper.DefaultSelector inputs)."""
+
+    def __init__(self):
+        self.services: dict[str, dict[str, dict]] = {}           # ns -> name -> selector
+        self.controllers: dict[tuple[str, str, str], dict] = {}  # (kind, ns, name) -> selector
+
+    def set(self, kind: str, obj: dict) -> None:
+        # The kind comes from the informer: list items carry no kind of their own.
+        meta, spec = obj.get("metadata") or {}, obj.get("spec") or {}
+        ns, name = meta.get("namespace", ""), meta.get("name", "")
+        if kind == "Service":
+            if spec.get("selector") is None:
+                self.services.get(ns, {}).pop(name, None)  # a nil selector selects nothing
+            else:
+                self.services.setdefault(ns, {})[name] = spec["selector"]
+        elif kind in _CONTROLLER_KINDS:
+            self.controllers[(kind, ns, name)] = spec.get("selector") or {}
+
+    def delete(self, kind: str, obj: dict) -> None:
+        meta = obj.get("metadata") or {}
+        ns, name = meta.get("namespace", ""), meta.get("name", "")
+        if kind == "Service":
+            self.services.get(ns, {}).pop(name, None)
+        else:
+            self.controllers.pop((kind, ns, name), None)
+
+    def default_selector(self, pod: PodInfo) -> dict | None:
+        """matchLabels/matchExpressions of the Services selecting the pod and its
+        controller; None when there are none (no default spreading then)."""
+        labels: dict[str, str] = {}
+        exprs: list[dict] = []
+        for sel in self.services.get(pod.namespace, {}).values():
+            if all(pod.labels.get(k) == v for k, v in sel.items()):
+                labels.update(sel)
+        owner = next((r for r in (pod.pod.get("metadata") or {}).get("ownerReferences") or []
+                      if r.get("controller")), None)
+        if owner is not None and owner.get("kind") in _CONTROLLER_KINDS:
+            sel = self.controllers.get((owner["kind"], pod.namespace, owner.get("name", "")))
+            if sel is not None and owner["kind"] == "ReplicationController":
+                labels.update(sel)
+            elif sel is not None:
+                labels.update(sel.get("matchLabels") or {})
+                exprs.extend(sel.get("matchExpressions") or [])
+        if not labels and not exprs:
+            return None
+        return {"matchLabels": labels, "matchExpressions": exprs}
+
+
+class Snapshot:
+    """The nodes a cycle sees, in a stable order, plus namespace labels and workloads."""
+
+    def __init__(self, nodes: list[NodeInfo], namespaces: dict[str, dict] | None = None,
+                 workloads: Workloads | None = None):
         self.nodes = nodes
         self.by_name = {n.name: n for n in nodes}
         self.namespace_labels = namespaces or {}
+        self.workloads = workloads or Workloads()
         self._with_affinity: list[NodeInfo] | None = None
         self._with_anti: list[NodeInfo] | None = None
 
@@ -234,7 +289,7 @@ class Snapshot:
     def replace(self, node: NodeInfo) -> Snapshot:
         """The same snapshot with one node swapped for a (simulated) clone."""
         return Snapshot([node if n.name == node.name else n for n in self.nodes],
-                        self.namespace_labels)
+                        self.namespace_labels, self.workloads)
 
 
 class SchedulerCache:
@@ -244,6 +299,7 @@ class SchedulerCache:
         self._pod_node: dict[str, str] = {}  # pod key -> node it is counted on
         self.assumed: set[str] = set()
         self.namespaces: dict[str, dict] = {}
+        self.workloads = Workloads()
 
     # nodes ----------------------------------------------------------------------
     def add_node(self, node: dict) -> None:
@@ -316,7 +372,7 @@ class SchedulerCache:
 
     # snapshot -----------------------------------------------------------------------
     def snapshot(self) -> Snapshot:
-        return Snapshot([self.nodes[n] for n in self._order], self.namespaces)
+        return Snapshot([self.nodes[n] for n in self._order], self.namespaces, self.workloads)
 
 
 def _terminal(pod: dict) -> bool:

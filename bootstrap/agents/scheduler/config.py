@@ -321,6 +321,27 @@ def _plugin_args(name: str, args, where: str, path: str) -> dict:
         if isinstance(w, bool) or not isinstance(w, int) or not 0 <= w <= 100:
             raise ConfigError(f"{where}.hardPodAffinityWeight: Invalid value: {w!r}: not in "
                               f"valid range [0-100]", where=path)
+    elif name == "PodTopologySpread":
+        _unknown(args, {"defaultConstraints", "defaultingType"}, f"{where}.", path)
+        kind = args.get("defaultingType", "System")
+        if kind not in ("System", "List"):
+            raise ConfigError(f'{where}.defaultingType: Unsupported value: "{kind}": supported '
+                              f'values: "System", "List"', where=path)
+        defaults = args.get("defaultConstraints") or []
+        if kind == "System" and defaults:
+            raise ConfigError(f"{where}.defaultConstraints: Invalid value: when .defaultingType "
+                              f'is "System", .defaultConstraints must be empty', where=path)
+        for k, c in enumerate(defaults):
+            cwhere = f"{where}.defaultConstraints[{k}]"
+            if not isinstance(c, dict) or not c.get("topologyKey"):
+                raise ConfigError(f"{cwhere}.topologyKey: Required value", where=path)
+            if "labelSelector" in c:
+                raise ConfigError(f"{cwhere}.labelSelector: Forbidden: constraint must not define "
+                                  f"a selector, as they deduced for each pod", where=path)
+            if c.get("whenUnsatisfiable") not in ("DoNotSchedule", "ScheduleAnyway"):
+                raise ConfigError(f'{cwhere}.whenUnsatisfiable: Unsupported value: '
+                                  f'"{c.get("whenUnsatisfiable")}": supported values: '
+                                  f'"DoNotSchedule", "ScheduleAnyway"', where=path)
     elif name == "NodeResourcesBalancedAllocation":
         _unknown(args, {"resources"}, f"{where}.", path)
     return args

@@ -143,7 +143,12 @@ class Scheduler:
         try:
             while True:
                 qp = await self.queue.pop()
-                self.schedule_one(qp)
+                try:
+                    self.schedule_one(qp)
+                except Exception:  # a bug on one pod must not stop the others
+                    log.exception("scheduling %s failed", qp.key)
+                    self.cache.forget(qp.key)
+                    self.queue.requeue_error(qp)
                 self._gauges()
                 # Let the binding tasks and informer listeners run between cycles.
                 await asyncio.sleep(0)

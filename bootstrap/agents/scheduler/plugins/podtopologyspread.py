@@ -1,7 +1,9 @@
 """PodTopologySpread: DoNotSchedule constraints filter, ScheduleAnyway ones score
 (upstream's skew, minDomains, matchLabelKeys, node inclusion policies and the
-log-weighted spreading score). The cluster-level system default constraints
-(which need Service/ReplicaSet listers) are not applied."""
+log-weighted spreading score). A pod without constraints gets the default ones
+(defaultingType System: hostname maxSkew 3 and zone maxSkew 5, ScheduleAnyway,
+or the args' defaultConstraints with List), selecting the pods of the same
+Services and controller, as upstream."""
 
 from __future__ import annotations
 
@@ -41,9 +43,16 @@ class Constraint:
     memo_key: tuple = ()   # names this (namespace, selector) in NodeInfo.memo
 
 
-def constraints(pod: PodInfo, when: str) -> list[Constraint]:
+SYSTEM_DEFAULT_CONSTRAINTS = (
+    {"maxSkew": 3, "topologyKey": HOSTNAME_LABEL, "whenUnsatisfiable": "ScheduleAnyway"},
+    {"maxSkew": 5, "topologyKey": "topology.kubernetes.io/zone",
+     "whenUnsatisfiable": "ScheduleAnyway"},
+)
+
+
+def constraints(pod: PodInfo, when: str, raw: list | None = None) -> list[Constraint]:
     out = []
-    for c in pod.spec.get("topologySpreadConstraints") or []:
+    for c in pod.spec.get("topologySpreadConstraints") or [] if raw is None else raw:
         if c.get("whenUnsatisfiable", "DoNotSchedule") != when:
             continue
         sel = c.get("labelSelector")
@@ -67,16 +76,17 @@ def constraints(pod: PodInfo, when: str) -> list[Constraint]:
 
 
 class _Inclusion:
-    """Upstream's node inclusion policies plus: the node has every topology key."""
+    """Upstream's node inclusion policies plus: the node has every topology key
+    (not required of system-defaulted constraints)."""
 
-    def __init__(self, pod: PodInfo, cs: list[Constraint]):
+    def __init__(self, pod: PodInfo, cs: list[Constraint], require_keys: bool = True):
         spec = pod.spec
         self.spec = spec
         self.affinity = any(c.honor_affinity for c in cs) and bool(
             spec.get("nodeSelector") or (spec.get("affinity") or {}).get("nodeAffinity"))
         self.taints = any(c.honor_taints for c in cs)
         self.tolerations = spec.get("tolerations") or ()
-        self.keys = tuple({c.topology_key for c in cs})
+        self.keys = tuple({c.topology_key for c in cs}) if require_keys else ()
 
     def __call__(self, node: NodeInfo) -> bool:
         if node.node is None:
@@ -110,9 +120,26 @@ class PodTopologySpread(Plugin):
     events = POD_EVENTS | NODE_EVENTS | {NODE_DELETE}
     snapshot_state = True
 
+    def __init__(self, args: dict | None = None):
+        super().__init__(args)
+        self.system_defaulted = self.args.get("defaultingType", "System") == "System"
+        self.defaults = (SYSTEM_DEFAULT_CONSTRAINTS if self.system_defaulted
+                         else tuple(self.args.get("defaultConstraints") or ()))
+
+    def _constraints(self, pod: PodInfo, snapshot: Snapshot, when: str
+                     ) -> tuple[list[Constraint], bool]:
+        """(constraints, defaulted): the pod's own, or the defaults for its workload."""
+        if pod.spec.get("topologySpreadConstraints") or not self.defaults:
+            return constraints(pod, when), False
+        selector = snapshot.workloads.default_selector(pod)
+        if selector is None:
+            return [], False
+        raw = [{**c, "labelSelector": selector} for c in self.defaults]
+        return constraints(pod, when, raw), True
+
     # filter -------------------------------------------------------------------------
     def pre_filter(self, state: CycleState, pod: PodInfo, snapshot: Snapshot) -> Status | None:
-        cs = constraints(pod, "DoNotSchedule")
+        cs, _ = self._constraints(pod, snapshot, "DoNotSchedule")
         if not cs:
             state[_PRE_FILTER] = None
             return None
@@ -151,28 +178,32 @@ class PodTopologySpread(Plugin):
     # score ---------------------------------------------------------------------------
     def pre_score(self, state: CycleState, pod: PodInfo, snapshot: Snapshot,
                   nodes: list[NodeInfo]) -> Status | None:
-        cs = constraints(pod, "ScheduleAnyway")
+        cs, defaulted = self._constraints(pod, snapshot, "ScheduleAnyway")
         if not cs:
             return Status(SKIP)
-        ignored = {n.name for n in nodes if not all(c.topology_key in n.labels for c in cs)}
+        # System defaults do not require every key: a node without a zone label
+        # is still spread by hostname (upstream's requireAllTopologies).
+        require_all = not (defaulted and self.system_defaulted)
+        ignored = {n.name for n in nodes if require_all
+                   and not all(c.topology_key in n.labels for c in cs)}
         pairs: list[dict[str, int]] = [{} for _ in cs]
         weights = []
         for i, c in enumerate(cs):
-            values = {n.labels[c.topology_key] for n in nodes if n.name not in ignored}
+            values = {n.labels.get(c.topology_key, "") for n in nodes if n.name not in ignored}
             if c.topology_key != HOSTNAME_LABEL:
                 pairs[i] = dict.fromkeys(values, 0)
                 domains = len(values)
             else:
                 domains = len(nodes) - len(ignored)
             weights.append(math.log(domains + 2))
-        eligible = _Inclusion(pod, cs)
+        eligible = _Inclusion(pod, cs, require_all)
         for node in snapshot.nodes:
             if not eligible(node):
                 continue
             for i, c in enumerate(cs):
                 if c.topology_key == HOSTNAME_LABEL:
                     continue
-                value = node.labels[c.topology_key]
+                value = node.labels.get(c.topology_key, "")
                 if value in pairs[i]:
                     pairs[i][value] += _count(node, c)
         state[_PRE_SCORE] = (cs, pairs, weights, ignored)
@@ -184,10 +215,10 @@ class PodTopologySpread(Plugin):
             return 0
         total = 0.0
         for i, c in enumerate(cs):
-            if c.topology_key == HOSTNAME_LABEL:
-                cnt = _count(node, c)
-            else:
-                cnt = pairs[i].get(node.labels[c.topology_key], 0)
+            value = node.labels.get(c.topology_key)
+            if value is None:
+                continue
+            cnt = _count(node, c) if c.topology_key == HOSTNAME_LABEL else pairs[i].get(value, 0)
             total += cnt * weights[i] + (c.max_skew - 1)
         return round(total)
 
