@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 
 from prometheus_client import Gauge
 
-from bootstrap.api import agentserver
+from bootstrap.api import agentauth, agentserver
 from bootstrap.api.client import Client, KubeconfigError
 from bootstrap.api.events import EventRecorder
 from bootstrap.api.informer import SharedInformerFactory
@@ -125,6 +125,14 @@ def agent_parser(prog: str, description: str, *, secure_port: int,
     auth.add_argument("--client-ca-file")
     auth.add_argument("--authentication-kubeconfig")
     auth.add_argument("--authorization-kubeconfig")
+    auth.add_argument("--requestheader-client-ca-file",
+                      help="CA of the front proxy whose certificates may assert users in "
+                      "request headers")
+    auth.add_argument("--requestheader-allowed-names", default="",
+                      help="Common names of front-proxy certificates allowed (any when empty)")
+    auth.add_argument("--requestheader-username-headers", default="x-remote-user")
+    auth.add_argument("--requestheader-group-headers", default="x-remote-group")
+    auth.add_argument("--requestheader-extra-headers-prefix", default="x-remote-extra-")
     auth.add_argument("--authorization-always-allow-paths",
                       default="/healthz,/readyz,/livez")
     p.add_argument("-v", "--v", type=_level, default=0, metavar="N",
@@ -225,12 +233,27 @@ async def _serve(args: argparse.Namespace, name: str, checks: dict,
     try:
         ctx = agentserver.serving_context(name, args.bind_address, args.tls_cert_file,
                                           args.tls_private_key_file, args.cert_dir or None,
-                                          args.client_ca_file)
+                                          args.client_ca_file,
+                                          args.requestheader_client_ca_file)
     except (OSError, ValueError) as exc:
-        raise _SetupError(f"serving certificates (--tls-cert-file, --tls-private-key-file, "
-                          f"--client-ca-file, --cert-dir): {exc}") from None
-    auth = agentserver.DelegatedAuth(authn, authz, cert_users=bool(args.client_ca_file))
-    always = {p.strip() for p in args.authorization_always_allow_paths.split(",") if p.strip()}
+        raise _SetupError(f"TLS files (--tls-cert-file, --tls-private-key-file, --cert-dir, "
+                          f"--client-ca-file, --requestheader-client-ca-file): {exc}") from None
+    try:
+        request_header = None
+        if args.requestheader_client_ca_file:
+            request_header = agentauth.RequestHeader(
+                agentauth.load_cas(args.requestheader_client_ca_file),
+                frozenset(_csv(args.requestheader_allowed_names)),
+                tuple(h.lower() for h in _csv(args.requestheader_username_headers)),
+                tuple(h.lower() for h in _csv(args.requestheader_group_headers)),
+                tuple(h.lower() for h in _csv(args.requestheader_extra_headers_prefix)))
+        auth = agentauth.DelegatedAuth(authn, authz,
+                                       client_cas=agentauth.load_cas(args.client_ca_file),
+                                       request_header=request_header)
+    except (OSError, ValueError) as exc:
+        raise _SetupError(f"client CAs (--client-ca-file, --requestheader-client-ca-file): "
+                          f"{exc}") from None
+    always = set(_csv(args.authorization_always_allow_paths))
     app = agentserver.health_app(name, checks, auth, always)
     try:
         runner, port = await agentserver.serve(app, args.bind_address, args.secure_port, ctx)
@@ -327,6 +350,10 @@ def _lease_watchdog(elector: LeaderElector) -> Callable[[], bool]:
             return True
         return time.monotonic() - elector.observed_at <= elector.lease_duration + WATCHDOG_SLACK
     return check
+
+
+def _csv(text: str) -> list[str]:
+    return [part.strip() for part in (text or "").split(",") if part.strip()]
 
 
 def _package(main: Callable) -> str:

@@ -1,29 +1,19 @@
 """The agent's HTTPS endpoint: /healthz /livez /readyz and Prometheus /metrics.
 
-Health paths are always allowed (upstream's --authorization-always-allow-paths
-default). Every other path is authenticated and authorized by this rule:
-
-1. a client certificate verified against --client-ca-file authenticates its CN as
-   the user and its O entries as groups;
-2. otherwise, with --authentication-kubeconfig, a bearer token is checked with a
-   TokenReview (delegated authentication, as upstream);
-3. nobody else is authenticated: 401.
-Authorization: with --authorization-kubeconfig (or, when only
---authentication-kubeconfig is given, that one) a SubjectAccessReview for
-``get`` on the non-resource URL decides (403 when denied); with neither, any
-certificate user from step 1 is allowed, since the CA is then the only authority.
+The --authorization-always-allow-paths (health, by default) are served to anyone;
+every other path needs a user that ``bootstrap.api.agentauth`` authenticates and
+authorizes: 401 without one, 403 when not allowed, 503 when the delegate API
+server cannot be asked.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import socket
 import ssl
 import tempfile
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from datetime import timedelta
 from ipaddress import ip_address
@@ -33,106 +23,19 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bootstrap.api import errors
-from bootstrap.api.client import Client
+from bootstrap.api.agentauth import DelegatedAuth
 from bootstrap.api.metrics import REGISTRY
-from bootstrap.api.resources import by_gvr
 
 log = logging.getLogger(__name__)
-
-TOKEN_REVIEWS = by_gvr("authentication.k8s.io", "v1", "tokenreviews")
-ACCESS_REVIEWS = by_gvr("authorization.k8s.io", "v1", "subjectaccessreviews")
-REVIEW_CACHE_SECONDS = 10.0  # upstream's delegating authn/authz cache TTLs (10 s)
-REVIEW_CACHE_SIZE = 1024
 
 Check = Callable[[], bool]
 
 
-class _TTLCache:
-    """A small bounded cache of review answers (upstream caches them 10 s): forged
-    tokens cannot grow it without limit, and raw tokens are never kept."""
-
-    def __init__(self, ttl: float = REVIEW_CACHE_SECONDS, size: int = REVIEW_CACHE_SIZE):
-        self.ttl, self.size = ttl, size
-        self._items: OrderedDict[object, tuple[float, object]] = OrderedDict()
-
-    def get(self, key: object) -> tuple[bool, object]:
-        hit = self._items.get(key)
-        if hit is None or time.monotonic() - hit[0] > self.ttl:
-            return False, None
-        return True, hit[1]
-
-    def put(self, key: object, value: object) -> None:
-        self._items[key] = (time.monotonic(), value)
-        self._items.move_to_end(key)
-        while len(self._items) > self.size:
-            self._items.popitem(last=False)
-
-
-class DelegatedAuth:
-    def __init__(self, authn: Client | None, authz: Client | None, cert_users: bool):
-        self.authn = authn
-        self.authz = authz
-        self.cert_users = cert_users
-        self._tokens = _TTLCache()
-        self._decisions = _TTLCache()
-
-    async def user(self, request: web.Request) -> dict | None:
-        cert = _peer_cert(request)
-        if cert is not None:
-            return cert
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        token = token.strip()
-        if self.authn is None or scheme.lower() != "bearer" or not token:
-            return None
-        digest = hashlib.sha256(token.encode()).digest()
-        found, user = self._tokens.get(digest)
-        if found:
-            return user  # type: ignore[return-value]
-        review = await self.authn.create(TOKEN_REVIEWS, {
-            "apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
-            "spec": {"token": token}})
-        status = review.get("status") or {}
-        user = dict(status["user"], via="token") \
-            if status.get("authenticated") and status.get("user") else None
-        self._tokens.put(digest, user)
-        return user
-
-    async def allowed(self, user: dict, verb: str, path: str) -> bool:
-        if self.authz is None:
-            return self.cert_users and user.get("via") == "x509"
-        key = (user.get("username"), tuple(user.get("groups") or ()), verb, path)
-        found, decision = self._decisions.get(key)
-        if found:
-            return bool(decision)
-        spec = {"user": user.get("username"), "groups": user.get("groups") or [],
-                "nonResourceAttributes": {"path": path, "verb": verb}}
-        for field in ("uid", "extra"):
-            if user.get(field):
-                spec[field] = user[field]
-        review = await self.authz.create(ACCESS_REVIEWS, {
-            "apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
-            "spec": spec})
-        allowed = bool((review.get("status") or {}).get("allowed"))
-        self._decisions.put(key, allowed)
-        return allowed
-
-
-def _peer_cert(request: web.Request) -> dict | None:
-    """The user of a verified client certificate (the TLS layer only hands over
-    certificates that chain to --client-ca-file)."""
+def _peer_der(request: web.Request) -> bytes | None:
+    """The client certificate (DER) the TLS layer verified, if one was presented."""
     transport = request.transport
     sslobj = transport.get_extra_info("ssl_object") if transport else None
-    cert = sslobj.getpeercert() if sslobj is not None else None
-    if not cert:
-        return None
-    cn, orgs = "", []
-    for rdn in cert.get("subject", ()):
-        for key, value in rdn:
-            if key == "commonName":
-                cn = value
-            elif key == "organizationName":
-                orgs.append(value)
-    return {"username": cn, "groups": orgs, "via": "x509"}
+    return sslobj.getpeercert(binary_form=True) if sslobj is not None else None
 
 
 def _status(err: errors.APIError) -> web.Response:
@@ -150,7 +53,7 @@ def health_app(name: str, checks: dict[str, dict[str, Check]], auth: DelegatedAu
             return await handler(request)
         verb = request.method.lower()
         try:
-            user = await auth.user(request)
+            user = await auth.user(request.headers, _peer_der(request))
             if user is None:
                 return _status(errors.unauthorized())
             if not await auth.allowed(user, verb, request.path):
@@ -203,18 +106,20 @@ def _health_handler(what: str, table: dict[str, Check]):
 
 def serving_context(name: str, bind_address: str, cert_file: str | None,
                     key_file: str | None, cert_dir: str | None,
-                    client_ca_file: str | None) -> ssl.SSLContext:
+                    *client_ca_files: str | None) -> ssl.SSLContext:
+    """TLS for the secure port; client certificates are asked for (not required)
+    when a client CA (--client-ca-file, --requestheader-client-ca-file) is given."""
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     if cert_file and key_file:
         ctx.load_cert_chain(cert_file, key_file)
     else:
         _self_signed(ctx, name, bind_address, cert_dir)
-    if client_ca_file:
-        ctx.load_verify_locations(cafile=client_ca_file)
-        ctx.verify_mode = ssl.CERT_OPTIONAL
-    else:
-        ctx.verify_mode = ssl.CERT_NONE
+    ctx.verify_mode = ssl.CERT_NONE
+    for path in client_ca_files:
+        if path:
+            ctx.load_verify_locations(cafile=path)
+            ctx.verify_mode = ssl.CERT_OPTIONAL
     return ctx
 
 

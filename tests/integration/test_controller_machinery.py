@@ -294,8 +294,11 @@ def forged_tls(tmp: Path, user: str) -> ssl.SSLContext:
     return ctx
 
 
-async def fetch(url: str, ctx: ssl.SSLContext, token: str | None = None) -> tuple[int, str]:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
+async def fetch(url: str, ctx: ssl.SSLContext, token: str | None = None,
+                headers: dict | None = None) -> tuple[int, str]:
+    headers = dict(headers or {})
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx)) as s:
         async with s.get(url, headers=headers, timeout=aiohttp.ClientTimeout(total=20)) as r:
             return r.status, await r.text()
@@ -341,7 +344,9 @@ async def test_agent_serves_health_anonymously_and_metrics_by_delegated_auth(
         cluster, admin, tmp_path):
     kcm = str(cluster.kubeconfig(*KCM))
     agent = Agent(cluster, tmp_path, "delegated", "--leader-elect=false",
-                  f"--authentication-kubeconfig={kcm}", f"--authorization-kubeconfig={kcm}")
+                  f"--authentication-kubeconfig={kcm}", f"--authorization-kubeconfig={kcm}",
+                  f"--requestheader-client-ca-file={cluster.pki.path('front-proxy-ca.crt')}",
+                  "--requestheader-allowed-names=front-proxy-client")
     agent.start()
     try:
         scraper = await sa_token(admin, "scraper")
@@ -383,6 +388,17 @@ async def test_agent_serves_health_anonymously_and_metrics_by_delegated_auth(
         assert status == 200
         assert re.search(r'^workqueue_depth\{name="toy"\} ', body, re.M)
         assert re.search(r'^workqueue_work_duration_seconds_count\{name="toy"\} ', body, re.M)
+        # The front proxy asserts users in headers; SubjectAccessReview decides for them.
+        proxy = client_tls(None)
+        proxy.load_cert_chain(cluster.pki.path("front-proxy-client.crt"),
+                              cluster.pki.path("front-proxy-client.key"))
+        monitoring = {"X-Remote-User": "grafana", "X-Remote-Group": "system:monitoring"}
+        assert (await fetch(agent.url + "/metrics", proxy, headers=monitoring))[0] == 200
+        assert (await fetch(agent.url + "/metrics", proxy,
+                            headers={"X-Remote-User": "grafana"}))[0] == 403
+        assert (await fetch(agent.url + "/metrics", proxy))[0] == 401
+        # A client-CA user cannot claim to be someone else through the headers.
+        assert (await fetch(agent.url + "/metrics", nobody, headers=monitoring))[0] == 403
         # Bad input on the probe paths is still not an error.
         assert (await fetch(agent.url + "/healthz?verbose=%zz", anonymous))[0] == 200
         # Authorization comes before routing, as upstream: 403 for prom, 404 for admin.

@@ -6,9 +6,12 @@ import asyncio
 import logging
 import socket
 import ssl
+from datetime import timedelta
 
 import aiohttp
 import pytest
+from cryptography.hazmat.primitives import serialization
+from multidict import CIMultiDict
 
 from bootstrap.api.agent import (
     agent_parser,
@@ -18,9 +21,10 @@ from bootstrap.api.agent import (
     parse_duration,
     run_agent,
 )
-from bootstrap.api.agentserver import DelegatedAuth
+from bootstrap.api.agentauth import DelegatedAuth, RequestHeader
 from bootstrap.api.fake import FakeClient
 from bootstrap.api.resources import by_gvr
+from bootstrap.pki import certs, keys
 
 
 def test_go_durations():
@@ -248,38 +252,71 @@ class Reviews:
             ok = body["spec"]["token"] == "good"
             return {"status": {"authenticated": ok, "user": {
                 "username": "system:serviceaccount:ns:scraper", "groups": ["g"]}}}
-        allowed = body["spec"]["user"] == "system:serviceaccount:ns:scraper"
+        allowed = body["spec"]["user"] in ("system:serviceaccount:ns:scraper", "alice")
         assert body["spec"]["nonResourceAttributes"] == {"path": "/metrics", "verb": "get"}
         return {"status": {"allowed": allowed}}
 
 
-class FakeRequest:
-    def __init__(self, token):
-        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.transport = None
+def bearer(token):
+    return CIMultiDict({"Authorization": f"Bearer {token}"} if token is not None else {})
 
 
-async def test_delegated_auth_reviews_and_caches():
+def issued(ca_name, cn, orgs=()):
+    """(CA certificate, DER of a client certificate it signed for cn/orgs)."""
+    ca_key, key = keys.generate_key("ECDSA-P256"), keys.generate_key("ECDSA-P256")
+    ca = certs.create_ca(certs.CertSpec(ca_name, is_ca=True), ca_key, timedelta(days=1))
+    leaf = certs.sign_leaf(certs.CertSpec(cn, tuple(orgs), (certs.CLIENT_AUTH,)),
+                           key.public_key(), ca, ca_key, timedelta(days=1))
+    return ca, leaf.public_bytes(serialization.Encoding.DER)
+
+
+async def test_delegated_tokens_reviews_and_caches():
     reviews = Reviews()
-    auth = DelegatedAuth(reviews, reviews, cert_users=True)
-    assert await auth.user(FakeRequest(None)) is None
-    assert await auth.user(FakeRequest("forged")) is None
-    lower = FakeRequest(None)
-    lower.headers = {"Authorization": "bearer good"}  # the scheme is case-insensitive
-    assert (await auth.user(lower))["via"] == "token"
-    empty = FakeRequest(None)
-    empty.headers = {"Authorization": "Bearer "}
-    assert await auth.user(empty) is None
-    user = await auth.user(FakeRequest("good"))
+    auth = DelegatedAuth(reviews, reviews)
+    assert await auth.user(bearer(None), None) is None
+    assert await auth.user(bearer("forged"), None) is None
+    assert await auth.user(bearer(""), None) is None
+    lower = CIMultiDict({"authorization": "bearer good"})  # the scheme is case-insensitive
+    user = await auth.user(lower, None)
     assert user["username"] == "system:serviceaccount:ns:scraper" and user["via"] == "token"
     assert await auth.allowed(user, "get", "/metrics")
     assert not await auth.allowed({"username": "other", "via": "x509"}, "get", "/metrics")
     calls = len(reviews.calls)
-    await auth.user(FakeRequest("good"))
+    await auth.user(bearer("good"), None)
     await auth.allowed(user, "get", "/metrics")
     assert len(reviews.calls) == calls  # answered from the cache
-    # No authorization delegate: certificate users only.
-    local = DelegatedAuth(None, None, cert_users=True)
-    assert await local.user(FakeRequest("good")) is None  # tokens cannot be checked
-    assert await local.allowed({"username": "x", "via": "x509"}, "get", "/metrics")
-    assert not await local.allowed({"username": "x", "via": "token"}, "get", "/metrics")
+    # Without an authentication delegate tokens cannot be checked.
+    assert await DelegatedAuth(None, None).user(bearer("good"), None) is None
+
+
+async def test_client_certificates_and_request_headers():
+    client_ca, alice = issued("client-ca", "alice", ("team",))
+    proxy_ca, proxy = issued("front-proxy-ca", "front-proxy-client")
+    _, stranger = issued("other-ca", "alice")
+    _, wrong_proxy = issued("front-proxy-ca", "front-proxy-client")  # same name, other key
+    rh = RequestHeader((proxy_ca,), frozenset({"front-proxy-client"}))
+    auth = DelegatedAuth(None, None, client_cas=(client_ca,), request_header=rh)
+    assert await auth.user(CIMultiDict(), alice) == {
+        "username": "alice", "groups": ["team"], "via": "x509"}
+    assert await auth.user(CIMultiDict(), stranger) is None
+    headers = CIMultiDict([("X-Remote-User", "bob"), ("X-Remote-Group", "g1"),
+                           ("X-Remote-Group", "g2"), ("X-Remote-Extra-Scopes", "a")])
+    assert await auth.user(headers, proxy) == {
+        "username": "bob", "groups": ["g1", "g2"], "extra": {"scopes": ["a"]},
+        "via": "requestheader"}
+    assert await auth.user(headers, wrong_proxy) is None
+    assert await auth.user(CIMultiDict(), proxy) is None  # no user header: not a user
+    # The client CA's users cannot assert other users through headers.
+    assert (await auth.user(headers, alice))["username"] == "alice"
+    strict = RequestHeader((proxy_ca,), frozenset({"someone-else"}))
+    assert await DelegatedAuth(None, None, request_header=strict).user(headers, proxy) is None
+    # Without an authorization delegate only client-CA users are allowed.
+    assert await auth.allowed({"username": "alice", "via": "x509"}, "get", "/metrics")
+    assert not await auth.allowed({"username": "bob", "via": "requestheader"}, "get",
+                                  "/metrics")
+    reviews = Reviews()
+    delegated = DelegatedAuth(None, reviews, request_header=rh)
+    bob = await delegated.user(headers, proxy)
+    assert not await delegated.allowed(bob, "get", "/metrics")
+    assert await delegated.allowed({"username": "alice", "via": "requestheader"}, "get",
+                                   "/metrics")
