@@ -155,7 +155,8 @@ async def run(cfg) -> int:
              node_ip)
     spawn(kubelet.run(), "pod-workers")
     spawn(kubelet.pleg(), "pleg")
-    spawn(kubelet.static_loop(), "static-pods")
+    if cfg.static_pod_path:
+        spawn(kubelet.static_loop(), "static-pods")
     if cfg.register_node:
         spawn(kubelet.node_agent.run(), "node-status")
     stop = asyncio.Event()
@@ -167,9 +168,14 @@ async def run(cfg) -> int:
     try:
         done, _ = await asyncio.wait({stopper, *tasks}, return_when=asyncio.FIRST_COMPLETED)
         for t in done:
-            if t is not stopper and t.exception() is not None:
+            if t is stopper:
+                continue
+            # Every loop runs until cancelled: one that ends is a failure.
+            if t.exception() is not None:
                 log.error("%s failed: %s", t.get_name(), t.exception(), exc_info=t.exception())
-                rc = 1
+            else:
+                log.error("%s ended unexpectedly", t.get_name())
+            rc = 1
     finally:
         # Pods keep running across a kubelet restart (the next one adopts them).
         for t in (*tasks, stopper):

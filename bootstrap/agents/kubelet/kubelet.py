@@ -262,8 +262,6 @@ class Kubelet(Controller):
                             meta["name"], exc)
 
     async def static_loop(self) -> None:
-        if not self.cfg.static_pod_path:
-            return
         while True:
             try:
                 await self.refresh_static()
