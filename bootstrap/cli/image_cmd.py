@@ -48,17 +48,26 @@ def build_pause(output: str) -> None:
 @click.argument("ref")
 @click.option("--ca", "ca", type=click.Path(dir_okay=False),
               help="CA certificate the registry's certificate is signed by")
+@click.option("--cert", "cert", type=click.Path(dir_okay=False),
+              help="client certificate the registry accepts (the cluster's registry-client.crt)")
+@click.option("--key", "key", type=click.Path(dir_okay=False), help="its private key")
 @click.option("-i", "--inventory", "inventory", type=click.Path(exists=True, dir_okay=False),
-              help="take the CA from this inventory's artifacts/pki/ca.crt")
-def push(archive: str, ref: str, ca: str | None, inventory: str | None) -> None:
-    """Copy ARCHIVE into a registry as REF (HOST:PORT/NAME:TAG), over TLS verified with our CA."""
-    if ca is None:
-        if inventory is None:
-            raise UserError("no CA to verify the registry with", where="image push",
-                            hint="pass --ca FILE or -i INVENTORY")
+              help="take CA and client pair from this inventory's artifacts/pki")
+def push(archive: str, ref: str, ca: str | None, cert: str | None, key: str | None,
+         inventory: str | None) -> None:
+    """Copy ARCHIVE into a registry as REF (HOST:PORT/NAME:TAG), over mutual TLS with our CA."""
+    if inventory is not None:
         # Kept with the cluster PKI next to the inventory (bootstrap.flows.cluster_pki).
         from bootstrap.config.inventory import load_inventory
         from bootstrap.flows.cluster_pki import pki_dir
-        ca = str(pki_dir(load_inventory(inventory)) / "ca.crt")
-    push_archive(Path(archive), ref, Path(ca))
+        from bootstrap.images.registry import CLIENT_BASE
+        pki = pki_dir(load_inventory(inventory))
+        ca = ca or str(pki / "ca.crt")
+        cert = cert or str(pki / f"{CLIENT_BASE}.crt")
+        key = key or str(pki / f"{CLIENT_BASE}.key")
+    if ca is None:
+        raise UserError("no CA to verify the registry with", where="image push",
+                        hint="pass --ca FILE (and --cert/--key) or -i INVENTORY")
+    push_archive(Path(archive), ref, Path(ca), Path(cert) if cert else None,
+                 Path(key) if key else None)
     click.echo(f"pushed {archive} to {ref}")

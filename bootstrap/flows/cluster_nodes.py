@@ -109,7 +109,7 @@ def _k8s_hosts(ctx) -> list[str]:
 def run_containerd(ctx) -> None:
     from bootstrap.images import build, busybox_spec, pause_spec
     from bootstrap.images.busybox import archive_name
-    from bootstrap.images.registry import ensure_registry_cert
+    from bootstrap.images.registry import registry_vars
 
     hosts = _k8s_hosts(ctx)
     if not hosts:
@@ -120,11 +120,9 @@ def run_containerd(ctx) -> None:
         if not (images / archive_name(spec.ref)).exists():
             build(spec, images)
     reg = ctx.inventory.control_plane[0]
-    crt, key, _ = ensure_registry_cert(Path(ctx.pki_dir) / "nodes" / reg.name, Path(ctx.pki_dir),
-                                       reg.name, reg.node_ip)
     ctx.play("containerd and images", hosts, ["containerd", "registry"], vars={
-        "containerd_images_local": str(images), "registry_cert_local": str(crt),
-        "registry_key_local": str(key)})
+        "containerd_images_local": str(images),
+        **registry_vars(Path(ctx.pki_dir), reg.name, reg.node_ip)})
 
 
 def run_loadbalancer(ctx) -> None:

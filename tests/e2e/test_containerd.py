@@ -24,9 +24,10 @@ from bootstrap.config.model import ClusterConfig
 from bootstrap.engine import Play, run_play
 from bootstrap.errors import UserError
 from bootstrap.images import BUSYBOX_REF, PAUSE_REF, build, busybox_spec, pause_spec
-from bootstrap.images.registry import ensure_registry_cert, push
+from bootstrap.images.registry import push, registry_vars
 from bootstrap.remote.pool import close_all, connect_all
-from bootstrap.sandbox import lifecycle
+from bootstrap.sandbox import host, lifecycle
+from bootstrap.sandbox import state as sandbox_state
 
 pytestmark = [pytest.mark.slow, pytest.mark.root, pytest.mark.timeout(900)]
 
@@ -37,9 +38,7 @@ def _converge(env, roles: list[str]):
     h1 = env.hosts[0]
     plan = {h: [{"src": str(env.pki / "ca.crt"), "dest": "/etc/kubernetes/pki/ca.crt",
                  "mode": "0644"}] for h in env.hosts}
-    extra = {"pki_plan": plan, "containerd_images_local": str(env.images),
-             "registry_cert_local": str(env.registry_cert),
-             "registry_key_local": str(env.registry_key)}
+    extra = {"pki_plan": plan, "containerd_images_local": str(env.images), **env.registry}
     assert env.inv.hosts[h1].node_ip == env.ip1
     return run_play(Play("node", ["all"], roles), env.inv, env.conns, extra_vars=extra,
                     dry_run=False)
@@ -57,11 +56,11 @@ def env(sandbox_factory, tmp_path_factory):
         inv = load_inventory(sandbox_factory(SANDBOX, 2))
         hosts = sorted(inv.hosts)
         ip1 = inv.hosts[hosts[0]].node_ip
-        crt, key, _ = ensure_registry_cert(pki_dir / "nodes" / hosts[0], pki_dir, hosts[0], ip1)
         conns = connect_all(list(inv.hosts.values()))
         try:
             env = SimpleNamespace(inv=inv, conns=conns, hosts=hosts, ip1=ip1, images=images,
-                                  pki=pki_dir, registry_cert=crt, registry_key=key, work=work)
+                                  pki=pki_dir, registry=registry_vars(pki_dir, hosts[0], ip1),
+                                  work=work)
             recap = _converge(env, ["pki", "registry", "containerd"])
             recap.raise_on_failure()
             yield env
@@ -128,9 +127,14 @@ def test_pod_gets_a_bridge_ip_and_serves(env):
         conn.run("rm -f /etc/cni/net.d/10-rtcd.conflist")
 
 
+def _client_pair(env) -> tuple[Path, Path]:
+    return (Path(env.registry["registry_client_cert_local"]),
+            Path(env.registry["registry_client_key_local"]))
+
+
 def test_push_to_registry_and_pull_on_the_other_host(env):
     ref = f"{env.ip1}:5000/busybox:1.35"
-    push(env.images / "busybox-1.35.tar", ref, env.pki / "ca.crt")
+    push(env.images / "busybox-1.35.tar", ref, env.pki / "ca.crt", *_client_pair(env))
     with cri_client(host_socket(SANDBOX, env.hosts[1])) as cri:
         pulled = cri.images.PullImage(api_pb2.PullImageRequest(image=api_pb2.ImageSpec(image=ref)),
                                       timeout=120)
@@ -144,7 +148,29 @@ def test_push_refuses_a_registry_signed_by_another_ca(env, tmp_path):
     other = tmp_path / "other"
     pki.ensure_cas(other, ClusterConfig())
     with pytest.raises(UserError, match="push of .* failed"):
-        push(env.images / "busybox-1.35.tar", f"{env.ip1}:5000/busybox:evil", other / "ca.crt")
+        push(env.images / "busybox-1.35.tar", f"{env.ip1}:5000/busybox:evil", other / "ca.crt",
+             *_client_pair(env))
+
+
+def test_registry_refuses_clients_without_a_cluster_client_certificate(env, tmp_path):
+    # Pushing without the pair, or with a pair from another CA, fails at the TLS handshake.
+    with pytest.raises(UserError, match="push of .* failed"):
+        push(env.images / "busybox-1.35.tar", f"{env.ip1}:5000/busybox:anon", env.pki / "ca.crt")
+    other = tmp_path / "other"
+    pki.ensure_cas(other, ClusterConfig())
+    from bootstrap.images.registry import ensure_client_cert
+    forged = ensure_client_cert(other, other)[:2]
+    with pytest.raises(UserError, match="push of .* failed"):
+        push(env.images / "busybox-1.35.tar", f"{env.ip1}:5000/busybox:forged",
+             env.pki / "ca.crt", *forged)
+    # Reads are guarded the same way: no pair, no manifest.
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    (certs / "ca.crt").write_bytes((env.pki / "ca.crt").read_bytes())
+    read = subprocess.run(["skopeo", "inspect", "--cert-dir", str(certs),
+                           f"docker://{env.ip1}:5000/busybox:1.35"],
+                          capture_output=True, text=True, timeout=60)
+    assert read.returncode != 0 and "Digest" not in read.stdout
 
 
 def test_pull_from_untrusted_registry_fails(env):
@@ -157,15 +183,34 @@ def test_pull_from_untrusted_registry_fails(env):
                                  timeout=60)
 
 
+def _shims_of(inodes: set[int]) -> set[tuple[int, int]]:
+    """(pid, start time) of containerd shims living in the given PID namespaces."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if (entry / "comm").read_text().startswith("containerd-shim") and \
+                    os.stat(entry / "ns" / "pid").st_ino in inodes:
+                found.add((int(entry.name), host.proc_start_time(int(entry.name))))
+        except OSError:
+            continue
+    return found
+
+
 def test_teardown_leaves_nothing_on_the_machine(env):
     host_dir = lifecycle.paths(SANDBOX)["dir"]
     env.conns[env.hosts[0]].run("cat > /etc/cni/net.d/10-rtcd.conflist",
                                 input=conflist("rtcd", "10.244.8.0/24"))
     with cri_client(host_socket(SANDBOX, env.hosts[0])) as cri:
         cri.run_pod("left-behind")  # a running pod: down must clean it up anyway
+    # Other sandboxes on this machine run shims too: look only at this sandbox's.
+    pid_ns = {os.stat(f"/proc/{h.init_pid}/ns/pid").st_ino
+              for h in sandbox_state.load(SANDBOX).hosts.values()}
+    shims = _shims_of(pid_ns)
+    assert shims, "the pod's shim should be running before teardown"
     lifecycle.down(SANDBOX)
-    shims = subprocess.run(["pgrep", "-f", "containerd-shim"], capture_output=True, text=True)
-    assert shims.stdout.strip() == ""
+    assert not [p for p, start in shims if host.proc_start_time(p) == start]
     with open("/proc/self/mountinfo") as fh:
         assert str(host_dir) not in fh.read()
     netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout

@@ -118,3 +118,32 @@ def test_push_needs_the_archive_and_the_ca(tmp_path):
     (tmp_path / "a.tar").write_bytes(b"x")
     with pytest.raises(UserError, match="no such CA"):
         push(tmp_path / "a.tar", "r:5000/a:1", tmp_path / "ca.crt")
+
+
+def test_registry_vars_issue_both_pairs_once(tmp_path):
+    from cryptography import x509
+
+    from bootstrap import pki
+    from bootstrap.config.model import ClusterConfig
+    from bootstrap.images.registry import CLIENT_CN, registry_vars
+    pki.ensure_cas(tmp_path, ClusterConfig())
+    first = registry_vars(tmp_path, "cp1", "10.250.0.2")
+    stamps = {k: Path(v).stat().st_mtime_ns for k, v in first.items()}
+    assert registry_vars(tmp_path, "cp1", "10.250.0.2") == first
+    assert {k: Path(v).stat().st_mtime_ns for k, v in first.items()} == stamps  # reused
+    serving = x509.load_pem_x509_certificate(Path(first["registry_cert_local"]).read_bytes())
+    sans = serving.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert [str(i) for i in sans.get_values_for_type(x509.IPAddress)] == ["10.250.0.2",
+                                                                          "127.0.0.1"]
+    client = x509.load_pem_x509_certificate(Path(first["registry_client_cert_local"]).read_bytes())
+    assert client.subject.rfc4514_string() == f"CN={CLIENT_CN}"
+    eku = client.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert list(eku) == [x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]
+    assert Path(first["registry_client_key_local"]).stat().st_mode & 0o077 == 0
+
+
+def test_push_needs_cert_and_key_together(tmp_path):
+    for name in ("a.tar", "ca.crt", "c.crt"):
+        (tmp_path / name).write_bytes(b"x")
+    with pytest.raises(UserError, match="needs its key"):
+        push(tmp_path / "a.tar", "r:5000/a:1", tmp_path / "ca.crt", tmp_path / "c.crt", None)
