@@ -51,7 +51,9 @@ def init_script(host_dir: Path, hostname: str) -> str:
         f"mount -t ext4 -o loop,noatime {disk} {rw}",
         f"mkdir -p {rw}/upper {rw}/work",
         f"mount -t overlay overlay -o lowerdir=/,upperdir={rw}/upper,workdir={rw}/work {root}",
-        f"cp -a {seed}/. {root}/",
+        # First boot only: the seed masks units (etcd, haproxy, containerd, ...) that
+        # roles later replace with their own; a reboot must keep what the host has.
+        f"if [ ! -e {rw}/seeded ]; then cp -a {seed}/. {root}/ && touch {rw}/seeded; fi",
         *(f"mkdir -p {root}{q(target)} && mount --bind {q(str(host_dir / src))} {root}{q(target)}"
           for src, target in DISK_DIRS.items()),
         f"cd {root}",
