@@ -132,6 +132,7 @@ class APIServer:
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             "--service-cluster-ip-range=10.96.0.0/12", "--authorization-mode=Node,RBAC",
             "--enable-bootstrap-token-auth=true", "--anonymous-auth=false",
+            "--enable-admission-plugins=NodeRestriction",
             f"--kubelet-client-certificate={p.path('apiserver-kubelet-client.crt')}",
             f"--kubelet-client-key={p.path('apiserver-kubelet-client.key')}",
             *self.extra,

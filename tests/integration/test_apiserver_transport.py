@@ -3,6 +3,7 @@ connections, request deadlines (issue 11)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -191,3 +192,42 @@ def _alive(pid: int) -> bool:
             return f.read().split()[2] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_admission_plugins_flags(cluster):
+    """--disable-admission-plugins turns a default-on plugin off: without ServiceAccount a
+    pod gets no service account and no token volume."""
+    server = _start(cluster, extra=("--disable-admission-plugins=ServiceAccount",))
+    _launch(server)
+    ctx = cluster.ssl_context()
+    _wait_tls(server, ctx)
+    req = urllib.request.Request(
+        f"https://127.0.0.1:{server.port}/api/v1/namespaces/default/pods",
+        data=b'{"metadata": {"name": "no-sa"}, "spec": {"containers": '
+             b'[{"name": "c", "image": "busybox"}]}}', method="POST",
+        headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, context=ctx, timeout=10) as r:
+        pod = json.loads(r.read())
+    assert "serviceAccountName" not in pod["spec"]
+    assert not any(v["name"].startswith("kube-api-access-") for v in pod["spec"].get(
+        "volumes") or [])
+
+
+@pytest.mark.parametrize("flags,message", [
+    (("--enable-admission-plugins=Bogus",), "admission-control plugin 'Bogus' not found"),
+    (("--enable-admission-plugins=Priority", "--disable-admission-plugins=Priority"),
+     "Priority in both enable-admission-plugins and disable-admission-plugins"),
+])
+def test_bad_admission_flags(cluster, flags, message):
+    server = APIServer(cluster.base, cluster.pki, cluster.etcd, list(flags), port=free_port())
+    proc = subprocess.run([sys.executable, "-m", "bootstrap.agents.apiserver", *server.args()],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and message in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_unimplemented_upstream_plugin_is_a_warning(cluster):
+    server = _start(cluster, extra=("--enable-admission-plugins=NodeRestriction,PodSecurity",))
+    _launch(server)
+    _wait_tls(server, cluster.ssl_context())
+    assert "admission plugin PodSecurity is not implemented" in server.log_path.read_text()

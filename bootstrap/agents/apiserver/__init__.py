@@ -16,6 +16,8 @@ def main(argv: list[str] | None = None) -> None:
     cfg = parse_or_exit(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.DEBUG if cfg.v >= 4 else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for warning in cfg.admission_warnings:
+        logging.getLogger(__name__).warning("%s", warning)
     primary = True
     children: list[int] = []
     if cfg.processes > 1:

@@ -12,6 +12,7 @@ import os
 import sys
 from dataclasses import dataclass
 
+from bootstrap.agents.apiserver import admission
 from bootstrap.api import tlsconfig
 from bootstrap.api.agent import parse_duration
 
@@ -61,6 +62,8 @@ class Config:
     request_timeout: float = 60.0
     idle_connection_timeout: float = 90.0
     processes: int = 1
+    admission_plugins: frozenset = frozenset()
+    admission_warnings: tuple[str, ...] = ()
 
 
 def _bool(v: str) -> bool:
@@ -95,6 +98,10 @@ def _parser() -> argparse.ArgumentParser:
     a("--api-audiences", default="")
     a("--service-cluster-ip-range", default="10.96.0.0/12")
     a("--authorization-mode", default="Node,RBAC")
+    a("--enable-admission-plugins", default="",
+      help="admission plugins to enable in addition to the default-on ones")
+    a("--disable-admission-plugins", default="",
+      help="admission plugins to disable, even default-on ones")
     a("--enable-bootstrap-token-auth", nargs="?", const="true", default="false", type=_bool)
     a("--anonymous-auth", nargs="?", const="true", default="true", type=_bool)
     a("--encryption-provider-config")
@@ -166,6 +173,12 @@ def parse(argv: list[str]) -> Config:
     for flag in ("audit_log_maxage", "audit_log_maxbackup", "audit_log_maxsize"):
         if getattr(ns, flag) < 0:
             raise FlagError(f"--{flag.replace('_', '-')}: must not be negative")
+    try:
+        plugins, plugin_warnings = admission.enabled_plugins(
+            [x.strip() for x in ns.enable_admission_plugins.split(",") if x.strip()],
+            [x.strip() for x in ns.disable_admission_plugins.split(",") if x.strip()])
+    except ValueError as exc:
+        raise FlagError(f"--enable-admission-plugins: {exc}") from None
     modes = [m.strip() for m in ns.authorization_mode.split(",") if m.strip()]
     for m in modes:
         if m not in ("Node", "RBAC", "AlwaysAllow", "AlwaysDeny"):
@@ -193,7 +206,8 @@ def parse(argv: list[str]) -> Config:
         cert_dir=ns.cert_dir, tls_cipher_suites=suites, tls_min_version=ns.tls_min_version,
         audit_log_maxage=ns.audit_log_maxage, audit_log_maxbackup=ns.audit_log_maxbackup,
         audit_log_maxsize=ns.audit_log_maxsize, request_timeout=durations["request_timeout"],
-        idle_connection_timeout=durations["idle_connection_timeout"], processes=ns.processes)
+        idle_connection_timeout=durations["idle_connection_timeout"], processes=ns.processes,
+        admission_plugins=plugins, admission_warnings=tuple(plugin_warnings))
 
 
 def parse_or_exit(argv: list[str]) -> Config:

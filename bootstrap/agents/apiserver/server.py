@@ -106,7 +106,8 @@ class Server:
                                self.authorizer)
         return await admission.admit(op, res, obj if op != "DELETE" else None, old,
                                      ctx.user or SYSTEM_USER, self.auth_store,
-                                     subresource=ctx.subresource, authorizer=self.authorizer)
+                                     subresource=ctx.subresource, authorizer=self.authorizer,
+                                     enabled=self.cfg.admission_plugins)
 
     def kubelet_ssl_context(self) -> ssl.SSLContext | None:
         if self._kubelet_ssl is None and self.cfg.kubelet_client_certificate:

@@ -254,7 +254,8 @@ async def token(server, request, info, user):
     sa = await server.registry.get(info.resource, info.namespace, info.name)
     # NodeRestriction decides which pods a kubelet may mint tokens for.
     await admission.admit("CREATE", info.resource, body, None, user, server.auth_store,
-                          subresource="token", namespace=info.namespace, name=info.name)
+                          subresource="token", namespace=info.namespace, name=info.name,
+                          enabled=server.cfg.admission_plugins)
     if server.sa_signing_key is None:
         raise errors.internal_error("--service-account-signing-key-file is not configured")
     out = await serviceaccount.token_request(sa, body, server.auth_store, server.sa_signing_key,
