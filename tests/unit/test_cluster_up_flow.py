@@ -178,3 +178,17 @@ def test_growing_etcd_cluster_adds_members_through_the_engine_in_dry_run(tmp_pat
     assert any("member list" in c for c in cmds["cp2"])
     assert not any("member add" in c for cs in cmds.values() for c in cs)
     assert result.recap.per_host["cp2"].changed > 0
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--tags", "nope"], "no phase or task is tagged 'nope'"),
+    (["--skip-phases", "nope"], "unknown phase 'nope'"),
+    (["--limit", "cp1,ghost"], "unknown host(s): ghost"),
+])
+def test_bad_cluster_up_flags_are_one_line_exit_2(inventory, args, needle):
+    from click.testing import CliRunner
+
+    from bootstrap.cli import main
+
+    res = CliRunner().invoke(main, ["cluster", "up", "-i", str(inventory), *args])
+    assert res.exit_code == 2 and needle in res.output and res.output.count("\n") == 1, res.output
