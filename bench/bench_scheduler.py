@@ -11,7 +11,8 @@ pods from the first create to the last binding seen on a watch, and for N pods
 already pending when the scheduler starts (its own rate, apart from the API
 server's create rate). The baseline is measured before and after; its mean is
 the reference, since the shared machine's load drifts. --profile runs
-the scheduler under cProfile and prints its top functions.
+the scheduler under cProfile and prints its top functions. Last, the RSS of a
+scheduler started with --memory-pods (5,000) bound pods and the nodes cached.
 """
 
 from __future__ import annotations
@@ -115,6 +116,43 @@ def readyz(port: int) -> bool:
         return False
 
 
+async def start(kubeconfig, port: int, log: Path, prof: Path | None) -> subprocess.Popen:
+    cmd = [sys.executable] + (["-m", "cProfile", "-o", str(prof)] if prof else []) + [
+        "-m", "bootstrap.agents.scheduler", f"--kubeconfig={kubeconfig}",
+        "--leader-elect=false", "--bind-address=127.0.0.1", f"--secure-port={port}"]
+    sched = subprocess.Popen(cmd, stdout=open(log, "wb"), stderr=subprocess.STDOUT, cwd=ROOT)
+    deadline = time.monotonic() + 120
+    while not readyz(port):
+        if sched.poll() is not None or time.monotonic() > deadline:
+            sched.kill()
+            raise RuntimeError("scheduler did not start: " + log.read_text())
+        await asyncio.sleep(0.1)
+    return sched
+
+
+async def cached_rss(client: Client, cluster, kubeconfig, args) -> float:
+    """RSS of a freshly started scheduler whose cache holds ``memory_pods`` bound pods."""
+    have = 0
+    for ns in ("bench", "bench-backlog"):
+        have += len((await client.list(PODS, ns))["items"])
+    more = max(args.memory_pods - have, 0)
+    ns = "bench-memory"
+    await namespace(client, ns)
+
+    async def create(i: int) -> None:
+        body = pod(ns, i)
+        body["spec"]["nodeName"] = f"node-{1 + i % (args.nodes - 1):03d}"
+        await client.create(PODS, body, ns)
+    await concurrently(more, create)
+    port = free_port()
+    sched = await start(kubeconfig, port, cluster.base / "scheduler-memory.log", None)
+    try:
+        return proc_stats(sched.pid)[1]
+    finally:
+        sched.terminate()
+        sched.wait(30)
+
+
 def proc_stats(pid: int) -> tuple[float, float]:
     """(cpu seconds, RSS MiB) of a process from /proc."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -170,6 +208,24 @@ async def scheduled_rate(client: Client, n: int) -> tuple[float, float, float]:
     return n / seconds, n / create_seconds, seconds
 
 
+def decisions_per_second(n: int, nodes: int) -> float:
+    """The pure core alone: filter, score and assume n pods over the cached nodes."""
+    from bootstrap.agents.scheduler.cache import PodInfo, SchedulerCache
+    from bootstrap.agents.scheduler.config import default_config, frameworks
+
+    fw = frameworks(default_config())["default-scheduler"]
+    cache = SchedulerCache()
+    for i in range(nodes):
+        cache.add_node(node(i))
+    infos = [PodInfo({**pod("core", i), "metadata": {**pod("core", i)["metadata"], "uid": str(i)}})
+             for i in range(n)]
+    start = time.perf_counter()
+    for pi in infos:
+        result, _ = fw.schedule(pi, cache.snapshot())
+        cache.assume(pi, result.node)
+    return n / (time.perf_counter() - start)
+
+
 async def run(args) -> None:
     with running_cluster() as cluster:
         async with Client.from_kubeconfig(cluster.admin) as client:
@@ -185,17 +241,9 @@ async def run(args) -> None:
             port = free_port()
             log = cluster.base / "scheduler.log"
             prof = Path(tempfile.gettempdir()) / f"bench-scheduler-{os.getpid()}.prof"
-            cmd = [sys.executable] + (["-m", "cProfile", "-o", str(prof)] if args.profile else []) + [
-                "-m", "bootstrap.agents.scheduler",
-                f"--kubeconfig={cluster.kubeconfig('system:kube-scheduler')}",
-                "--leader-elect=false", "--bind-address=127.0.0.1", f"--secure-port={port}"]
-            sched = subprocess.Popen(cmd, stdout=open(log, "wb"), stderr=subprocess.STDOUT, cwd=ROOT)
+            kubeconfig = cluster.kubeconfig("system:kube-scheduler")
+            sched = await start(kubeconfig, port, log, prof if args.profile else None)
             try:
-                deadline = time.monotonic() + 60
-                while not readyz(port):
-                    if sched.poll() is not None or time.monotonic() > deadline:
-                        raise RuntimeError("scheduler did not start: " + log.read_text())
-                    await asyncio.sleep(0.1)
                 await backlog.wait()
                 backlog_rate = (args.pods - 1) / (backlog.last - backlog.first)
                 cpu0, _ = proc_stats(sched.pid)
@@ -207,21 +255,29 @@ async def run(args) -> None:
             # again after, as the shared machine's load drifts: the baseline is the mean
             raw_after = await raw_binding_rate(client, args.pods, args.nodes, "bench-raw-2")
             raw = (raw_before + raw_after) / 2
+            rss_cached = None
+            if args.memory_pods:
+                rss_cached = await cached_rss(client, cluster, kubeconfig, args)
             pods = await client.list(PODS, "bench")
             per_node: dict[str, int] = {}
             for p in pods["items"]:
                 per_node[p["spec"].get("nodeName", "")] = per_node.get(p["spec"].get("nodeName", ""), 0) + 1
+    core = decisions_per_second(args.pods, args.nodes)
     print(f"{args.pods} pods onto {args.nodes} nodes (10% tainted, zone spread maxSkew 1)")
     print(f"{'':40s} {'ours':>10s} {'baseline':>10s}")
     print(f"{'pods bound per second, create to bound':40s} {rate:10.1f} {raw:10.1f}  "
           f"{rate / raw:5.2f}x of the raw pods/binding rate")
     print(f"{'backlog bound per second (scheduler)':40s} {backlog_rate:10.1f} {raw:10.1f}  "
           f"{backlog_rate / raw:5.2f}x (pods pending before it started)")
+    print(f"{'scheduling decisions per second (core)':40s} {core:10.1f} {raw:10.1f}  "
+          f"{core / raw:5.2f}x (in-process, no API writes)")
     print(f"{'first create to last bound, s':40s} {seconds:10.2f}")
     print(f"{'pod creates per second (same run)':40s} {create_rate:10.1f}")
     print(f"{'raw pods/binding per second before/after':40s} {raw_before:10.1f} {raw_after:10.1f}")
     print(f"{'scheduler CPU seconds per 1000 pods':40s} {(cpu1 - cpu0) * 1000 / args.pods:10.2f}")
     print(f"{'scheduler RSS MiB':40s} {rss:10.1f}")
+    if rss_cached is not None:
+        print(f"{f'scheduler RSS MiB, {args.memory_pods} pods cached':40s} {rss_cached:10.1f}")
     tainted = sum(v for k, v in per_node.items() if k.endswith("0") and int(k[-3:]) % 10 == 0)
     print(f"{'pods on tainted nodes (want 0)':40s} {tainted:10d}")
     if args.profile and prof.exists():
@@ -234,6 +290,8 @@ def main() -> None:
     ap.add_argument("--pods", type=int, default=1000)
     ap.add_argument("--nodes", type=int, default=100)
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--memory-pods", type=int, default=5000,
+                    help="pods cached when measuring the scheduler's RSS (0: skip)")
     asyncio.run(run(ap.parse_args()))
 
 
