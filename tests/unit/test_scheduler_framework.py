@@ -76,6 +76,19 @@ def test_assumed_pods_count_against_the_next_cycle():
     assert result.node == placed[0]
 
 
+def test_a_failed_binding_does_not_forget_a_pod_the_informer_shows_bound():
+    c = cache_of([node("n1", cpu="1")])
+    p = pod("p", cpu="800m")
+    c.assume(PodInfo(p), "n1")
+    c.add_pod({**p, "spec": {**p["spec"], "nodeName": "n1"}})   # the watch was faster
+    c.forget_assumed("default/p")                                 # then the 409 arrives
+    assert c.has_pod("default/p") and c.nodes["n1"].requested["cpu"] == 800
+    q = pod("q", cpu="100m")
+    c.assume(PodInfo(q), "n1")
+    c.forget_assumed("default/q")
+    assert not c.has_pod("default/q") and c.nodes["n1"].requested["cpu"] == 800
+
+
 def test_nominated_higher_priority_pods_hold_their_room():
     fw = default_framework()
     c = cache_of([node("n1", cpu="1")])

@@ -364,6 +364,12 @@ class SchedulerCache:
             if info.node is None and not info.pods:
                 del self.nodes[node]
 
+    def forget_assumed(self, key: str) -> None:
+        """Undo an assume whose binding failed - unless the informer has meanwhile
+        shown the pod bound (then it is a real pod on its node, not ours to drop)."""
+        if key in self.assumed:
+            self.forget(key)
+
     def is_assumed(self, key: str) -> bool:
         return key in self.assumed
 

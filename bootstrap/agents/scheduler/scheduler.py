@@ -147,7 +147,7 @@ class Scheduler:
                     self.schedule_one(qp)
                 except Exception:  # a bug on one pod must not stop the others
                     log.exception("scheduling %s failed", qp.key)
-                    self.cache.forget(qp.key)
+                    self.cache.forget_assumed(qp.key)
                     self.queue.requeue_error(qp)
                 self._gauges()
                 # Let the binding tasks and informer listeners run between cycles.
@@ -225,7 +225,7 @@ class Scheduler:
                 await self.client.create(PODS, binding, pi.namespace, subresource="binding",
                                          name=pi.name)
         except APIError as exc:
-            self.cache.forget(pi.key)
+            self.cache.forget_assumed(pi.key)
             if exc.code == 404:
                 return  # deleted meanwhile
             log.info("binding %s to %s failed: %s", pi.key, node, exc)
@@ -236,7 +236,7 @@ class Scheduler:
             self.queue.move_all(fwk.POD_DELETE)  # its room on the node is free again
             return
         except Exception as exc:  # noqa: BLE001 - a lost connection: try again later
-            self.cache.forget(pi.key)
+            self.cache.forget_assumed(pi.key)
             log.warning("binding %s to %s failed: %s", pi.key, node, exc)
             self.queue.requeue_error(qp)
             return
