@@ -96,13 +96,13 @@ def lifecycle(clock):
 
 async def test_silent_node_is_marked_tainted_and_its_pods_not_ready():
     clock = Clock()
-    async with synced(lifecycle(clock), node(), lease(), pod("a"),
+    async with synced(lifecycle(clock), node(), lease(), node("n2"), pod("a"),
                       pod("elsewhere", node_name="n2")) as (client, ctl, events):
         assert await ctl.reconcile("n1") == 5
         assert [r.verb for r in client.writes()] == []
         clock.advance(41)
         await ctl.reconcile("n1")
-        (n,) = client.objects("nodes")
+        n = next(x for x in client.objects("nodes") if x["metadata"]["name"] == "n1")
         assert conditions(n)["Ready"]["status"] == "Unknown"
         assert {(t["key"], t["effect"]) for t in n["spec"]["taints"]} == {
             (UNREACHABLE, "NoSchedule"), (UNREACHABLE, "NoExecute")}
@@ -187,3 +187,69 @@ async def test_taint_eviction_counts_from_first_sight_without_time_added():
         clock.advance(30)
         assert await ctl.reconcile("default/p") == 30
         assert not client.requests_for("delete")
+
+
+def test_zone_state():
+    from bootstrap.agents.controllers.nodehealth import zone_state
+    assert zone_state(["Unknown"]) == "FullDisruption"
+    assert zone_state(["True", "Unknown"]) == "Normal"
+    assert zone_state(["True", "False", "Unknown", "Unknown"]) == "PartialDisruption"
+    assert zone_state(["True", "True", "False", "Unknown", "Unknown"]) == "PartialDisruption"
+    assert zone_state(["True"] * 3 + ["Unknown"] * 3) == "Normal"  # under 55 %
+    assert zone_state([]) == "Normal"
+
+
+def labelled(name, zone, ready="True", **kw):
+    n = node(name, ready=ready, **kw)
+    n["metadata"]["labels"] = {"topology.kubernetes.io/zone": zone}
+    return n
+
+
+async def test_master_disruption_mode_removes_no_execute_taints():
+    clock = Clock()
+    tainted = node(ready="Unknown", taints=[{"key": UNREACHABLE, "effect": "NoExecute",
+                                             "timeAdded": stamp(T0)}])
+    async with synced(lifecycle(clock), tainted) as (client, ctl, _):
+        await ctl.reconcile("n1")  # the only node, and it is down: we are the problem
+        (n,) = client.objects("nodes")
+        assert {(t["key"], t["effect"]) for t in n["spec"]["taints"]} == {
+            (UNREACHABLE, "NoSchedule")}
+
+
+async def test_small_partially_disrupted_zone_adds_no_new_no_execute_taints():
+    clock = Clock()
+    seed = [labelled("a", "z1"), labelled("b", "z1", ready="Unknown"),
+            labelled("c", "z1", ready="Unknown"), labelled("d", "z1", ready="Unknown"),
+            labelled("e", "z2")]
+    async with synced(lifecycle(clock), *seed) as (client, ctl, _):
+        await ctl.reconcile("b")
+        b = next(x for x in client.objects("nodes") if x["metadata"]["name"] == "b")
+        assert {(t["key"], t["effect"]) for t in b["spec"]["taints"]} == {
+            (UNREACHABLE, "NoSchedule")}
+
+
+async def test_no_execute_tainting_is_rate_limited_per_zone():
+    clock = Clock()
+    seed = [labelled("a", "z1"), labelled("b", "z1", ready="Unknown"),
+            labelled("c", "z1", ready="Unknown"), labelled("d", "z1"), labelled("e", "z1"),
+            labelled("f", "z1"), labelled("x", "z2", ready="Unknown"), labelled("y", "z2")]
+
+    def no_execute(name):
+        n = next(x for x in client.objects("nodes") if x["metadata"]["name"] == name)
+        return [t for t in n["spec"].get("taints") or [] if t["effect"] == "NoExecute"]
+
+    async with synced(lifecycle(clock), *seed) as (client, ctl, _):
+        assert await ctl.reconcile("b") == 5
+        assert no_execute("b")
+        assert await ctl.reconcile("c") == 5  # NoSchedule now, NoExecute in 10 s
+        assert not no_execute("c")
+        await ctl.reconcile("x")  # another zone has its own budget
+        assert no_execute("x")
+        await caught_up(client, ctl.factory)
+        clock.advance(8)
+        assert await ctl.reconcile("c") == pytest.approx(2.0)  # back when the budget allows
+        assert not no_execute("c")
+        await caught_up(client, ctl.factory)
+        clock.advance(2)
+        await ctl.reconcile("c")
+        assert no_execute("c")

@@ -81,6 +81,18 @@ def build_parser() -> argparse.ArgumentParser:
                    metavar="DURATION")
     g.add_argument("--node-startup-grace-period", type=_duration,
                    default=d.node_startup_grace_period, metavar="DURATION")
+    g.add_argument("--node-eviction-rate", type=float, default=d.node_eviction_rate,
+                   help="Nodes per second that get NoExecute taints in a healthy zone")
+    g.add_argument("--secondary-node-eviction-rate", type=float,
+                   default=d.secondary_node_eviction_rate,
+                   help="The same in a partially disrupted zone of a large cluster")
+    g.add_argument("--large-cluster-size-threshold", type=int,
+                   default=d.large_cluster_size_threshold,
+                   help="Zones up to this size stop tainting when partially disrupted")
+    g.add_argument("--unhealthy-zone-threshold", type=float,
+                   default=d.unhealthy_zone_threshold,
+                   help="Share of not-ready nodes (at least 3) that makes a zone "
+                   "partially disrupted")
     g.add_argument("--terminated-pod-gc-threshold", type=int,
                    default=d.terminated_pod_gc_threshold,
                    help="Terminated pods kept before podgc deletes the oldest (0: off)")

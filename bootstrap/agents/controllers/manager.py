@@ -107,6 +107,10 @@ class Options:
     node_monitor_grace_period: float = 50.0
     node_monitor_period: float = 5.0
     node_startup_grace_period: float = 60.0
+    node_eviction_rate: float = 0.1
+    secondary_node_eviction_rate: float = 0.01
+    large_cluster_size_threshold: int = 50
+    unhealthy_zone_threshold: float = 0.55
     terminated_pod_gc_threshold: int = 12500
     concurrent_gc_syncs: int = 20
     concurrent_namespace_syncs: int = 10

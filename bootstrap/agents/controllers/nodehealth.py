@@ -96,11 +96,40 @@ class NodeHealth:
         return (updated if changed else None), observed, 0.0
 
 
-def wanted_taints(node: dict, now: float) -> list[dict]:
+# NoExecute modes (see wanted_taints): add what Ready asks for; only keep (or swap
+# not-ready <-> unreachable on) a NoExecute taint the node already has; remove them.
+ADD, KEEP, REMOVE = "add", "keep", "remove"
+
+# Zone states, as upstream's node lifecycle controller names them.
+ZONE_NORMAL, ZONE_PARTIAL, ZONE_FULL = "Normal", "PartialDisruption", "FullDisruption"
+EXCLUDE_DISRUPTION = "node.kubernetes.io/exclude-disruption"
+REGION, ZONE = "topology.kubernetes.io/region", "topology.kubernetes.io/zone"
+
+
+def zone_key(node: dict) -> str:
+    """GetZoneKey: region and zone labels (the beta ones as fallback)."""
+    labels = (node.get("metadata") or {}).get("labels") or {}
+    region = labels.get(REGION) or labels.get("failure-domain.beta.kubernetes.io/region", "")
+    zone = labels.get(ZONE) or labels.get("failure-domain.beta.kubernetes.io/zone", "")
+    return f"{region}:\x00:{zone}" if region or zone else ""
+
+
+def zone_state(ready: list[str], unhealthy_threshold: float = 0.55) -> str:
+    """ComputeZoneState over the Ready statuses of a zone's nodes."""
+    healthy = sum(1 for r in ready if r == "True")
+    unhealthy = len(ready) - healthy
+    if healthy == 0 and unhealthy > 0:
+        return ZONE_FULL
+    if unhealthy > 2 and unhealthy / len(ready) >= unhealthy_threshold:
+        return ZONE_PARTIAL
+    return ZONE_NORMAL
+
+
+def wanted_taints(node: dict, now: float, no_execute: str = ADD) -> list[dict]:
     """The node's taints with the condition-owned ones made to match its conditions:
     NoSchedule for every condition upstream maps (taint-nodes-by-condition) and
     spec.unschedulable, NoExecute not-ready / unreachable from Ready (taint-based
-    eviction). Taints that stay keep their timeAdded."""
+    eviction, limited by ``no_execute``). Taints that stay keep their timeAdded."""
     spec = node.get("spec") or {}
     current = list(spec.get("taints") or [])
     conditions = (node.get("status") or {}).get("conditions") or []
@@ -113,10 +142,13 @@ def wanted_taints(node: dict, now: float) -> list[dict]:
         want.append({"key": UNSCHEDULABLE, "effect": NO_SCHEDULE})
     ready = find_condition(conditions, "Ready")
     status = (ready or {}).get("status")
-    if status == "False":
-        want.append({"key": NOT_READY, "effect": NO_EXECUTE, "timeAdded": rfc3339(now)})
-    elif status == "Unknown":
-        want.append({"key": UNREACHABLE, "effect": NO_EXECUTE, "timeAdded": rfc3339(now)})
+    tainted = any(t.get("effect") == NO_EXECUTE and t.get("key") in (NOT_READY, UNREACHABLE)
+                  for t in current)
+    if no_execute == ADD or (no_execute == KEEP and tainted):
+        if status == "False":
+            want.append({"key": NOT_READY, "effect": NO_EXECUTE, "timeAdded": rfc3339(now)})
+        elif status == "Unknown":
+            want.append({"key": UNREACHABLE, "effect": NO_EXECUTE, "timeAdded": rfc3339(now)})
 
     def owned(t: dict) -> bool:
         if t.get("effect") == NO_SCHEDULE:

@@ -4,8 +4,13 @@ not-ready / unreachable taints, and pods marked not ready on an unhealthy node.
 Each Node key is reconciled on every change and again every --node-monitor-period
 (upstream's monitorNodeHealth loop). Evicting pods from NoExecute taints is the
 taint-eviction-controller's job (tainteviction.py), as upstream since 1.29.
-Upstream's zone disruption rate limiting of NoExecute tainting is not
-implemented: a node is tainted as soon as its condition says so.
+
+New NoExecute taints are rate limited per zone, as upstream's zone tainters:
+--node-eviction-rate nodes per second in a healthy zone, the secondary rate in a
+partially disrupted one (none at all in a zone of at most
+--large-cluster-size-threshold nodes), and none anywhere while every zone is fully
+disrupted: then the controller, not the nodes, is most likely cut off, so existing
+NoExecute taints are removed rather than pods evicted ("master disruption mode").
 """
 
 from __future__ import annotations
@@ -19,7 +24,19 @@ from bootstrap.api.errors import APIError
 from bootstrap.api.events import NORMAL, WARNING
 from bootstrap.api.resources import by_gvr
 
-from .nodehealth import NodeHealth, wanted_taints
+from .nodehealth import (
+    ADD,
+    EXCLUDE_DISRUPTION,
+    KEEP,
+    REMOVE,
+    ZONE_FULL,
+    ZONE_NORMAL,
+    ZONE_PARTIAL,
+    NodeHealth,
+    wanted_taints,
+    zone_key,
+    zone_state,
+)
 from .util import find_condition, object_ref, rfc3339, timestamp
 
 NODES = by_gvr("", "v1", "nodes")
@@ -35,10 +52,19 @@ class NodeLifecycleController(Controller):
     name = "nodelifecycle"
 
     def __init__(self, client, factory, recorder=None, *, grace: float = 50.0,
-                 startup_grace: float = 60.0, period: float = 5.0, clock=time.time):
+                 startup_grace: float = 60.0, period: float = 5.0,
+                 eviction_rate: float = 0.1, secondary_eviction_rate: float = 0.01,
+                 large_cluster_threshold: int = 50, unhealthy_zone_threshold: float = 0.55,
+                 clock=time.time):
         super().__init__(client, factory, recorder)
         self.clock = clock
         self.period = period
+        self.eviction_rate = eviction_rate
+        self.secondary_eviction_rate = secondary_eviction_rate
+        self.large_cluster_threshold = large_cluster_threshold
+        self.unhealthy_zone_threshold = unhealthy_zone_threshold
+        self._last_taint: dict[str, float] = {}  # zone -> when a NoExecute taint was added
+        self._disrupted = False
         self.health = NodeHealth(grace, startup_grace)
         self._known: set[str] = set()  # upstream's knownNodeSet
         self.nodes = factory.informer(NODES)
@@ -54,7 +80,11 @@ class NodeLifecycleController(Controller):
     def from_options(cls, client, factory, recorder, options):
         return cls(client, factory, recorder, grace=options.node_monitor_grace_period,
                    startup_grace=options.node_startup_grace_period,
-                   period=options.node_monitor_period)
+                   period=options.node_monitor_period,
+                   eviction_rate=options.node_eviction_rate,
+                   secondary_eviction_rate=options.secondary_node_eviction_rate,
+                   large_cluster_threshold=options.large_cluster_size_threshold,
+                   unhealthy_zone_threshold=options.unhealthy_zone_threshold)
 
     def _lease(self, lease: dict) -> None:
         self.enqueue(lease["metadata"]["name"])
@@ -92,14 +122,57 @@ class NodeLifecycleController(Controller):
         if observed == "True" and ready != "True" and self.recorder is not None:
             self.recorder.event(_node_ref(node), NORMAL, NODE_NOT_READY,
                                 f"Node {key} status is now: {NODE_NOT_READY}")
-        taints = wanted_taints(node, now)
+        mode, wait = self._no_execute_mode(node, now)
+        taints = wanted_taints(node, now, mode)
         if taints != ((node.get("spec") or {}).get("taints") or []):
             desired = copy.deepcopy(node)
             desired.setdefault("spec", {})["taints"] = taints
             await self.client.update(NODES, desired)
+            if mode == ADD and _new_no_execute(node, taints):
+                self._last_taint[zone_key(node)] = now
         if ready != "True":
             await self._mark_pods_not_ready(key, now)
-        return self.period
+        return min(self.period, wait) if wait else self.period
+
+    def zone_states(self, current: dict | None = None) -> dict[str, tuple[str, int]]:
+        """zone -> (state, node count) from the nodes' Ready conditions (the cache, with
+        ``current`` as just written in place of its cached copy)."""
+        zones: dict[str, list[str]] = {}
+        name = (current or {}).get("metadata", {}).get("name")
+        nodes = [n for n in self.nodes.list() if n["metadata"]["name"] != name]
+        for n in nodes + ([current] if current else []):
+            if EXCLUDE_DISRUPTION in ((n.get("metadata") or {}).get("labels") or {}):
+                continue
+            ready = find_condition((n.get("status") or {}).get("conditions"), "Ready")
+            zones.setdefault(zone_key(n), []).append((ready or {}).get("status", "Unknown"))
+        return {z: (zone_state(r, self.unhealthy_zone_threshold), len(r))
+                for z, r in zones.items()}
+
+    def _no_execute_mode(self, node: dict, now: float) -> tuple[str, float]:
+        """How this pass may treat NoExecute taints, and when to look again if a new
+        one has to wait for its zone's rate."""
+        states = self.zone_states(node)
+        disrupted = bool(states) and all(s == ZONE_FULL for s, _ in states.values())
+        if disrupted != self._disrupted:
+            self._disrupted = disrupted
+            if disrupted:
+                self.log.warning("all nodes are not ready: entering master disruption mode "
+                                 "(no taint-based eviction)")
+            else:
+                self.log.info("some nodes are ready again: leaving master disruption mode")
+        if disrupted:
+            return REMOVE, 0.0
+        state, size = states.get(zone_key(node), (ZONE_NORMAL, 0))
+        if state == ZONE_PARTIAL:
+            rate = self.secondary_eviction_rate if size > self.large_cluster_threshold else 0
+        else:
+            rate = self.eviction_rate
+        if rate <= 0:
+            return KEEP, 0.0
+        last = self._last_taint.get(zone_key(node))
+        if last is not None and now - last < 1 / rate:
+            return KEEP, 1 / rate - (now - last)
+        return ADD, 0.0
 
     async def _mark_pods_not_ready(self, node_name: str, now: float) -> None:
         """MarkPodsNotReady: every pod on the node gets Ready=False (level-triggered:
@@ -122,6 +195,15 @@ class NodeLifecycleController(Controller):
             if self.recorder is not None:
                 self.recorder.event(object_ref(pod, "Pod"), WARNING, NODE_NOT_READY,
                                     "Node is not ready")
+
+
+def _new_no_execute(node: dict, taints: list[dict]) -> bool:
+    """Whether ``taints`` add a NoExecute taint the node did not carry at all."""
+    before = {t.get("key") for t in (node.get("spec") or {}).get("taints") or []
+              if t.get("effect") == "NoExecute"}
+    return any(t.get("effect") == "NoExecute" and t.get("key") not in before and
+               before.isdisjoint({"node.kubernetes.io/not-ready",
+                                  "node.kubernetes.io/unreachable"}) for t in taints)
 
 
 def _node_ref(node: dict) -> dict:
