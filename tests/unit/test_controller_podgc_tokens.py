@@ -70,6 +70,29 @@ async def test_podgc_passes():
         assert names == ["done2", "healthy", "stuck"]  # stuck: the finalizer holds it
 
 
+async def test_podgc_out_of_service_node():
+    down = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "down"},
+            "spec": {"taints": [{"key": "node.kubernetes.io/out-of-service",
+                                 "value": "nodeshutdown", "effect": "NoExecute"}]},
+            "status": {"conditions": [{"type": "Ready", "status": "False"}]}}
+    up = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "up"},
+          "spec": {"taints": down["spec"]["taints"]},
+          "status": {"conditions": [{"type": "Ready", "status": "True"}]}}
+    async with synced(lambda c, f, r: PodGCController(c, f, r, clock=Clock()), down, up,
+                      pod("dying", node="down"), pod("running", node="down"),
+                      pod("fine", node="up")) as (client, ctl, _):
+        for name in ("dying", "fine"):
+            await client.delete(by_gvr("", "v1", "pods"), name, "default")
+        await caught_up(client, ctl.factory)
+        await ctl.reconcile("podgc")
+        names = sorted(p["metadata"]["name"] for p in client.objects("pods"))
+        # only the terminating pod of the not-ready out-of-service node is forced out
+        assert names == ["fine", "running"]
+        (patch,) = client.requests_for("patch", "pods", "status")
+        assert patch.body["status"]["conditions"][0]["message"] == \
+            "PodGC: node is out-of-service"
+
+
 def token_secret(token_id, secret, expires=None, signing=True, name=None):
     data = {"token-id": token_id, "token-secret": secret,
             "usage-bootstrap-authentication": "true"}

@@ -106,8 +106,7 @@ class PodGCController(Controller):
     async def _out_of_service(self) -> None:
         for node in self.nodes.list():
             taints = (node.get("spec") or {}).get("taints") or []
-            if not any(t.get("key") == OUT_OF_SERVICE and t.get("effect") in (
-                    "NoExecute", "NoSchedule") for t in taints):
+            if not any(t.get("key") == OUT_OF_SERVICE for t in taints):
                 continue
             ready = find_condition((node.get("status") or {}).get("conditions"), "Ready")
             if ready is not None and ready.get("status") == "True":
