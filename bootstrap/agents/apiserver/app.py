@@ -63,10 +63,11 @@ def build(server) -> web.Application:
                                           "within requested timeout - context deadline "
                                           "exceeded") from None
             code = resp.status
-            return resp
+            return common.prettify(resp) if common.wants_pretty(request) else resp
         except errors.APIError as exc:
             code = exc.code
-            return common.error_response(exc)
+            resp = common.error_response(exc)
+            return common.prettify(resp) if common.wants_pretty(request) else resp
         except ConnectionResetError:
             code = 499
             raise

@@ -16,10 +16,35 @@ JSON = "application/json"
 
 def json_response(body, status: int = 200, warnings: list[str] | None = None,
                   content_type: str = JSON) -> web.Response:
-    resp = web.Response(body=orjson.dumps(body), status=status, content_type=content_type)
+    # Go's json.Encoder ends every document with a newline; clients diffing output
+    # (and `curl`) see the same bytes as from upstream.
+    resp = web.Response(body=orjson.dumps(body) + b"\n", status=status,
+                        content_type=content_type)
     for w in warnings or []:
         text = w.replace("\\", "\\\\").replace('"', '\\"')
         resp.headers.add("Warning", f'299 - "{text}"')
+    return resp
+
+
+def wants_pretty(request: web.Request) -> bool:
+    """Upstream indents JSON for ?pretty=true, and for curl and wget unless
+    ?pretty=false (apiserver's handlers/responsewriters)."""
+    value = request.query.get("pretty")
+    if value is not None:
+        return value.lower() in ("1", "true", "t", "yes", "")
+    agent = request.headers.get("User-Agent", "")
+    return agent.startswith(("curl", "Wget"))
+
+
+def prettify(resp: web.StreamResponse) -> web.StreamResponse:
+    """Re-indent a finished JSON response (two spaces, as json.Indent)."""
+    if not isinstance(resp, web.Response) or resp.content_type != JSON or not resp.body:
+        return resp
+    try:
+        doc = orjson.loads(resp.body)
+    except orjson.JSONDecodeError:
+        return resp
+    resp.body = orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n"
     return resp
 
 
@@ -189,8 +214,10 @@ def query_int(request: web.Request, name: str) -> int | None:
     return _go_int(name, v, "ParseInt")
 
 
-def dry_run(request: web.Request) -> bool:
-    values = request.query.getall("dryRun", [])
+def dry_run(request: web.Request, options: dict | None = None) -> bool:
+    """dryRun from the query, or from DeleteOptions in a body (DELETE, Eviction)."""
+    values = list(request.query.getall("dryRun", []))
+    values += list((options or {}).get("dryRun") or [])
     for v in values:
         if v != "All":
             raise errors.bad_request(f"Invalid dryRun value: {v!r}; only 'All' is supported")

@@ -171,6 +171,7 @@ async def delete(server, request: web.Request, info: RequestInfo, user) -> web.R
     res = info.resource
     options = await _delete_options(request)
     ctx = ctx_for(request, user)
+    ctx.dry_run = common.dry_run(request, options)
     obj, gone = await server.registry.delete(res, info.namespace or None, info.name, ctx,
                                              options)
     # Upstream answers 200 even when finalizers or a grace period keep the object; 202
@@ -246,6 +247,7 @@ async def delete_collection(server, request: web.Request, info: RequestInfo,
     res = info.resource
     options = await _delete_options(request)
     ctx = ctx_for(request, user)
+    ctx.dry_run = common.dry_run(request, options)
     items, rv, _, _ = await server.registry.list(res, info.namespace or None,
                                               match=matcher(request, res))
     deleted = []

@@ -135,13 +135,16 @@ async def evict(server, request, info, user):
     body = await common.read_body(request)
     pods = info.resource
     pod = await server.registry.get(pods, info.namespace, info.name)
+    options = body.get("deleteOptions") or {}
+    if not isinstance(options, dict):
+        raise errors.bad_request("deleteOptions must be an object")
     ctx = crud.ctx_for(request, user)
+    ctx.dry_run = common.dry_run(request, options)
     phase = (pod.get("status") or {}).get("phase") or "Pending"
     if phase not in ("Pending", "Succeeded", "Failed") and \
             not pod["metadata"].get("deletionTimestamp"):
         await _take_disruption(server, request, info, user, pod, ctx)
-    await server.registry.delete(pods, info.namespace, info.name, ctx,
-                                 body.get("deleteOptions") or {})
+    await server.registry.delete(pods, info.namespace, info.name, ctx, options)
     return common.json_response({"kind": "Status", "apiVersion": "v1", "metadata": {},
                                  "status": "Success", "code": 201}, status=201)
 
