@@ -271,6 +271,12 @@ def _kubeconfig_runner(name: str) -> Callable[[InitContext], None]:
         d = kubeconfig.KUBECONFIGS[name]
         if _dry_run_missing(ctx, ctx.kubeconfig_dir / d.file, "kubeconfig"):
             return
+        if name == "kubelet" and _finalized(ctx.kubeconfig_dir / d.file):
+            # kubelet-finalize pointed it at the kubelet's rotated certificate: the
+            # kubelet owns its credentials now; re-running init leaves them alone.
+            ctx.echo(f'[kubeconfig] Using existing kubeconfig file: "{ctx.kubeconfig_dir / d.file}" '
+                     "(rotated kubelet client certificate)")
+            return
         out = kubeconfig.ensure_kubeconfig(name, ctx.kubeconfig_dir, ctx.cert_dir, ctx.config,
                                            ctx.node_name, ctx.advertise_address)
         ctx.changed += out.created
@@ -279,6 +285,16 @@ def _kubeconfig_runner(name: str) -> Callable[[InitContext], None]:
         else:
             ctx.echo(f'[kubeconfig] Using existing kubeconfig file: "{out.path}"')
     return run
+
+
+def _finalized(path: Path) -> bool:
+    import yaml
+
+    try:
+        users = (yaml.safe_load(path.read_text()) or {}).get("users") or []
+    except (OSError, yaml.YAMLError):
+        return False
+    return any("client-certificate" in (u.get("user") or {}) for u in users)
 
 
 def _run_kubeconfig(ctx: InitContext) -> None:

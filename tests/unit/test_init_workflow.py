@@ -163,3 +163,27 @@ def test_apply_writes_only_what_differs():
     api = Fake()
     assert api.apply(want) == "unchanged" and calls == []
     assert api.apply({**want, "data": {"a": "9"}}) == "configured" and len(calls) == 1
+
+
+def test_kubelet_finalize_then_init_again_keeps_the_rotated_credentials(tmp_path):
+    from bootstrap.flows import init_node
+
+    pki, kube = tmp_path / "pki", tmp_path / "kube"
+    lines: list[str] = []
+    wf = init_workflow(lines.append, connection=FakeConnection("cp-1"))
+    params = {"cert_dir": str(pki), "kubeconfig_dir": str(kube), "node_name": "cp-1",
+              "advertise_address": "10.0.0.11"}
+    from bootstrap.flows.workflow import run_tree
+
+    ctx = wf.make_context(wf.params(params))
+    run_tree([p for p in wf.phases if p.name in ("certs", "kubeconfig")], ctx)
+    pem = tmp_path / "kubelet-client-current.pem"
+    pem.write_text("rotated")
+    ctx.params["kubelet_client_pem"] = str(pem)
+    init_node.run_kubelet_finalize(ctx)
+    assert f"client-certificate: {pem}" in (kube / "kubelet.conf").read_text()
+    again = wf.make_context(wf.params(params))
+    lines.clear()
+    run_tree([p for p in wf.phases if p.name == "kubeconfig"], again)
+    assert any("rotated kubelet client certificate" in ln for ln in lines)
+    assert again.changed == 0
