@@ -88,3 +88,17 @@ def test_pretty_output_for_the_query_and_for_curl(cluster):
     _, off = _req(cluster, "GET", CM + "?pretty=false", headers={"User-Agent": "curl/7.88.1"})
     assert b"\n  " not in off
     assert json.loads(pretty) == json.loads(plain)
+
+
+def test_new_daemonset_status_has_its_counters_for_the_python_client(cluster):
+    from kubernetes import client, config
+    api = client.AppsV1Api(config.new_client_from_config(config_file=str(cluster.admin)))
+    ds = api.create_namespaced_daemon_set("default", {
+        "metadata": {"name": "counters"},
+        "spec": {"selector": {"matchLabels": {"a": "b"}}, "template": {
+            "metadata": {"labels": {"a": "b"}},
+            "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}})
+    assert (ds.status.current_number_scheduled, ds.status.number_misscheduled,
+            ds.status.desired_number_scheduled, ds.status.number_ready) == (0, 0, 0, 0)
+    listed = api.list_namespaced_daemon_set("default")
+    assert listed.items[0].status.number_ready == 0

@@ -12,13 +12,27 @@ from .base import DEFAULT, Strategy
 
 
 class StatusOwned(Strategy):
-    """Controllers own status (through /status); a client's create starts empty."""
+    """Controllers own status (through /status); a client's create starts empty, with
+    the fields Go serializes without omitempty present at their zero value (clients
+    such as the official Python client require them)."""
 
     reset_status_on_create = True
+    zero_status: dict = {}
+
+    def prepare_create(self, obj: dict) -> None:
+        obj["status"] = dict(self.zero_status)
+
+
+def _status_owned(**zero) -> type[StatusOwned]:
+    return type("StatusOwned", (StatusOwned,), {"zero_status": zero})
 
 
 class Scalable(StatusOwned):
     scalable = True
+
+
+def _scalable(**zero) -> type[Scalable]:
+    return type("Scalable", (Scalable,), {"zero_status": zero})
 
 
 class CreateOnUpdate(Strategy):
@@ -169,12 +183,15 @@ STRATEGIES: dict[tuple[str, str, str], type[Strategy]] = {
     ("", "v1", "ResourceQuota"): StatusOwned,
     ("", "v1", "PersistentVolumeClaim"): StatusOwned,
     ("apps", "v1", "Deployment"): Scalable,
-    ("apps", "v1", "ReplicaSet"): Scalable,
-    ("apps", "v1", "StatefulSet"): Scalable,
-    ("apps", "v1", "DaemonSet"): StatusOwned,
+    ("apps", "v1", "ReplicaSet"): _scalable(replicas=0),
+    ("apps", "v1", "StatefulSet"): _scalable(replicas=0, availableReplicas=0),
+    ("apps", "v1", "DaemonSet"): _status_owned(
+        currentNumberScheduled=0, numberMisscheduled=0, desiredNumberScheduled=0,
+        numberReady=0),
     ("batch", "v1", "Job"): JobStrategy,
     ("batch", "v1", "CronJob"): StatusOwned,
-    ("policy", "v1", "PodDisruptionBudget"): StatusOwned,
+    ("policy", "v1", "PodDisruptionBudget"): _status_owned(
+        disruptionsAllowed=0, currentHealthy=0, desiredHealthy=0, expectedPods=0),
     ("certificates.k8s.io", "v1", "CertificateSigningRequest"): CSRStrategy,
     ("coordination.k8s.io", "v1", "Lease"): CreateOnUpdate,
     ("discovery.k8s.io", "v1", "EndpointSlice"): CreateOnUpdate,
