@@ -166,7 +166,12 @@ async def test_progress_deadline_exceeded():
     clock = Clock()
     d = deployment(replicas=2, progressDeadlineSeconds=30)
     async with running(BOTH, d, clock=clock) as (client, ctl, rec):
-        await until(lambda: len(client.objects("pods")) == 2)
+        # settled: the ReplicaSet's status (2 pods, none ready) reached the Deployment
+        await until(lambda: (dep(client).get("status") or {}).get("updatedReplicas") == 2)
+        await until(lambda: (client.objects("replicasets")[0].get("status") or {})
+                    .get("replicas") == 2)
+        for _ in range(2):
+            await ctl[0].process("default/web")
         clock.advance(31)
         ctl[0].enqueue("default/web")
         await until(lambda: (du.get_condition(dep(client).get("status") or {}, "Progressing")
