@@ -451,6 +451,11 @@ def test_expired_tokens_are_deleted(env):
     assert get(kc, "secret", "bootstrap-token-newtok", "-n", "kube-system")
 
 
+def not_ready_events(kc, node):
+    return get(kc, "events", "-n", "default", "--field-selector",
+               f"involvedObject.name={node},reason=NodeNotReady")["items"]
+
+
 def lease_holder(kc):
     return get(kc, "lease", "kube-controller-manager", "-n", "kube-system")["spec"][
         "holderIdentity"]
@@ -466,6 +471,8 @@ def test_leader_failover_without_double_action(env):
     for n in ("fa-1", "fa-2"):
         before[n] = eventually(lambda n=n: (get(kc, "node", n) or {}).get("spec", {}).get(
             "podCIDR"))
+    # nobody renews fa-1's lease: it goes NotReady under the first leader
+    assert eventually(lambda: not_ready_events(kc, "fa-1"), 60)
     standby = Manager(env, "cm-b")
     try:
         standby.start()
@@ -483,6 +490,8 @@ def test_leader_failover_without_double_action(env):
         add_node(kc, "fa-3")
         third = eventually(lambda: (get(kc, "node", "fa-3") or {}).get("spec", {}).get(
             "podCIDR"))
+        # fa-3 goes NotReady under the new leader, which by then has checked every node
+        assert eventually(lambda: not_ready_events(kc, "fa-3"), 60)
         # the new leader read the existing allocations: nothing reassigned, no collision
         after = {n: get(kc, "node", n)["spec"]["podCIDR"] for n in ("fa-1", "fa-2")}
         assert after == before and third not in before.values()
@@ -491,10 +500,9 @@ def test_leader_failover_without_double_action(env):
         for ns in ("before-failover", "after-failover"):
             sas = get(kc, "serviceaccounts", "-n", ns)["items"]
             assert [s["metadata"]["name"] for s in sas] == ["default"]
-        # n1 went NotReady under the first leader; the new one does not report it again
-        events = get(kc, "events", "-n", "default", "--field-selector",
-                     "involvedObject.name=n1,reason=NodeNotReady")["items"]
-        assert len(events) <= 1 and all(e["count"] == 1 for e in events)
+        # fa-1 went NotReady under the first leader; the new one does not report it again
+        events = not_ready_events(kc, "fa-1")
+        assert len(events) == 1 and events[0]["count"] == 1
     finally:
         standby.stop()
     assert standby.proc.returncode == 0, standby.text()[-2000:]
