@@ -50,12 +50,13 @@ def kubectl(kc, *args, stdin: str | None = None, check: bool = True, timeout: fl
     return proc
 
 
-def _pod(name: str, containers: dict[str, list[str]], restart: str = "Always") -> str:
+def _pod(name: str, containers: dict[str, list[str]], restart: str = "Always",
+         stdin: tuple[str, ...] = ()) -> str:
     return json.dumps({
         "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"},
         "spec": {"nodeName": NODE, "restartPolicy": restart, "terminationGracePeriodSeconds": 1,
                  "containers": [{"name": c, "image": IMAGE, "command": cmd,
-                                 "imagePullPolicy": "IfNotPresent"}
+                                 "imagePullPolicy": "IfNotPresent", "stdin": c in stdin}
                                 for c, cmd in containers.items()]}})
 
 
@@ -130,7 +131,8 @@ def env():
         kubectl(admin, "create", "-f", "-", stdin=_pod("web", {
             "web": ["sh", "-c", "echo hello from web; echo oops >&2; exec httpd -f -p 8080 -h /etc"],
             "ticker": ["sh", "-c", "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.3; done"],
-        }))
+            "echo": ["cat"],
+        }, stdin=("echo",)))
         kubectl(admin, "create", "-f", "-", stdin=_pod("crash", {
             "main": ["sh", "-c", "echo run at $(date +%s%N); sleep 0.5; exit 1"]}))
         if not eventually(lambda: _running(env, "web"), timeout=120):
@@ -190,7 +192,7 @@ def test_logs_previous_after_a_restart(env):
 def test_logs_without_container_choice(env):
     out = kubectl(env.admin, "get", "--raw", "/api/v1/namespaces/default/pods/web/log",
                   check=False)
-    assert "a container name must be specified for pod web, choose one of: [web ticker]" \
+    assert "a container name must be specified for pod web, choose one of: [web ticker echo]" \
         in out.stderr
 
 
@@ -239,3 +241,57 @@ def test_user_without_log_or_exec_permission(env):
     assert 'cannot get resource "pods/log"' in logs.stderr
     ex = kubectl(kc, "exec", "web", "-c", "web", "--", "true", check=False)
     assert 'cannot create resource "pods/exec"' in ex.stderr
+
+
+def _pty_kubectl(env, *args: str):
+    """kubectl with a terminal on stdin/stdout, as a person runs `kubectl exec -it`."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+    master, slave = pty.openpty()
+    # 24 rows x 80 columns: kubectl sends its terminal's size over the resize stream.
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    proc = subprocess.Popen(["/usr/bin/kubectl", f"--kubeconfig={env.admin}", *args],
+                            stdin=slave, stdout=slave, stderr=slave, close_fds=True)
+    os.close(slave)
+    return proc, master
+
+
+def _read_until(fd: int, marker: bytes, limit: int = 1 << 16) -> bytes:
+    import select
+    seen = b""
+    while marker not in seen and len(seen) < limit:
+        ready, _, _ = select.select([fd], [], [], 30)
+        assert ready, f"no output; so far {seen!r}"
+        seen += os.read(fd, 4096)
+    return seen
+
+
+def test_exec_it_shell_over_a_tty(env):
+    proc, fd = _pty_kubectl(env, "exec", "-it", "web", "-c", "web", "--", "sh")
+    try:
+        os.write(fd, b"echo $((6*7)) $(stty size)\r")
+        # The shell ran it, and the container's TTY has the size of ours.
+        assert b"42 24 80" in _read_until(fd, b"42 24 80")
+        os.write(fd, b"exit 0\r")
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        os.close(fd)
+
+
+def test_attach_with_stdin(env):
+    proc = subprocess.Popen(["/usr/bin/kubectl", f"--kubeconfig={env.admin}", "attach", "-i",
+                             "web", "-c", "echo"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        proc.stdin.write("ping through attach\n")
+        proc.stdin.flush()
+        # The container's cat gets our line on its stdin and writes it to its stdout.
+        assert proc.stdout.readline() == "ping through attach\n"
+    finally:
+        proc.kill()
+        proc.wait(10)
