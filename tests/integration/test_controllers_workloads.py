@@ -489,3 +489,55 @@ def test_cronjob_creates_jobs_on_its_clock(env):
         assert tick_jobs()[1] == f"tick-{first // 60 + 5}"
     finally:
         cron.stop()
+
+
+def test_eviction_edges_follow_upstream(env):
+    kc, kubelet = env.admin, env.kubelet
+
+    def evict(name, api=env.api, dry_run=False):
+        body = client.V1Eviction(metadata=client.V1ObjectMeta(name=name, namespace=NS),
+                                 delete_options=client.V1DeleteOptions(
+                                     dry_run=["All"] if dry_run else None))
+        client.CoreV1Api(api).create_namespaced_pod_eviction(name, NS, body,
+                                                             _preload_content=False)
+    kubectl(kc, "create", "deployment", "edge", "--image=x", "--replicas=2", "-n", NS)
+    rollout_status(kc, "edge")
+    for name, spec in (("edge-a", {"minAvailable": 1}), ("edge-b", {"maxUnavailable": 1})):
+        apply(kc, {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+                   "metadata": {"name": name, "namespace": NS},
+                   "spec": {**spec, "selector": {"matchLabels": {"app": "edge"}}}})
+    victim = pods_of(kc, "app=edge")[0]["metadata"]["name"]
+    assert eventually(lambda: all(((get(kc, "pdb", n, "-n", NS) or {}).get("status") or {})
+                                  .get("disruptionsAllowed") == 1 for n in ("edge-a", "edge-b")),
+                      60)
+    # two budgets over one pod: upstream refuses with a 500
+    with pytest.raises(ApiException) as exc:
+        evict(victim)
+    assert exc.value.status == 500
+    assert "more than one PodDisruptionBudget" in exc.value.body
+    kubectl(kc, "delete", "pdb", "edge-b", "-n", NS)
+    # dry run: allowed, but nothing is taken and the pod stays
+    evict(victim, dry_run=True)
+    assert get(kc, "pod", victim, "-n", NS)
+    assert get(kc, "pdb", "edge-a", "-n", NS)["status"]["disruptionsAllowed"] == 1
+    # a user without pods/eviction is forbidden; a missing pod is 404
+    nobody = config.new_client_from_config(config_file=str(env.kubeconfig("nobody")))
+    try:
+        with pytest.raises(ApiException) as exc:
+            evict(victim, api=nobody)
+        assert exc.value.status == 403
+    finally:
+        nobody.close()
+    with pytest.raises(ApiException) as exc:
+        evict("no-such-pod")
+    assert exc.value.status == 404
+    # a Pending pod is evicted whatever the budget says (upstream canIgnorePDB)
+    apply(kc, {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+               "metadata": {"name": "edge-all", "namespace": NS},
+               "spec": {"minAvailable": "100%", "selector": {"matchLabels": {"hold": "me"}}}})
+    kubelet.manual.add("pending-one")
+    apply(kc, {"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": "pending-one", "namespace": NS, "labels": {"hold": "me"}},
+               "spec": {"containers": [{"name": "p", "image": "x"}]}})
+    evict("pending-one")
+    assert eventually(lambda: get(kc, "pod", "pending-one", "-n", NS) is None, 30)
