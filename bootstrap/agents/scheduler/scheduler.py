@@ -99,8 +99,12 @@ class Scheduler:
             self.cache.update_pod(new)
             if _terminal(new):
                 self.queue.move_all(fwk.POD_DELETE)   # its resources are free again
-            else:
-                self.queue.move_all(fwk.POD_UPDATE if was and _assigned(old) else fwk.POD_ADD)
+            elif not (was and _assigned(old)):
+                self.queue.move_all(fwk.POD_ADD)
+            elif _pod_scheduling_view(old) != _pod_scheduling_view(new):
+                # labels (affinity, spread) or requests changed; status-only updates
+                # (the kubelet's, every few seconds) help no pending pod
+                self.queue.move_all(fwk.POD_UPDATE)
             return
         if not self.responsible(new) or self.cache.is_assumed(pod_key(new)):
             return  # an assumed pod's own status updates change nothing
@@ -310,6 +314,10 @@ class Scheduler:
                 except APIError:
                     pass
                 self.queue.activate(other.key)
+
+
+def _pod_scheduling_view(pod: dict) -> tuple:
+    return ((pod.get("metadata") or {}).get("labels"), pod.get("spec"))
 
 
 def _node_scheduling_view(node: dict) -> tuple:
