@@ -379,3 +379,14 @@ def test_nodes_proxy_needs_its_own_permission(env):
     out = kubectl(kc, "get", "--raw", f"/api/v1/nodes/{NODE}/proxy/healthz", check=False)
     assert 'cannot get resource "nodes/proxy"' in out.stderr
     assert kubectl(env.admin, "get", "--raw", f"/api/v1/nodes/{NODE}/proxy/healthz").stdout == "ok"
+    missing = kubectl(env.admin, "get", "--raw", "/api/v1/nodes/no-such-node/proxy/healthz",
+                      check=False)
+    assert 'nodes "no-such-node" not found' in missing.stderr
+
+
+def test_unknown_pod_and_bad_ports_are_client_errors(env):
+    status, body = _raw_ws(env, "/api/v1/namespaces/default/pods/nope/exec?command=true")
+    assert (status, body["reason"]) == (404, "NotFound")
+    assert body["message"] == 'pods "nope" not found'
+    status, body = _raw_ws(env, "/api/v1/namespaces/default/pods/web/portforward?ports=99999")
+    assert (status, body["reason"]) == (400, "BadRequest")
