@@ -209,9 +209,11 @@ async def test_master_disruption_mode_removes_no_execute_taints():
     clock = Clock()
     tainted = node(ready="Unknown", taints=[{"key": UNREACHABLE, "effect": "NoExecute",
                                              "timeAdded": stamp(T0)}])
-    async with synced(lifecycle(clock), tainted) as (client, ctl, _):
-        await ctl.reconcile("n1")  # the only node, and it is down: we are the problem
-        (n,) = client.objects("nodes")
+    excluded = node("control-plane")  # healthy, but excluded from disruption checks
+    excluded["metadata"]["labels"] = {"node.kubernetes.io/exclude-disruption": ""}
+    async with synced(lifecycle(clock), tainted, excluded) as (client, ctl, _):
+        await ctl.reconcile("n1")  # the only counted node is down: we are the problem
+        n = next(x for x in client.objects("nodes") if x["metadata"]["name"] == "n1")
         assert {(t["key"], t["effect"]) for t in n["spec"]["taints"]} == {
             (UNREACHABLE, "NoSchedule")}
 

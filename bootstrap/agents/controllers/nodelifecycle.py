@@ -43,6 +43,7 @@ NODES = by_gvr("", "v1", "nodes")
 PODS = by_gvr("", "v1", "pods")
 LEASES = by_gvr("coordination.k8s.io", "v1", "leases")
 NODE_LEASE_NAMESPACE = "kube-node-lease"
+ZONE_REFRESH = 1.0
 NODE_NOT_READY = "NodeNotReady"
 REGISTERED_NODE = "RegisteredNode"
 REMOVING_NODE = "RemovingNode"
@@ -65,6 +66,8 @@ class NodeLifecycleController(Controller):
         self.unhealthy_zone_threshold = unhealthy_zone_threshold
         self._last_taint: dict[str, float] = {}  # zone -> when a NoExecute taint was added
         self._disrupted = False
+        self._zones: dict[str, dict[str, str]] | None = None
+        self._zones_at = 0.0
         self.health = NodeHealth(grace, startup_grace)
         self._known: set[str] = set()  # upstream's knownNodeSet
         self.nodes = factory.informer(NODES)
@@ -117,8 +120,7 @@ class NodeLifecycleController(Controller):
         stale, observed, _ = self.health.observe(node, lease, now, created)
         if stale is not None:
             node = await self.client.update(NODES, stale, subresource="status")
-        ready = (find_condition((node.get("status") or {}).get("conditions"), "Ready")
-                 or {}).get("status", "Unknown")
+        ready = _ready(node)
         if observed == "True" and ready != "True" and self.recorder is not None:
             self.recorder.event(_node_ref(node), NORMAL, NODE_NOT_READY,
                                 f"Node {key} status is now: {NODE_NOT_READY}")
@@ -134,24 +136,34 @@ class NodeLifecycleController(Controller):
             await self._mark_pods_not_ready(key, now)
         return min(self.period, wait) if wait else self.period
 
-    def zone_states(self, current: dict | None = None) -> dict[str, tuple[str, int]]:
-        """zone -> (state, node count) from the nodes' Ready conditions (the cache, with
-        ``current`` as just written in place of its cached copy)."""
-        zones: dict[str, list[str]] = {}
-        name = (current or {}).get("metadata", {}).get("name")
-        nodes = [n for n in self.nodes.list() if n["metadata"]["name"] != name]
-        for n in nodes + ([current] if current else []):
-            if EXCLUDE_DISRUPTION in ((n.get("metadata") or {}).get("labels") or {}):
-                continue
-            ready = find_condition((n.get("status") or {}).get("conditions"), "Ready")
-            zones.setdefault(zone_key(n), []).append((ready or {}).get("status", "Unknown"))
-        return {z: (zone_state(r, self.unhealthy_zone_threshold), len(r))
-                for z, r in zones.items()}
+    def _members(self, now: float) -> dict[str, dict[str, str]]:
+        """zone -> node -> Ready status from the cache, rebuilt at most once a second
+        (upstream computes zone states once per monitor pass, not once per node)."""
+        if self._zones is None or now - self._zones_at >= ZONE_REFRESH or now < self._zones_at:
+            zones: dict[str, dict[str, str]] = {}
+            for n in self.nodes.list():
+                if _counts(n):
+                    zones.setdefault(zone_key(n), {})[n["metadata"]["name"]] = _ready(n)
+            self._zones, self._zones_at = zones, now
+        return self._zones
+
+    def zone_states(self, current: dict, now: float) -> dict[str, tuple[str, int]]:
+        """zone -> (state, node count), with ``current`` as just written in place of its
+        cached copy."""
+        zones = dict(self._members(now))
+        name, zone = current["metadata"]["name"], zone_key(current)
+        for z, members in zones.items():
+            if name in members and (z != zone or not _counts(current)):
+                zones[z] = {k: v for k, v in members.items() if k != name}
+        if _counts(current):
+            zones[zone] = {**zones.get(zone, {}), name: _ready(current)}
+        return {z: (zone_state(list(m.values()), self.unhealthy_zone_threshold), len(m))
+                for z, m in zones.items() if m}
 
     def _no_execute_mode(self, node: dict, now: float) -> tuple[str, float]:
         """How this pass may treat NoExecute taints, and when to look again if a new
         one has to wait for its zone's rate."""
-        states = self.zone_states(node)
+        states = self.zone_states(node, now)
         disrupted = bool(states) and all(s == ZONE_FULL for s, _ in states.values())
         if disrupted != self._disrupted:
             self._disrupted = disrupted
@@ -195,6 +207,15 @@ class NodeLifecycleController(Controller):
             if self.recorder is not None:
                 self.recorder.event(object_ref(pod, "Pod"), WARNING, NODE_NOT_READY,
                                     "Node is not ready")
+
+
+def _counts(node: dict) -> bool:
+    return EXCLUDE_DISRUPTION not in ((node.get("metadata") or {}).get("labels") or {})
+
+
+def _ready(node: dict) -> str:
+    c = find_condition((node.get("status") or {}).get("conditions"), "Ready")
+    return (c or {}).get("status", "Unknown")
 
 
 def _new_no_execute(node: dict, taints: list[dict]) -> bool:
