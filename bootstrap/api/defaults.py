@@ -275,7 +275,40 @@ def _rbac_binding(obj: dict) -> None:
             s.setdefault("apiGroup", "rbac.authorization.k8s.io")
 
 
+def _replicationcontroller(obj: dict) -> None:
+    spec = obj.setdefault("spec", {})
+    spec.setdefault("replicas", 1)
+    template = spec.get("template") or {}
+    # SetDefaults_ReplicationController: selector and labels from the template's labels.
+    labels = (template.get("metadata") or {}).get("labels") or {}
+    if labels and not spec.get("selector"):
+        spec["selector"] = dict(labels)
+    if labels and not (obj.setdefault("metadata", {}).get("labels")):
+        obj["metadata"]["labels"] = dict(labels)
+    if template:
+        _template(spec)
+
+
+def _persistentvolume(obj: dict) -> None:
+    spec = obj.setdefault("spec", {})
+    spec.setdefault("persistentVolumeReclaimPolicy", "Retain")
+    spec.setdefault("volumeMode", "Filesystem")
+
+
+def _storageclass(obj: dict) -> None:
+    obj.setdefault("reclaimPolicy", "Delete")
+    obj.setdefault("volumeBindingMode", "Immediate")
+
+
+def _hpa(obj: dict) -> None:
+    obj.setdefault("spec", {}).setdefault("minReplicas", 1)
+
+
 _BY_KIND: dict[str, Callable[[dict], None]] = {
+    "ReplicationController": _replicationcontroller,
+    "PersistentVolume": _persistentvolume,
+    "StorageClass": _storageclass,
+    "HorizontalPodAutoscaler": _hpa,
     "Pod": _pod,
     "Deployment": _deployment,
     "ReplicaSet": _replicaset,

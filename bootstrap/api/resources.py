@@ -146,6 +146,43 @@ CATALOGUE: list[Resource] = [
     # policy/v1
     _r("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", True, ("pdb",),
        ("status",)),
+    # core/v1, continued
+    _r("", "v1", "ReplicationController", "replicationcontrollers", True, ("rc",),
+       ("status", "scale"), _ALL),
+    _r("", "v1", "PodTemplate", "podtemplates", True),
+    _r("", "v1", "PersistentVolume", "persistentvolumes", False, ("pv",), ("status",)),
+    # autoscaling/v2
+    _r("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", True,
+       ("hpa",), ("status",), _ALL),
+    # networking.k8s.io/v1
+    _r("networking.k8s.io", "v1", "Ingress", "ingresses", True, ("ing",), ("status",)),
+    _r("networking.k8s.io", "v1", "IngressClass", "ingressclasses", False),
+    _r("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", True, ("netpol",)),
+    # node.k8s.io/v1
+    _r("node.k8s.io", "v1", "RuntimeClass", "runtimeclasses", False),
+    # storage.k8s.io/v1
+    _r("storage.k8s.io", "v1", "StorageClass", "storageclasses", False, ("sc",)),
+    _r("storage.k8s.io", "v1", "CSIDriver", "csidrivers", False),
+    _r("storage.k8s.io", "v1", "CSINode", "csinodes", False),
+    _r("storage.k8s.io", "v1", "VolumeAttachment", "volumeattachments", False, (),
+       ("status",)),
+    # admissionregistration.k8s.io/v1
+    _r("admissionregistration.k8s.io", "v1", "MutatingWebhookConfiguration",
+       "mutatingwebhookconfigurations", False, cats=("api-extensions",)),
+    _r("admissionregistration.k8s.io", "v1", "ValidatingWebhookConfiguration",
+       "validatingwebhookconfigurations", False, cats=("api-extensions",)),
+    _r("admissionregistration.k8s.io", "v1", "ValidatingAdmissionPolicy",
+       "validatingadmissionpolicies", False, (), ("status",), ("api-extensions",)),
+    _r("admissionregistration.k8s.io", "v1", "ValidatingAdmissionPolicyBinding",
+       "validatingadmissionpolicybindings", False, cats=("api-extensions",)),
+    # apiregistration.k8s.io/v1
+    _r("apiregistration.k8s.io", "v1", "APIService", "apiservices", False, (), ("status",),
+       ("api-extensions",)),
+    # flowcontrol.apiserver.k8s.io/v1
+    _r("flowcontrol.apiserver.k8s.io", "v1", "FlowSchema", "flowschemas", False, (),
+       ("status",)),
+    _r("flowcontrol.apiserver.k8s.io", "v1", "PriorityLevelConfiguration",
+       "prioritylevelconfigurations", False, (), ("status",)),
     # scheduling.k8s.io/v1
     _r("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", False, ("pc",)),
 ]

@@ -4,6 +4,7 @@ workloads live in tables_workloads."""
 from __future__ import annotations
 
 from bootstrap.api.table_columns import Column, _doc, age_column, name_column, since
+from bootstrap.api.tables_cluster import CLUSTER_COLUMNS
 from bootstrap.api.tables_workloads import (
     _APPS,
     _CORE,
@@ -353,6 +354,7 @@ def _priorityclass_columns() -> list[Column]:
 
 COLUMNS = {
     **WORKLOAD_COLUMNS,
+    **CLUSTER_COLUMNS,
     "services": _service_columns,
     "nodes": _node_columns,
     "namespaces": _namespace_columns,

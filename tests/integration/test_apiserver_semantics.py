@@ -102,3 +102,68 @@ def test_new_daemonset_status_has_its_counters_for_the_python_client(cluster):
             ds.status.desired_number_scheduled, ds.status.number_ready) == (0, 0, 0, 0)
     listed = api.list_namespaced_daemon_set("default")
     assert listed.items[0].status.number_ready == 0
+
+
+KINDS = """
+apiVersion: v1
+kind: ReplicationController
+metadata: {name: rc1}
+spec: {replicas: 2, template: {metadata: {labels: {app: rc1}}, spec: {containers: [{name: c, image: busybox}]}}}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: ing1}
+spec: {rules: [{host: a.example.com, http: {paths: [{path: /, pathType: Prefix, backend: {service: {name: s, port: {number: 80}}}}]}}]}
+---
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {name: hpa1}
+spec: {scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}, maxReplicas: 5}
+---
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata: {name: local}
+provisioner: kubernetes.io/no-provisioner
+---
+apiVersion: v1
+kind: PersistentVolume
+metadata: {name: pv1}
+spec: {capacity: {storage: 1Gi}, accessModes: [ReadWriteOnce], hostPath: {path: /tmp/pv1}}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: deny}
+spec: {podSelector: {}, policyTypes: [Ingress]}
+---
+apiVersion: node.k8s.io/v1
+kind: RuntimeClass
+metadata: {name: runc}
+handler: runc
+"""
+
+
+def test_more_kinds_apply_list_scale_and_explain(cluster):
+    out = subprocess.run(["/usr/bin/kubectl", f"--kubeconfig={cluster.admin}", "apply", "-f", "-"],
+                         input=KINDS, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    everything = _kubectl(cluster, "get", "all", "-A")
+    assert everything.returncode == 0 and not everything.stderr, everything.stderr
+    assert "replicationcontroller/rc1" in everything.stdout
+    assert "horizontalpodautoscaler.autoscaling/hpa1" in everything.stdout
+    got = _kubectl(cluster, "get", "pv", "pv1", "-o", "jsonpath={.spec.persistentVolumeReclaimPolicy}"
+                   " {.status.phase}")
+    assert got.stdout == "Retain Pending"
+    rc = _kubectl(cluster, "get", "rc", "rc1", "-o", "jsonpath={.spec.selector.app}")
+    assert rc.stdout == "rc1"  # defaulted from the template's labels
+    assert _kubectl(cluster, "scale", "rc", "rc1", "--replicas=3").returncode == 0
+    assert _kubectl(cluster, "get", "rc", "rc1", "-o", "jsonpath={.spec.replicas}").stdout == "3"
+    ing = _kubectl(cluster, "get", "ingress")
+    assert "a.example.com" in ing.stdout
+    explain = _kubectl(cluster, "explain", "ingress.spec.rules.host")
+    assert explain.returncode == 0 and "fully qualified domain name" in explain.stdout
+    resources = _kubectl(cluster, "api-resources", "-o", "name").stdout.split()
+    for name in ("replicationcontrollers", "horizontalpodautoscalers.autoscaling",
+                 "ingresses.networking.k8s.io", "storageclasses.storage.k8s.io",
+                 "apiservices.apiregistration.k8s.io", "flowschemas.flowcontrol.apiserver.k8s.io",
+                 "validatingwebhookconfigurations.admissionregistration.k8s.io"):
+        assert name in resources

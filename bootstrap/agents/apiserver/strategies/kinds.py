@@ -35,6 +35,21 @@ def _scalable(**zero) -> type[Scalable]:
     return type("Scalable", (Scalable,), {"zero_status": zero})
 
 
+class ReplicationControllerStrategy(Strategy):
+    scalable = True
+    zero_status = {"replicas": 0}
+
+    def prepare_create(self, obj: dict) -> None:
+        obj["status"] = dict(self.zero_status)
+
+    def scale(self, obj: dict) -> dict:
+        out = super().scale(obj)
+        # An RC's selector is a plain label map, not a LabelSelector.
+        selector = (obj.get("spec") or {}).get("selector") or {}
+        out["status"]["selector"] = ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
+        return out
+
+
 class CreateOnUpdate(Strategy):
     allow_create_on_update = True
 
@@ -179,6 +194,15 @@ STRATEGIES: dict[tuple[str, str, str], type[Strategy]] = {
     ("", "v1", "Node"): NodeStrategy,
     ("", "v1", "Secret"): SecretStrategy,
     ("", "v1", "Endpoints"): CreateOnUpdate,
+    ("", "v1", "ReplicationController"): ReplicationControllerStrategy,
+    ("", "v1", "PersistentVolume"): _status_owned(phase="Pending"),
+    ("autoscaling", "v2", "HorizontalPodAutoscaler"): _status_owned(desiredReplicas=0),
+    ("networking.k8s.io", "v1", "Ingress"): StatusOwned,
+    ("storage.k8s.io", "v1", "VolumeAttachment"): _status_owned(attached=False),
+    ("apiregistration.k8s.io", "v1", "APIService"): StatusOwned,
+    ("flowcontrol.apiserver.k8s.io", "v1", "FlowSchema"): StatusOwned,
+    ("flowcontrol.apiserver.k8s.io", "v1", "PriorityLevelConfiguration"): StatusOwned,
+    ("admissionregistration.k8s.io", "v1", "ValidatingAdmissionPolicy"): StatusOwned,
     ("", "v1", "Event"): CreateOnUpdate,
     ("", "v1", "ResourceQuota"): StatusOwned,
     ("", "v1", "PersistentVolumeClaim"): StatusOwned,
