@@ -354,7 +354,7 @@ def test_kubelet_unknown_container_is_404_through_the_apiserver(env):
         _pod("ghost", {"g": ["sleep", "1"]}, NODE)))
     out = kubectl(env.admin, "exec", "ghost", "--", "true", check=False)
     assert out.returncode != 0
-    assert "container not found" in out.stderr
+    assert 'container not found ("g")' in out.stderr
 
 
 def _raw_ws(env, path: str, ctx: ssl.SSLContext | None = None) -> tuple[int, dict]:

@@ -101,7 +101,8 @@ def setup_streaming(app: web.Application, runtime_channel: grpc.aio.Channel,
     async def _container(request: web.Request) -> str | web.Response:
         m = request.match_info
         cid = await resolve_container(m["namespace"], m["pod"], m["container"])
-        return cid or _error(404, f"container not found ({m['container']!r})")
+        # Upstream's kubelet text (GetExec/GetAttach when the container is not running).
+        return cid or _error(404, f'container not found ("{m["container"]}")')
 
     async def exec_(request: web.Request) -> web.StreamResponse:
         opts = StreamOptions(request.query, exec_=True)
