@@ -259,7 +259,8 @@ def test_preemption_evicts_the_lower_priority_pod(clean):
 def test_pod_with_another_scheduler_name_stays_pending(clean):
     kc = clean
     apply(kc, pod("theirs", schedulerName="my-other-scheduler"))
-    apply(kc, pod("ours"))   # created after: once it is bound, "theirs" was seen too
+    # created after: once it is bound, "theirs" was seen too
+    kubectl(kc, "run", "ours", "--image=busybox", "--restart=Never", "-n", NS)
     wait_bound(kc, "ours")
     theirs = get(kc, "pod", "theirs", "-n", NS)
     assert not theirs["spec"].get("nodeName")

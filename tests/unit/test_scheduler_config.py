@@ -116,3 +116,45 @@ def test_wrong_api_version_and_bad_files(tmp_path):
     good = tmp_path / "good.yaml"
     good.write_text(yaml.safe_dump({**V1, "profiles": [{"schedulerName": "mine"}]}))
     assert config.load(str(good)).profiles[0].scheduler_name == "mine"
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--leader-elect=maybe"], 'parsing "maybe": invalid syntax'),
+    (["--leader-elect-retry-period=soon"], 'time: invalid duration "soon"'),
+    (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+])
+def test_bad_flags_are_one_line_and_exit_2(argv, needle, capsys):
+    from bootstrap.agents.scheduler import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and needle in err and err.count("\n") == 1
+
+
+def test_bad_config_file_exits_2_before_connecting(tmp_path, capsys):
+    from bootstrap.agents.scheduler import main
+
+    cfg = tmp_path / "s.yaml"
+    cfg.write_text(yaml.safe_dump({**V1, "percentageOfNodesToScore": 500}))
+    assert main([f"--config={cfg}"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"kube-scheduler: {cfg}: percentageOfNodesToScore") and err.count("\n") == 1
+
+
+def test_flags_win_over_the_config_file_which_wins_over_defaults(tmp_path):
+    from bootstrap.agents.scheduler import app
+
+    cfg = tmp_path / "s.yaml"
+    cfg.write_text(yaml.safe_dump({**V1, "leaderElection": {"leaseDuration": "30s",
+                                                            "resourceName": "mine"},
+                                   "clientConnection": {"kubeconfig": "/from/config"}}))
+    args = app.parser().parse_args([f"--config={cfg}", "--leader-elect-resource-name=flag"])
+    app.resolve(args)
+    assert args.leader_elect_lease_duration == 30.0          # config over default
+    assert args.leader_elect_resource_name == "flag"          # flag over config
+    assert args.leader_elect_renew_deadline == 10.0           # default
+    assert args.leader_elect is True and args.kubeconfig == "/from/config"
+    args = app.parser().parse_args([f"--config={cfg}", "--kubeconfig=/from/flag"])
+    app.resolve(args)
+    assert args.kubeconfig == "/from/flag"
