@@ -10,6 +10,7 @@ from bootstrap.agents.apiserver.auth.authz import Attributes, Authorizer
 from bootstrap.api.errors import APIError
 from bootstrap.api.resources import by_gvr
 
+pytestmark = pytest.mark.timeout(20)
 PODS = by_gvr("", "v1", "pods")
 CSRS = by_gvr("certificates.k8s.io", "v1", "certificatesigningrequests")
 ADMIN = user("admin", "system:masters")
