@@ -541,3 +541,23 @@ def test_eviction_edges_follow_upstream(env):
                "spec": {"containers": [{"name": "p", "image": "x"}]}})
     evict("pending-one")
     assert eventually(lambda: get(kc, "pod", "pending-one", "-n", NS) is None, 30)
+
+
+def test_deleting_a_deployment_cascades_through_its_replica_sets(env):
+    kc = env.admin
+    for name, cascade in (("gone-bg", "background"), ("gone-fg", "foreground")):
+        kubectl(kc, "create", "deployment", name, "--image=x", "--replicas=2", "-n", NS)
+        rollout_status(kc, name)
+        kubectl(kc, "delete", "deployment", name, "-n", NS, f"--cascade={cascade}",
+                "--wait=true", "--timeout=60s", timeout=90)
+        assert eventually(lambda name=name: not [
+            r for r in get(kc, "rs", "-n", NS)["items"]
+            if r["metadata"]["name"].startswith(name + "-")], 60)
+        assert eventually(lambda name=name: not pods_of(kc, f"app={name}"), 60)
+    kubectl(kc, "create", "deployment", "kept", "--image=x", "--replicas=1", "-n", NS)
+    rollout_status(kc, "kept")
+    kubectl(kc, "delete", "deployment", "kept", "-n", NS, "--cascade=orphan")
+    assert eventually(lambda: get(kc, "deploy", "kept", "-n", NS) is None, 60)
+    rs = [r for r in get(kc, "rs", "-n", NS)["items"] if r["metadata"]["name"].startswith("kept-")]
+    assert len(rs) == 1 and not rs[0]["metadata"].get("ownerReferences")
+    assert len(pods_of(kc, "app=kept")) == 1
