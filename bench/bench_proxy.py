@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -97,6 +98,8 @@ def main() -> int:
         print("needs root (a network namespace)", file=sys.stderr)
         return 2
     ns = f"pxbench{os.getpid()}"
+    # A stopped run still removes its namespace (the finally below).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     subprocess.run(["ip", "netns", "add", ns], check=True)
     try:
         print(f"{'backend':<16} {'case':<34} {'kube-proxy sync':>16} {'bare restore':>14} "

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -159,8 +160,27 @@ def pod_ips(env):
 
 
 def exec_in(env, pod_name, *cmd):
-    r = px.kubectl(env.cluster.admin, "exec", pod_name, "--", *cmd, check=False)
-    return r.strip() if r else None
+    r = subprocess.run(["/usr/bin/kubectl", f"--kubeconfig={env.cluster.admin}", "exec",
+                        pod_name, "--", *cmd], capture_output=True, text=True, timeout=60)
+    env.last_exec = r.stderr
+    return r.stdout.strip() if r.returncode == 0 else None
+
+
+def http_get(env, pod_name, ip, port=80):
+    """GET / from inside a pod with busybox nc (busybox-static's wget segfaults)."""
+    out = exec_in(env, pod_name, "sh", "-c",
+                  f"printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {ip} {port}")
+    return out.splitlines()[-1].strip() if out else None
+
+
+def diagnose(env) -> str:
+    """What a person would look at when cross-node traffic fails."""
+    out = [f"last kubectl exec stderr: {getattr(env, 'last_exec', '')}"]
+    for h in env.hosts:
+        r = h.sh("ip -br addr; ip route; iptables-save -t filter | grep -v '^#' | head -40; "
+                 "sysctl net.ipv4.ip_forward net.bridge.bridge-nf-call-iptables", check=False)
+        out.append(f"--- {h.name}\n{r.stdout}{r.stderr}")
+    return "\n".join(out)
 
 
 def test_real_pods_service_networking(env):
@@ -186,11 +206,10 @@ def test_real_pods_service_networking(env):
         "nodePort"]
 
     # pod-to-pod across hosts by IP
-    assert eventually(lambda: exec_in(env, "web-2", "wget", "-q", "-T", "3", "-O-",
-                                      f"http://{ips['web-1']}:8080/") == "web-1", 60)
+    assert eventually(lambda: http_get(env, "web-2", ips["web-1"], 8080) == "web-1", 60), \
+        diagnose(env)
     # a ClusterIP Service whose only endpoint is on host 1, from the pod on host 2
-    assert eventually(lambda: exec_in(env, "web-2", "wget", "-q", "-T", "3", "-O-",
-                                      f"http://{only1}/") == "web-1", 60)
+    assert eventually(lambda: http_get(env, "web-2", only1) == "web-1", 60), diagnose(env)
     # the NodePort from the machine on every host's IP
     for h in env.hosts:
         assert eventually(lambda h=h: px.machine_fetch(f"http://{h.ip}:{node_port}/")
