@@ -21,6 +21,7 @@ from bootstrap.agents.scheduler.plugins.noderesources import (
     NodeResourcesFit,
 )
 from bootstrap.agents.scheduler.plugins.podtopologyspread import PodTopologySpread
+from bootstrap.api.quantity import QuantityError
 
 GI = 1024 ** 3
 
@@ -31,15 +32,14 @@ GI = 1024 ** 3
     ("100m", 100, 1), ("1.5", 1500, 2), ("2", 2000, 2), ("1Gi", 1024 ** 3 * 1000, 1024 ** 3),
     ("1k", 10 ** 6, 1000), ("1e3", 10 ** 6, 1000), ("1E", 10 ** 21, 10 ** 18), ("0.1m", 1, 1),
 ])
-def test_quantities(text, milli, units):
-    assert res.milli_value(text) == milli
-    assert res.int_value(text) == units
+def test_scheduler_units(text, milli, units):
+    assert res.to_units("cpu", text) == milli
+    assert res.to_units("memory", text) == units
 
 
-@pytest.mark.parametrize("bad", ["", "abc", "1Qi", "1.2.3"])
-def test_bad_quantities(bad):
-    with pytest.raises(res.QuantityError):
-        res.parse_quantity(bad)
+def test_an_unreadable_quantity_is_an_error_not_a_zero():
+    with pytest.raises(QuantityError):
+        res.pod_requests({"containers": [{"resources": {"requests": {"cpu": "lots"}}}]})
 
 
 def test_pod_requests_take_the_largest_init_container_and_add_overhead():

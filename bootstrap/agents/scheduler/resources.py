@@ -1,8 +1,8 @@
-"""Resource quantities and pod requests as the scheduler counts them.
+"""Pod requests as the scheduler counts them.
 
-Quantities follow apimachinery's resource.Quantity syntax (decimal SI and binary
-suffixes, exponents); cpu is counted in millicores and everything else in units,
-both rounded up as Quantity.MilliValue()/Value() do. Pod requests follow
+Quantities are bootstrap.api.quantity's (apimachinery's resource.Quantity); cpu
+is counted in millicores and everything else in units, both rounded up as
+Quantity.MilliValue()/Value() do. Pod requests follow
 component-helpers' PodRequests: the sum of the app containers (plus restartable
 init containers, which run alongside), or the largest init container if that is
 bigger, plus the pod overhead.
@@ -10,9 +10,7 @@ bigger, plus the pod overhead.
 
 from __future__ import annotations
 
-import functools
-import math
-from decimal import Decimal, InvalidOperation
+from bootstrap.api import quantity
 
 CPU = "cpu"
 MEMORY = "memory"
@@ -25,66 +23,10 @@ PODS = "pods"
 DEFAULT_MILLI_CPU = 100
 DEFAULT_MEMORY = 200 * 1024 * 1024
 
-_SUFFIXES = {
-    "Ki": 2 ** 10, "Mi": 2 ** 20, "Gi": 2 ** 30, "Ti": 2 ** 40, "Pi": 2 ** 50, "Ei": 2 ** 60,
-    "n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"), "": 1,
-    "k": 10 ** 3, "M": 10 ** 6, "G": 10 ** 9, "T": 10 ** 12, "P": 10 ** 15, "E": 10 ** 18,
-}
-
-
-class QuantityError(ValueError):
-    pass
-
-
-@functools.lru_cache(maxsize=4096)
-def _parse(text: str) -> Decimal:
-    s = text.strip()
-    if not s:
-        raise QuantityError(f"quantities must match the regular expression: {text!r}")
-    for suffix in ("Ki", "Mi", "Gi", "Ti", "Pi", "Ei"):
-        if s.endswith(suffix):
-            number, mult = s[:-2], _SUFFIXES[suffix]
-            break
-    else:
-        last = s[-1]
-        if last in "numkMGTPE" and not _is_exponent(s):
-            number, mult = s[:-1], _SUFFIXES[last]
-        else:
-            number, mult = s, 1
-    try:
-        value = Decimal(number)
-    except InvalidOperation:
-        raise QuantityError(f"quantities must match the regular expression: {text!r}") from None
-    if not value.is_finite():
-        raise QuantityError(f"quantities must match the regular expression: {text!r}")
-    return value * mult
-
-
-def _is_exponent(s: str) -> bool:
-    # "1E3" is an exponent, "1E" is exa: an E followed by digits is an exponent.
-    i = max(s.rfind("e"), s.rfind("E"))
-    return 0 < i < len(s) - 1 and s[i + 1:].lstrip("+-").isdigit()
-
-
-def parse_quantity(value) -> Decimal:
-    if isinstance(value, bool):
-        raise QuantityError(f"invalid quantity {value!r}")
-    if isinstance(value, (int, float)):
-        return Decimal(str(value))
-    return _parse(str(value))
-
-
-def milli_value(value) -> int:
-    return math.ceil(parse_quantity(value) * 1000)
-
-
-def int_value(value) -> int:
-    return math.ceil(parse_quantity(value))
-
 
 def to_units(name: str, value) -> int:
     """A quantity in the unit the scheduler counts ``name`` in."""
-    return milli_value(value) if name == CPU else int_value(value)
+    return quantity.milli_value(value) if name == CPU else quantity.value(value)
 
 
 def resource_list(rl: dict | None) -> dict[str, int]:
