@@ -25,6 +25,13 @@ from bootstrap.errors import UserError
 log = logging.getLogger("bootstrap.dns")
 SERVICES = ("", "v1", "services")
 SLICES = ("discovery.k8s.io", "v1", "endpointslices")
+BY_SERVICE = "service"
+
+
+def _slice_service(obj: dict) -> list[str]:
+    md = obj.get("metadata") or {}
+    name = (md.get("labels") or {}).get(SERVICE_NAME_LABEL)
+    return [f"{md.get('namespace', 'default')}/{name}"] if name else []
 
 
 class _Parser(argparse.ArgumentParser):
@@ -79,6 +86,7 @@ class DNSApp:
         self.factory = SharedInformerFactory(client)
         self.services = self.factory.informer(SERVICES)
         self.slices = self.factory.informer(SLICES)
+        self.slices.add_indexers({BY_SERVICE: _slice_service})
         exclude = {f"{h}:{p}" for h, p in self.listen}
         if args.service_cluster_ip:      # our own Service IP DNATs back to us
             exclude.add(f"{args.service_cluster_ip}:53")
@@ -103,8 +111,7 @@ class DNSApp:
         if svc is None:
             self.index.remove(namespace, name)
             return
-        slices = [s for s in self.slices.list(namespace)
-                  if (s["metadata"].get("labels") or {}).get(SERVICE_NAME_LABEL) == name]
+        slices = self.slices.indexer.by_index(BY_SERVICE, f"{namespace}/{name}")
         self.index.put(service_records(svc, slices))
 
     def _on_service(self, *objs) -> None:
