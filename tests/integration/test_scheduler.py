@@ -272,6 +272,9 @@ def test_system_priority_classes_exist(env):
     out = kubectl(env["kc"], "get", "pc").stdout
     assert "system-cluster-critical   2000000000" in out
     assert "system-node-critical      2000001000" in out
+    listed = kubectl(env["kc"], "api-resources", "--api-group=scheduling.k8s.io").stdout.split()
+    assert listed[-5:] == ["priorityclasses", "pc", "scheduling.k8s.io/v1", "false",
+                           "PriorityClass"]
     bad = kubectl(env["kc"], "create", "priorityclass", "system-mine", "--value=1", check=False)
     assert bad.returncode != 0 and "reserved for system use only" in bad.stderr
 
