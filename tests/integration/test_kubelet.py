@@ -325,6 +325,16 @@ def test_pod_runs_ready_and_logs_are_authorized(env):
     assert err.value.code == 401
 
 
+def test_kubectl_logs_and_exec_through_the_api_server(env):
+    assert eventually(lambda: _ready(env, "web"), timeout=90)
+    # kubeadm binds the API server's kubelet client group to cluster-admin.
+    kubectl(env, "create", "clusterrolebinding", "kl-apiserver-kubelet",
+            "--clusterrole=cluster-admin", "--group=kubeadm:cluster-admins", check=False)
+    logs = kubectl(env, "logs", "web", "--tail=5")
+    assert "hello from web" in logs
+    assert kubectl(env, "exec", "web", "--", "echo", "hi").strip() == "hi"
+
+
 def test_liveness_failure_restarts(env):
     assert eventually(lambda: _node_ready(env), timeout=120)
     kubectl(env, "apply", "-f", "-", input=_pod(

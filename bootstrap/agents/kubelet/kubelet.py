@@ -188,9 +188,14 @@ class Kubelet(Controller):
             if uid not in self.static:
                 await self._finish_deletion(pod)
             return None
+        started = time.monotonic()
         outcome = await self.syncer.sync(pod)
+        synced = time.monotonic()
         status = S.pod_status(pod, outcome.runtime, outcome.view, self.node_ip, self.clock())
         await self._write_status(pod, status)
+        log.debug("synced pod %s/%s: %s in %.3fs (status write %.3fs)",
+                  pod["metadata"].get("namespace"), pod["metadata"]["name"], status["phase"],
+                  synced - started, time.monotonic() - synced)
         delay = outcome.requeue
         if status["phase"] in ("Succeeded", "Failed") and \
                 (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed"):

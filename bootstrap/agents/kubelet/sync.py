@@ -180,7 +180,10 @@ class PodSyncer:
         config = T.sandbox_config(pod, self.node, attempt)
         try:
             Path(config.log_directory).mkdir(parents=True, exist_ok=True)
+            started = time.monotonic()
             await self.runtime.run_pod_sandbox(config)
+            log.debug("RunPodSandbox %s took %.3fs", pod["metadata"]["name"],
+                      time.monotonic() - started)
         except Exception as exc:
             self.event(pod_ref(pod), "Warning", FAILED_SANDBOX,
                        f"Failed to create pod sandbox: {_err(exc)}")
