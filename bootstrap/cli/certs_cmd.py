@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bootstrap.cli import main
+from bootstrap.errors import UserError
 from bootstrap.flows.init import DEFAULT_CERT_DIR, DEFAULT_KUBECONFIG_DIR
 from bootstrap.pki.expiry import RENEWABLE, check_expiration, renew, renew_all, short_duration
 from bootstrap.pki.tokens import generate_certificate_key
@@ -89,6 +90,11 @@ def renew_cmd(name: str, new_key: bool, cert_dir: str, kubeconfig_dir: str,
     cfg = _load_config(config)
     if name == "all":
         renewed, skipped = renew_all(cert_dir, kubeconfig_dir, cfg, new_key)
+        if not renewed:
+            raise UserError(f"no certificates or kubeconfigs to renew under {cert_dir} and "
+                            f"{kubeconfig_dir}", where="certs renew all",
+                            hint="point --cert-dir and --kubeconfig-dir at the cluster's "
+                                 "PKI, e.g. /etc/kubernetes/pki")
         for p in renewed:
             click.echo(f"[renew] {p} renewed")
         for n in skipped:
