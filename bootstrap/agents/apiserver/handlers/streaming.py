@@ -207,7 +207,8 @@ _PROXY_RESPONSE_HEADERS = ("Content-Type", "Content-Encoding", "Cache-Control")
 
 async def node_proxy(server, request: web.Request, info, user) -> web.StreamResponse:
     """nodes/<name>/proxy/<path>: any method to the kubelet's <path>."""
-    rest = "/".join(quote(p) for p in info.parts[info.parts.index("proxy") + 1:])
+    # /api/v1/nodes/<name>/proxy/<rest...>: nodes live only in the core group.
+    rest = "/".join(quote(p) for p in info.parts[5:])
     await server.registry.get(info.resource, None, info.name)  # 404 for an unknown node
     url = await kubelet_base(server, info.name) + "/" + rest
     if request.query_string:
