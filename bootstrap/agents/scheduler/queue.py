@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .cache import PodInfo
+from .cache import PodInfo, pod_key
 
 INITIAL_BACKOFF = 1.0
 MAX_BACKOFF = 10.0
@@ -178,7 +178,7 @@ class SchedulingQueue:
         self.add(new)
 
     def delete(self, pod: dict) -> None:
-        key = PodInfo(pod).key if "metadata" in pod else ""
+        key = pod_key(pod)
         self._discard(key)
         self.in_flight.pop(key, None)
         self.delete_nominated(key)
