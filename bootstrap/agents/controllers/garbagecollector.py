@@ -223,8 +223,9 @@ class GarbageCollector(Controller):
             policy = "Foreground"  # our owner waits for us: so do we, for ours
         else:
             policy = deletion_policy(obj)
-        self.log.info("deleting %s %s (owners gone), propagation %s", res.qualified,
-                      meta_key(obj), policy)
+        self.log.info("deleting %s %s (%s), propagation %s", res.qualified, meta_key(obj),
+                      "owner deleting in foreground" if refs[WAITING] else "owners gone",
+                      policy)
         await self._delete(res, obj, policy)
 
     async def _process_deleting_dependents(self, res: Resource, owner: dict) -> None:
