@@ -93,6 +93,16 @@ def test_event_during_the_cycle_sends_the_pod_to_backoff_not_unschedulable():
     assert "default/p" in q.backoff and "default/p" not in q.unschedulable
 
 
+def test_an_event_no_rejecting_plugin_cares_about_does_not_count():
+    q, clock = queue()
+    q.add(pod("p"))
+    qp = q.pop_nowait()
+    cycle = q.scheduling_cycle
+    q.move_all(POD_DELETE)        # TaintToleration does not care about pod deletions
+    q.requeue_unschedulable(qp, {"TaintToleration"}, cycle)
+    assert "default/p" in q.unschedulable
+
+
 def test_leftover_unschedulable_pods_are_flushed_after_five_minutes():
     q, clock = queue()
     q.add(pod("p"))

@@ -8,8 +8,10 @@
   them back, or after 5 minutes regardless (upstream's leftover flush);
 - gated: pods with spec.schedulingGates stay out until the gates are removed.
 
-A cluster event that arrives while a pod is being scheduled sends that pod to
-backoff instead of unschedulable when it fails, so the event is not lost. The
+A cluster event that arrives while a pod is being scheduled, and that one of
+the plugins rejecting it cares about, sends that pod to backoff instead of
+unschedulable when it fails, so the event is not lost (upstream's in-flight
+events). The
 queue also keeps the nominator: pods nominated to a node by preemption, which
 filters count as already there.
 """
@@ -82,7 +84,8 @@ class SchedulingQueue:
         self.gated: dict[str, QueuedPod] = {}
         self.in_flight: dict[str, QueuedPod] = {}
         self.scheduling_cycle = 0
-        self.move_request_cycle = -1
+        # Events seen while pods were in flight: (scheduling cycle, event).
+        self._in_flight_events: list[tuple[int, str]] = []
         self.nominated: dict[str, dict[str, PodInfo]] = {}   # node -> key -> pod
         self._nominated_node: dict[str, str] = {}
         self._wake = asyncio.Event()
@@ -180,7 +183,7 @@ class SchedulingQueue:
     def delete(self, pod: dict) -> None:
         key = pod_key(pod)
         self._discard(key)
-        self.in_flight.pop(key, None)
+        self.done(key)
         self.delete_nominated(key)
 
     # the scheduling loop -----------------------------------------------------------------
@@ -216,6 +219,8 @@ class SchedulingQueue:
 
     def done(self, key: str) -> None:
         self.in_flight.pop(key, None)
+        if not self.in_flight:
+            self._in_flight_events.clear()
 
     def requeue_unschedulable(self, qp: QueuedPod, plugins: set[str], cycle: int) -> None:
         """After a failed cycle: to unschedulable, or to backoff when a cluster event
@@ -224,14 +229,17 @@ class SchedulingQueue:
             return  # deleted while it was being scheduled
         qp.timestamp = self.clock()
         qp.unschedulable_plugins = set(plugins)
-        if self.move_request_cycle >= cycle or not plugins:
+        missed = any(c >= cycle and self._interested(qp, ev) for c, ev in self._in_flight_events)
+        if not self.in_flight:
+            self._in_flight_events.clear()
+        if missed or not plugins:
             self._push_backoff(qp)
         else:
             self.unschedulable[qp.key] = qp
 
     def requeue_error(self, qp: QueuedPod) -> None:
         """After an error (API failure, bind conflict): straight to backoff."""
-        self.in_flight.pop(qp.key, None)
+        self.done(qp.key)
         if qp.key in self:
             return
         qp.timestamp = self.clock()
@@ -246,7 +254,8 @@ class SchedulingQueue:
                 del self.unschedulable[key]
                 self._activate_or_backoff(qp)
                 moved += 1
-        self.move_request_cycle = self.scheduling_cycle
+        if self.in_flight:
+            self._in_flight_events.append((self.scheduling_cycle, event))
         return moved
 
     def activate(self, key: str) -> None:
