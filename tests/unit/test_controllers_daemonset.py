@@ -141,3 +141,23 @@ def test_should_run_rules():
             {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]}]}}})
     assert dsc.should_run(affinity, node("a", {"zone": "a"})) == (True, True)
     assert dsc.should_run(affinity, node("b", {"zone": "b"})) == (False, False)
+
+
+async def test_max_surge_starts_the_new_pod_before_the_old_goes():
+    ru = {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+    async with running(DaemonSetController, node("n1"), daemonset(updateStrategy=ru)) as (
+            client, ctl, rec), kubelet(client):
+        await until(lambda: status(client).get("numberAvailable") == 1)
+        old = live(client)[0]["metadata"]["name"]
+        ds = copy.deepcopy(client.objects("daemonsets")[0])
+        ds["spec"]["template"]["spec"]["containers"][0]["image"] = "y"
+        await client.update(DAEMONSETS, ds)
+        await until(lambda: all(p["spec"]["containers"][0]["image"] == "y"
+                                for p in live(client)) and len(live(client)) == 1)
+        # the new pod was created while the old one still ran: no moment without a pod
+        order = [(r.verb, (r.body or {}).get("metadata", {}).get("name") or r.name)
+                 for r in client.requests if r.resource == "pods" and r.verb in
+                 ("create", "delete") and not (r.body or {}).get("gracePeriodSeconds") == 0]
+        creates = [i for i, (v, _) in enumerate(order) if v == "create"]
+        deletes = [i for i, (v, n) in enumerate(order) if v == "delete" and n == old]
+        assert len(creates) == 2 and deletes and creates[1] < deletes[0]

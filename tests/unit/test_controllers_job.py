@@ -170,3 +170,17 @@ def test_index_intervals_round_trip():
     assert ju.format_indexes(set()) == ""
     assert ju.backoff_delay(1) == 10 and ju.backoff_delay(3) == 40
     assert ju.backoff_delay(20) == 600
+
+
+async def test_work_queue_job_completes_after_first_success_and_the_rest_finish():
+    async with running(JobController, job(parallelism=2), clock=Clock()) as (client, ctl, rec):
+        await until(lambda: len(live(client)) == 2)
+        a, b = live(client)
+        await set_pod_status(client, a, phase="Succeeded", ready=False)
+        for _ in range(3):
+            await ctl.process("default/pi")
+        assert len(live(client)) == 1 and not cond(client, "Complete")   # b still runs
+        await set_pod_status(client, b, phase="Succeeded", ready=False)
+        await until(lambda: cond(client, "Complete"))
+        assert the_job(client)["status"]["succeeded"] == 2
+        assert len(client.requests_for("create", "pods")) == 2
