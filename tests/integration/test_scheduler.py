@@ -140,7 +140,8 @@ def env(cluster):
     apply(kc, *NODES, *[node_lease(n["metadata"]["name"]) for n in NODES])
     # kubeadm's scheduler.conf: the scheduler's own identity, not admin.
     sched_kc = cluster.kubeconfig("system:kube-scheduler")
-    sched = start_scheduler(cluster, sched_kc, "--leader-elect=true", *LEASE_FLAGS)
+    sched = start_scheduler(cluster, sched_kc, "--leader-elect=true", *LEASE_FLAGS,
+                            f"--client-ca-file={cluster.pki.path('ca.crt')}")
     try:
         assert eventually(lambda: sched.readyz() == 200 or sched.proc.poll() is not None, 60)
         assert sched.proc.poll() is None, sched.log.read_text()
@@ -266,6 +267,23 @@ def test_pod_with_another_scheduler_name_stays_pending(clean):
     assert not theirs["spec"].get("nodeName")
     assert theirs["status"]["phase"] == "Pending" and not theirs["status"].get("conditions")
     assert not events(kc, "theirs", "FailedScheduling")
+
+
+def test_metrics_need_a_trusted_client_certificate(cluster, env, clean):
+    apply(clean, pod("counted"))
+    wait_bound(clean, "counted")
+    url = f"https://127.0.0.1:{env['sched'].port}/metrics"
+    ctx = cluster.ssl_context()                      # a cluster CA client cert
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE  # its self-signed serving cert
+    with urllib.request.urlopen(url, context=ctx, timeout=10) as r:
+        body = r.read().decode()
+    assert 'scheduler_schedule_attempts_total{profile="default-scheduler",result="scheduled"}' in body
+    assert "scheduler_pending_pods" in body
+    anonymous = ssl.create_default_context()
+    anonymous.check_hostname, anonymous.verify_mode = False, ssl.CERT_NONE
+    with pytest.raises(urllib.error.HTTPError) as exc:
+        urllib.request.urlopen(url, context=anonymous, timeout=10)
+    assert exc.value.code == 401
 
 
 def test_system_priority_classes_exist(env):
