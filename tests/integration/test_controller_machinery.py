@@ -452,8 +452,16 @@ async def test_agents_elect_one_leader_fail_over_and_exit_on_lost_lease(
         print(f"takeover after SIGKILL: {takeover:.1f}s (lease duration 3s)")
 
         # Someone else takes the Lease: the leader cannot renew and exits 1.
-        lease["spec"]["holderIdentity"] = "thief"
-        await admin.update(LEASES, lease)
+        async def steal() -> bool:
+            lease = await admin.get(LEASES, "kube-controller-manager", "kube-system")
+            lease["spec"]["holderIdentity"] = "thief"
+            try:
+                await admin.update(LEASES, lease)
+            except APIError as exc:  # the leader renewed in between: read again
+                assert exc.code == 409
+                return False
+            return True
+        await until(steal)
         await until(lambda: follower.proc.poll() is not None, timeout=30)
         assert follower.proc.returncode == 1
         assert "leaderelection lost" in follower.log.read_text()
