@@ -28,9 +28,9 @@ KIND = "KubeSchedulerConfiguration"
 DEFAULT_SCHEDULER_NAME = "default-scheduler"
 EXTENSION_POINTS = ("preEnqueue", "queueSort", "preFilter", "filter", "postFilter", "preScore",
                     "score", "reserve", "permit", "preBind", "bind", "postBind", "multiPoint")
+# (healthzBindAddress / metricsBindAddress left with v1beta2: unknown in v1.)
 _TOP_FIELDS = {"apiVersion", "kind", "parallelism", "leaderElection", "clientConnection",
-               "healthzBindAddress", "metricsBindAddress", "enableProfiling",
-               "enableContentionProfiling", "percentageOfNodesToScore",
+               "enableProfiling", "enableContentionProfiling", "percentageOfNodesToScore",
                "podInitialBackoffSeconds", "podMaxBackoffSeconds", "profiles", "extenders",
                "delayCacheUntilActive"}
 _PROFILE_FIELDS = {"schedulerName", "percentageOfNodesToScore", "plugins", "pluginConfig"}
