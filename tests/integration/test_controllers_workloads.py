@@ -351,6 +351,16 @@ def test_statefulset_creates_ordinals_in_order(env):
     assert eventually(lambda: sorted(p["metadata"]["name"] for p in pods_of(kc, "app=db"))
                       == ["db-0", "db-1", "db-2"], 60)
     kubectl(kc, "rollout", "status", "sts/db", "-n", NS, "--timeout=60s")
+    kubectl(kc, "set", "image", "sts/db", "d=y", "-n", NS)
+    kubectl(kc, "rollout", "status", "sts/db", "-n", NS, "--timeout=90s", timeout=120)
+    assert eventually(lambda: images(kc, "app=db") == ["y"] * 3, 60)
+    st = get(kc, "sts", "db", "-n", NS)["status"]
+    assert st["currentRevision"] == st["updateRevision"] and st["updatedReplicas"] == 3
+    history = kubectl(kc, "rollout", "history", "sts/db", "-n", NS).stdout
+    assert "1 " in history and "2 " in history
+    kubectl(kc, "rollout", "undo", "sts/db", "-n", NS)
+    kubectl(kc, "rollout", "status", "sts/db", "-n", NS, "--timeout=90s", timeout=120)
+    assert eventually(lambda: images(kc, "app=db") == ["x"] * 3, 60)
 
 
 def wait_condition(kc, job, cond):
