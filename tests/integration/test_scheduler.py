@@ -193,9 +193,14 @@ def test_binds_across_nodes_respecting_taints_affinity_resources_and_spread(clea
             {"key": "disk", "operator": "In", "values": ["ssd"]}]}]}}}
     pods = [pod(f"web-{i}", labels={"app": "web"}, topologySpreadConstraints=spread)
             for i in range(4)]
+    apart = {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+        {"labelSelector": {"matchLabels": {"app": "solo"}},
+         "topologyKey": "kubernetes.io/hostname"}]}}
     pods += [pod("on-ssd", affinity=ssd), pod("big", cpu="6")]
+    pods += [pod(f"solo-{i}", labels={"app": "solo"}, affinity=apart) for i in range(3)]
     apply(kc, *pods)
     placed = wait_bound(kc, *[p["metadata"]["name"] for p in pods])
+    assert len({placed[f"solo-{i}"] for i in range(3)}) == 3   # one per node
     assert "cp" not in placed.values() and "tiny" not in placed.values()
     assert placed["on-ssd"] == "w1"
     assert placed["big"] == "w3"          # only w3 has 6 free cpus
