@@ -90,6 +90,7 @@ def test_leader_election_and_client_connection():
     ({"profile": []}, 'unknown field "profile"'),
     ({"profiles": [{"plugins": {"filters": {}}}]}, 'unknown field "profiles[0].plugins.filters"'),
     ({"podInitialBackoffSeconds": 20}, "podMaxBackoffSeconds"),
+    ({"parallelism": 0}, "parallelism: Invalid value: 0"),
     ({"profiles": [{"pluginConfig": [{"name": "PodTopologySpread", "args": {
         "defaultingType": "List", "defaultConstraints": [{
             "maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "DoNotSchedule",

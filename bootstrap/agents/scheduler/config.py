@@ -145,6 +145,11 @@ def parse(doc, path: str) -> SchedulerConfig:
     cfg.leader_election = _leader_election(doc.get("leaderElection") or {}, path)
     cfg.percentage = _percentage(doc.get("percentageOfNodesToScore"),
                                  "percentageOfNodesToScore", path)
+    par = doc.get("parallelism")
+    if par is not None and (isinstance(par, bool) or not isinstance(par, int) or par <= 0):
+        # accepted for compatibility: one event loop evaluates the nodes
+        raise ConfigError(f"parallelism: Invalid value: {par!r}: should be an integer value "
+                          f"greater than zero", where=path)
     for key, attr in (("podInitialBackoffSeconds", "initial_backoff"),
                       ("podMaxBackoffSeconds", "max_backoff")):
         value = doc.get(key)
