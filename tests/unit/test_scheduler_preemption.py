@@ -20,8 +20,9 @@ def run(p: dict, nodes: list[dict], bound: list[dict], pdbs=(), nominated_node="
     pi = PodInfo(p)
     result, state = fw.schedule(pi, snap)
     assert isinstance(result, FitError), "the pod should not fit without preemption"
-    return preempt(fw, state, pi, snap, result.statuses, list(pdbs), nominated_node,
-                   rng=random.Random(0))
+    outcome = preempt(fw, state, pi, snap, result.statuses, list(pdbs), nominated_node,
+                      rng=random.Random(0))
+    return outcome.candidate, outcome.message
 
 
 def names(candidate) -> list[str]:
@@ -127,3 +128,14 @@ def test_pick_one_order():
     assert pick_one([c("a", 10), c("b", 5, 5)]).node == "b"          # lower top priority
     assert pick_one([c("a", 5, 5), c("b", 5, 1)]).node == "b"        # smaller sum
     assert pick_one([c("a", 5, 0, 0), c("b", 5, 0)]).node == "b"     # fewer victims
+
+
+def test_hopeless_clears_the_nomination_ineligible_keeps_it():
+    fw = default_framework()
+    c = cache_of([node("cp", taints=[CP_TAINT])])
+    for p, hopeless in ((pod("vip", priority=100), True),
+                        (pod("shy", priority=100, preemption_policy="Never"), False)):
+        pi = PodInfo(p)
+        result, state = fw.schedule(pi, c.snapshot())
+        outcome = preempt(fw, state, pi, c.snapshot(), result.statuses, [])
+        assert outcome.candidate is None and outcome.hopeless is hopeless

@@ -39,6 +39,16 @@ class Candidate:
     pdb_violations: int = 0
 
 
+@dataclass
+class Outcome:
+    """What DefaultPreemption decided: a candidate, or why not. ``hopeless`` (no node
+    can be helped) clears the pod's nomination, as upstream's empty PostFilterResult;
+    an ineligible pod keeps it."""
+    candidate: Candidate | None = None
+    message: str = ""
+    hopeless: bool = False
+
+
 def _importance(p: PodInfo) -> tuple:
     # Higher priority first; among equals, the one running longest (missing start
     # time sorts last, as "now").
@@ -172,16 +182,16 @@ def pick_one(candidates: list[Candidate]) -> Candidate:
 def preempt(fw: Framework, state: CycleState, pod: PodInfo, snapshot: Snapshot,
             statuses: dict[str, Status], pdbs: list[dict], nominated_node: str = "",
             nominated: dict[str, list[PodInfo]] | None = None,
-            rng: random.Random | None = None) -> tuple[Candidate | None, str]:
-    """The chosen candidate, or None and the message (without the "preemption: " prefix)."""
+            rng: random.Random | None = None) -> Outcome:
+    """The chosen candidate, or the message (without the "preemption: " prefix)."""
     ok, msg = eligible(pod, snapshot, statuses, nominated_node)
     if not ok:
-        return None, msg
+        return Outcome(message=msg)
     total = len(snapshot.nodes)
     potential = [n for n in snapshot.nodes
                  if (st := statuses.get(n.name)) is not None and st.code == UNSCHEDULABLE]
     if not potential:
-        return None, fit_message(total, {}, absent_reason=NOT_HELPFUL)
+        return Outcome(message=fit_message(total, {}, absent_reason=NOT_HELPFUL), hopeless=True)
     want = min(len(potential), max(len(potential) * MIN_CANDIDATE_PERCENTAGE // 100,
                                    MIN_CANDIDATE_ABSOLUTE))
     offset = (rng or random).randrange(len(potential))
@@ -202,5 +212,6 @@ def preempt(fw: Framework, state: CycleState, pod: PodInfo, snapshot: Snapshot,
         else:
             node_statuses[node.name] = result
     if not candidates:
-        return None, fit_message(total, node_statuses, absent_reason=NOT_HELPFUL)
-    return pick_one(candidates), ""
+        return Outcome(message=fit_message(total, node_statuses, absent_reason=NOT_HELPFUL),
+                       hopeless=True)
+    return Outcome(candidate=pick_one(candidates))

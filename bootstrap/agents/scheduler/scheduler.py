@@ -213,15 +213,16 @@ class Scheduler:
         nominate: str | None = None    # None: leave status.nominatedNodeName as it is
         candidate: Candidate | None = None
         if fw.preemption and result.statuses and not result.pre_filter_msg:
-            candidate, msg = preempt(fw, state, pi, snapshot, result.statuses, self.pdbs(),
-                                     self.queue.nominated_node(pi.key), nominated, self.rng)
+            outcome = preempt(fw, state, pi, snapshot, result.statuses, self.pdbs(),
+                              self.queue.nominated_node(pi.key), nominated, self.rng)
+            candidate = outcome.candidate
             if candidate is not None:
                 nominate = candidate.node
                 self.queue.add_nominated(pi, candidate.node)
-            elif msg:
-                result.post_filter_msg = "preemption: " + msg
-                if msg.startswith("0/"):
-                    nominate = ""  # preemption cannot help: clear any nomination
+            else:
+                result.post_filter_msg = "preemption: " + outcome.message
+                if outcome.hopeless:
+                    nominate = ""  # clear any nomination
                     self.queue.delete_nominated(pi.key)
         self.queue.requeue_unschedulable(qp, result.unschedulable_plugins(), cycle)
         ATTEMPT_SECONDS.labels("unschedulable", fw.scheduler_name).observe(
