@@ -18,8 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from bootstrap.agents.kubelet.quantity import int_value
 from bootstrap.api.errors import APIError
+from bootstrap.api.quantity import value as int_value
 
 log = logging.getLogger(__name__)
 

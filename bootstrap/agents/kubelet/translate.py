@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from cri_api.v1 import api_pb2 as cri
 
 from bootstrap.agents.kubelet import labels as L
-from bootstrap.agents.kubelet.quantity import QuantityError, int_value, milli_value
+from bootstrap.api.quantity import QuantityError, milli_value
+from bootstrap.api.quantity import value as int_value
 
 # Upstream's limits (pkg/apis/core/validation, dns.go).
 MAX_DNS_NAMESERVERS = 3
