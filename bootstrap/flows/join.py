@@ -219,7 +219,9 @@ def _write(path: Path, data: bytes, mode: int) -> None:
 
 def _etcd_endpoints(ctx: JoinContext) -> list[str]:
     """Client URLs of the running members: the other control-plane hosts' API endpoints."""
-    cm = ctx.api.get(CONFIG_MAPS, "kubeadm-config", apiobjects.KUBE_SYSTEM)
+    # With the token, at the address discovery reached: this host's own API server
+    # cannot serve before its etcd member exists.
+    cm = ctx.token_api.get(CONFIG_MAPS, "kubeadm-config", apiobjects.KUBE_SYSTEM)
     return [f"https://{_h(a['advertiseAddress'])}:2379"
             for name, a in sorted(api_endpoints(cm).items()) if name != ctx.node_name]
 
@@ -313,6 +315,8 @@ def join_phases() -> list[Phase]:
               run=run_kubelet_start),
         Phase("control-plane-join", "Join a machine as a control plane instance", phases=[
             Phase("etcd", "Add a new local etcd member", run=_cp_only(run_etcd_join)),
+            Phase("wait-control-plane", "Wait for this node's API server to be ready",
+                  run=_cp_only(init_node.run_wait_control_plane)),
             Phase("update-status", "Register the new control-plane node in kubeadm-config",
                   run=_cp_only(run_update_status)),
             Phase("mark-control-plane", "Mark a node as a control-plane",

@@ -157,8 +157,9 @@ def test_a_worker_joined_by_hand_with_a_created_token(stacked):
     command = printed.stdout.strip()
     assert command.startswith("bootstrap join ") and "--discovery-token-ca-cert-hash sha256:" \
         in command
-    join = ssh(STACKED, hand, f"/opt/bootstrap/current/bin/{command} --node-name {hand}",
-               timeout=600)
+    ip = yaml.safe_load(stacked.full.read_text())["all"]["hosts"][hand]["ip"]
+    join = ssh(STACKED, hand, f"/opt/bootstrap/current/bin/{command} --node-name {hand} "
+                              f"--advertise-address {ip}", timeout=600)
     assert join.returncode == 0, join.stdout[-3000:] + join.stderr[-2000:]
     assert "This node has joined the cluster" in join.stdout
     assert eventually(lambda: nodes(stacked.admin).get(hand)), nodes(stacked.admin)
@@ -169,7 +170,7 @@ def test_a_worker_joined_by_hand_with_a_created_token(stacked):
     wrong = command.replace(command.split("--token ")[1].split()[0],
                             "zzzzzz.0123456789abcdef")
     bad = ssh(STACKED, hand, f"/opt/bootstrap/current/bin/{wrong} --node-name x --dry-run "
-                             "--ignore-preflight-errors all")
+                             f"--advertise-address {ip} --ignore-preflight-errors all")
     assert bad.returncode == 2 and "no JWS signed token" in bad.stderr
     assert bad.stderr.strip().count("\n") == 0
 
@@ -190,7 +191,15 @@ def test_api_answers_through_the_balancer_with_a_control_plane_host_off(stacked)
     finally:
         ok(cli("sandbox", "start", STACKED, first))
     # Back with the same IP and disk: its units come up again and the node is Ready.
-    assert eventually(lambda: nodes(stacked.admin).get(first), timeout=240)
+    def back() -> bool:
+        try:
+            return bool(nodes(stacked.admin).get(first))
+        except AssertionError:
+            return False  # its API server (the one admin.conf names) not up yet
+    if not eventually(back, timeout=420):
+        report = ssh(STACKED, "1", "systemctl is-active etcd kube-apiserver kubelet containerd; "
+                                   "journalctl -u kube-apiserver -u etcd -n 20 --no-pager")
+        pytest.fail(f"{first} not Ready after its boot:\n{report.stdout[-3000:]}")
 
 
 @pytest.fixture(scope="module")
