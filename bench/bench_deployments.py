@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -138,6 +139,21 @@ async def rolled_out(client: Client, ns: str, replicas: int, generation: int, n:
     return done == n
 
 
+def request_counts(cluster) -> tuple[int, int]:
+    """(requests, 409 Conflicts) the API server has answered, from its /metrics."""
+    with urllib.request.urlopen(cluster.server.url + "/metrics",
+                                context=cluster.ssl_context(), timeout=10) as resp:
+        text = resp.read().decode()
+    total = conflicts = 0
+    for line in text.splitlines():
+        if line.startswith("apiserver_request_total{"):
+            value = int(float(line.rsplit(" ", 1)[1]))
+            total += value
+            if 'code="409"' in line:
+                conflicts += value
+    return total, conflicts
+
+
 def start_manager(cluster, log: Path, profile: Path | None) -> subprocess.Popen:
     port = free_port()
     prof = ["-m", "cProfile", "-o", str(profile)] if profile else []
@@ -171,6 +187,7 @@ async def run(args) -> None:
                 await namespace(client, "bench")
                 kubelet = Kubelet(client, "bench")
                 await kubelet.start()
+                before = request_counts(cluster)
                 start = time.perf_counter()
                 await concurrently(n, lambda i: client.create(
                     DEPLOYMENTS, deployment("bench", i, r), "bench"))
@@ -190,6 +207,7 @@ async def run(args) -> None:
                 while not await rolled_out(client, "bench", r, 2, n):
                     await asyncio.sleep(0.2)
                 update_seconds = time.perf_counter() - start
+                after = request_counts(cluster)
                 await kubelet.stop()
             finally:
                 manager.send_signal(signal.SIGTERM)
@@ -206,7 +224,8 @@ async def run(args) -> None:
     print(f"  ... -> every deployment available            {ready_seconds:8.2f} s")
     print(f"  rolling update of all {n} -> complete           {update_seconds:8.2f} s "
           f"({2 * total} pod creates+deletes)")
-    print(f"  controller errors logged: {errors}")
+    print(f"  API requests during both phases: {after[0] - before[0]} "
+          f"({after[1] - before[1]} answered 409 Conflict); controller errors logged: {errors}")
     if profile is not None and profile.exists():
         pstats.Stats(str(profile)).sort_stats("cumulative").print_stats(30)
         pstats.Stats(str(profile)).sort_stats("tottime").print_stats(20)

@@ -34,6 +34,7 @@ class DeploymentController(Controller):
     def __init__(self, client, factory, recorder=None, *, clock=time.time):
         super().__init__(client, factory, recorder)
         self.clock = clock
+        self.written = pc.LastWritten()
         self.deployments = factory.informer(DEPLOYMENTS)
         self.replicasets = factory.informer(REPLICASETS)
         self.replicasets.add_indexers(pc.owner_indexers())
@@ -41,11 +42,15 @@ class DeploymentController(Controller):
         self.pods.add_indexers(pc.owner_indexers())
         self.deployments.add_handler(on_add=self.enqueue,
                                      on_update=lambda old, new: self.enqueue(new),
-                                     on_delete=self.enqueue)
+                                     on_delete=self._deleted)
         children = pc.ChildEvents(KIND, self.deployments, self.enqueue)
         self.replicasets.add_handler(children.on_add, children.on_update, children.on_delete)
         # Recreate waits for old pods to go: their deletion wakes the Deployment.
         self.pods.add_handler(on_delete=self._pod_deleted)
+
+    def _deleted(self, d: dict) -> None:
+        self.written.forget(pc.pod_key(d))
+        self.enqueue(d)
 
     def _pod_deleted(self, pod: dict) -> None:
         ref = pc.controller_of(pod)
@@ -62,7 +67,7 @@ class DeploymentController(Controller):
 
     async def reconcile(self, key: str) -> float | None:
         namespace, name = split_key(key)
-        cached = self.deployments.get(name, namespace)
+        cached = self.written.fresh(key, self.deployments.get(name, namespace))
         if cached is None:
             return None
         d = copy.deepcopy(cached)
@@ -180,7 +185,8 @@ class DeploymentController(Controller):
             return d
         obj = copy.deepcopy(d)
         obj["metadata"].setdefault("annotations", {})[du.REVISION] = str(revision)
-        return await self.client.update(DEPLOYMENTS, obj, obj["metadata"]["namespace"])
+        return self.written.remember(
+            await self.client.update(DEPLOYMENTS, obj, obj["metadata"]["namespace"]))
 
     async def _scale_rs(self, d: dict, rs: dict, size: int) -> dict:
         """scaleReplicaSetAndRecordEvent: size plus the desired/max annotations."""
@@ -299,8 +305,8 @@ class DeploymentController(Controller):
         obj["status"] = {k: v for k, v in status.items()
                          if k in ("observedGeneration", "conditions", "collisionCount")
                          or v not in (0, None)}
-        return await self.client.update(DEPLOYMENTS, obj, obj["metadata"]["namespace"],
-                                        subresource="status")
+        return self.written.remember(await self.client.update(
+            DEPLOYMENTS, obj, obj["metadata"]["namespace"], subresource="status"))
 
 
 def _strip(status: dict) -> dict:

@@ -76,6 +76,7 @@ class ReplicaSetController(Controller):
         super().__init__(client, factory, recorder)
         self.clock = clock
         self.expectations = pc.Expectations(clock)
+        self.written = pc.LastWritten()
         self.replicasets = factory.informer(REPLICASETS)
         self.pods = factory.informer(pc.PODS)
         self.pods.add_indexers(pc.owner_indexers())
@@ -88,6 +89,7 @@ class ReplicaSetController(Controller):
 
     def _rs_deleted(self, rs: dict) -> None:
         self.expectations.delete(pc.pod_key(rs))
+        self.written.forget(pc.pod_key(rs))
         self.enqueue(rs)
 
     def _pod_changed(self, rs: dict, old: dict, new: dict) -> None:
@@ -98,7 +100,7 @@ class ReplicaSetController(Controller):
 
     async def reconcile(self, key: str) -> float | None:
         namespace, name = split_key(key)
-        rs = self.replicasets.get(name, namespace)
+        rs = self.written.fresh(key, self.replicasets.get(name, namespace))
         if rs is None:
             self.expectations.delete(key)
             return None
@@ -116,7 +118,8 @@ class ReplicaSetController(Controller):
         if status_changed(rs.get("status"), status):
             obj = copy.deepcopy(rs)
             obj["status"] = status
-            await self.client.update(REPLICASETS, obj, namespace, subresource="status")
+            self.written.remember(
+                await self.client.update(REPLICASETS, obj, namespace, subresource="status"))
         if err is not None:
             raise err
         waits = [w for p in active
