@@ -364,7 +364,7 @@ class JobController(Controller):
             counting = uncounted.get("succeeded") or uncounted.get("failed")
             if not still_running and not counting and status.get("active", 0) == 0:
                 self._finish(status, type_, reason, message, now, owner)
-        for key in ("succeeded", "failed"):
+        for key in ("succeeded", "failed", "active"):   # omitempty upstream
             if not status.get(key):
                 status.pop(key, None)
         if status != (job.get("status") or {}):

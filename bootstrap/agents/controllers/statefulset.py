@@ -279,7 +279,8 @@ class StatefulSetController(Controller):
         if conditions:
             status["conditions"] = conditions
         return {k: v for k, v in status.items()
-                if v not in (0, None) or k in ("replicas", "observedGeneration")}
+                if v not in (0, None) or k in ("replicas", "availableReplicas",
+                                               "observedGeneration")}
 
     async def _write_status(self, sts: dict, status: dict) -> None:
         if status == (sts.get("status") or {}):
