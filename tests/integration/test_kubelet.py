@@ -94,8 +94,15 @@ class Approver(threading.Thread):
                 fresh = self._get(ctx, f"{base}/{name}")
                 usages = (x509.oid.ExtendedKeyUsageOID.SERVER_AUTH,) \
                     if "server auth" in csr["spec"]["usages"] else (CLIENT_AUTH,)
-                cert = sign_leaf(CertSpec(cn, ("system:nodes",), usages), req.public_key(),
-                                 ca.cert, ca.key, timedelta(hours=1))
+                try:  # the signer copies the requested names, as csrsigning does
+                    sans = req.extensions.get_extension_for_class(
+                        x509.SubjectAlternativeName).value
+                    dns = tuple(sans.get_values_for_type(x509.DNSName))
+                    ips = tuple(sans.get_values_for_type(x509.IPAddress))
+                except x509.ExtensionNotFound:
+                    dns, ips = (), ()
+                cert = sign_leaf(CertSpec(cn, ("system:nodes",), usages, dns, ips),
+                                 req.public_key(), ca.cert, ca.key, timedelta(hours=1))
                 fresh.setdefault("status", {})["certificate"] = base64.b64encode(
                     cert_to_pem(cert)).decode()
                 self._put(ctx, f"{base}/{name}/status", fresh)
@@ -179,7 +186,7 @@ def env(tmp_path_factory):
                                    "anonymous": {"enabled": False}},
                 "authorization": {"mode": "Webhook"}, "syncFrequency": "10s",
                 "nodeStatusUpdateFrequency": "2s", "fileCheckFrequency": "2s",
-                "serverTLSBootstrap": False, "rotateCertificates": True}))
+                "serverTLSBootstrap": True, "rotateCertificates": True}))
             approver = Approver(env)
             approver.start()
             env.approver = approver
@@ -230,6 +237,23 @@ def test_tls_bootstrap_and_node_ready(env):
     assert any(IMAGE in i["names"] for i in node["status"]["images"])
     conflist = json.loads(env.sh("cat /etc/cni/net.d/10-bootstrap.conflist").stdout)
     assert conflist["plugins"][0]["ipam"]["ranges"][0][0]["subnet"] == "10.244.1.0/24"
+
+
+def test_serving_certificate_from_the_cluster_ca(env):
+    """serverTLSBootstrap: the kubelet serves a kubelet-serving certificate from our CA
+    naming its node and IP, so a client that checks it against the CA connects."""
+    assert eventually(lambda: _node_ready(env), timeout=120)
+    ctx = ssl.create_default_context(cafile=env.cluster.pki.path("ca.crt"))
+    ctx.check_hostname = False  # the IP is checked below from the certificate itself
+    import socket
+    with socket.create_connection((env.host_ip, 10250), timeout=10) as sock:
+        with ctx.wrap_socket(sock) as tls:
+            der = tls.getpeercert(binary_form=True)
+    cert = x509.load_der_x509_certificate(der)
+    sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert env.host_ip in [str(i) for i in sans.get_values_for_type(x509.IPAddress)]
+    assert NODE in sans.get_values_for_type(x509.DNSName)
+    assert cert.subject.rfc4514_string() == f"CN=system:node:{NODE},O=system:nodes"
 
 
 def test_lease_renews(env):
@@ -333,6 +357,28 @@ def test_kubectl_logs_and_exec_through_the_api_server(env):
     logs = kubectl(env, "logs", "web", "--tail=5")
     assert "hello from web" in logs
     assert kubectl(env, "exec", "web", "--", "echo", "hi").strip() == "hi"
+
+
+def test_configmap_volume_updates_reach_the_pod(env):
+    assert eventually(lambda: _node_ready(env), timeout=120)
+    kubectl(env, "create", "configmap", "kl-cfg", "--from-literal=greeting=hello")
+    pod = yaml.safe_load(_pod("cfg", ["sleep", "600"],
+                              volumes=[{"name": "cfg", "configMap": {"name": "kl-cfg"}}],
+                              container={"volumeMounts": [{"name": "cfg",
+                                                           "mountPath": "/etc/cfg"}]}))
+    kubectl(env, "apply", "-f", "-", input=yaml.safe_dump(pod))
+    assert eventually(lambda: _status(env, "cfg").get("phase") == "Running", timeout=90)
+
+    def greeting() -> str:
+        return kubectl(env, "exec", "cfg", "--", "cat", "/etc/cfg/greeting", check=False)
+    assert greeting() == "hello"
+    kubectl(env, "patch", "configmap", "kl-cfg", "-p", '{"data":{"greeting":"bonjour"}}')
+    # Propagates on the next periodic sync (syncFrequency 10s in this config).
+    assert eventually(lambda: greeting() == "bonjour", timeout=60)
+    # The token volume the ServiceAccount admission added is there too.
+    token = kubectl(env, "exec", "cfg", "--", "cat",
+                    "/var/run/secrets/kubernetes.io/serviceaccount/token", check=False)
+    assert token.count(".") == 2
 
 
 def test_liveness_failure_restarts(env):
