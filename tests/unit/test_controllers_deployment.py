@@ -214,3 +214,18 @@ def test_proportional_scaling_during_rollout():
                       "annotations": {du.MAX_REPLICAS: "13"}}, "spec": {"replicas": 5}}
     sizes = du.proportional_scale(d, b, [a])
     assert sum(sizes.values()) == 25 and sizes["a"] > sizes["b"] > 5
+
+
+def test_replica_failure_of_a_replica_set_shows_on_the_deployment():
+    d = deployment(replicas=2)
+    d["metadata"]["name"] = "web"
+    rs = {"metadata": {"name": "web-1"}, "spec": {"replicas": 2}, "status": {
+        "replicas": 0, "conditions": [{"type": "ReplicaFailure", "status": "True",
+                                       "reason": "FailedCreate",
+                                       "message": "pods is forbidden: exceeded quota"}]}}
+    st = du.calculate_status(d, [rs], rs, 0.0)
+    cond = du.get_condition(st, "ReplicaFailure")
+    assert cond["reason"] == "FailedCreate" and "exceeded quota" in cond["message"]
+    rs["status"]["conditions"] = []
+    d["status"] = st
+    assert du.get_condition(du.calculate_status(d, [rs], rs, 0.0), "ReplicaFailure") is None

@@ -421,6 +421,20 @@ def calculate_status(d: dict, all_rss: list[dict], new_rs: dict | None, now: flo
     }
     if old.get("collisionCount") is not None:
         status["collisionCount"] = old["collisionCount"]
+    # getReplicaFailures: a ReplicaSet that cannot create or delete pods (quota,
+    # admission) shows on the Deployment, the new ReplicaSet's first.
+    failure = None
+    for rs in ([new_rs] if new_rs else []) + [r for r in all_rss if r is not new_rs]:
+        c = get_condition((rs or {}).get("status") or {}, "ReplicaFailure")
+        if c is not None and c.get("status") == "True":
+            failure = c
+            break
+    if failure is not None:
+        cond = new_condition("ReplicaFailure", "True", failure.get("reason", ""),
+                             failure.get("message", ""), now)
+        set_condition(status, cond)
+    else:
+        remove_condition(status, "ReplicaFailure")
     if available >= replicas(d) - max_unavailable(d):
         set_condition(status, new_condition("Available", "True", MIN_AVAILABLE,
                                             "Deployment has minimum availability.", now))
