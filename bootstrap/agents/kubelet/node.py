@@ -113,7 +113,7 @@ def _arch() -> str:
 
 
 def node_status(facts: NodeFacts, *, max_pods: int, eviction_hard: dict[str, str],
-                old: dict | None, now: float) -> dict:
+                old: dict | None, now: float, port: int = 10250) -> dict:
     """Capacity, allocatable, conditions (with upstream reasons), addresses, nodeInfo."""
     capacity = {"cpu": str(facts.cpus), "memory": f"{facts.memory // 1024}Ki",
                 "ephemeral-storage": f"{facts.ephemeral_storage // 1024}Ki",
@@ -143,7 +143,7 @@ def node_status(facts: NodeFacts, *, max_pods: int, eviction_hard: dict[str, str
     return {
         "capacity": capacity, "allocatable": allocatable, "conditions": conds,
         "addresses": addresses,
-        "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": port}},
         "nodeInfo": {"machineID": facts.machine_id, "systemUUID": facts.machine_id,
                      "bootID": facts.boot_id, "kernelVersion": facts.kernel,
                      "osImage": facts.os_image, "containerRuntimeVersion": facts.runtime_version,
@@ -305,7 +305,8 @@ class NodeAgent:
         now = self.clock()
         old = (current or {}).get("status") or self.last_status
         status = node_status(facts, max_pods=self.cfg.max_pods,
-                             eviction_hard=self.cfg.eviction_hard, old=old, now=now)
+                             eviction_hard=self.cfg.eviction_hard, old=old, now=now,
+                             port=self.cfg.port)
         due = now - self.last_report >= self.cfg.node_status_report_frequency
         if not force and not due and self.last_status is not None and \
                 without_heartbeats(status) == without_heartbeats(self.last_status):

@@ -218,7 +218,8 @@ async def pod_log(server, request, info):
     node_name = (pod.get("spec") or {}).get("nodeName")
     container = streaming.validate_container(pod, request.query.get("container"))
     if not node_name:
-        raise errors.bad_request(f"pod {info.name} does not have a host assigned")
+        # Upstream's LogLocation has no location then, and the log is an empty stream.
+        return web.Response(status=200, body=b"", content_type="text/plain")
     base = await streaming.kubelet_base(server, node_name)
     params = {k: v for k, v in request.query.items()
               if k in ("follow", "previous", "sinceSeconds", "sinceTime", "timestamps",
