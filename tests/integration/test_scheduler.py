@@ -384,6 +384,41 @@ def test_forged_credential_is_refused(cluster, env, clean, tmp_path):
         intruder.stop()
 
 
+def test_expired_credential_is_refused(cluster, env, clean, tmp_path):
+    """kube-scheduler's own identity, signed by the cluster CA, but expired."""
+    from datetime import timedelta
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    from bootstrap.pki import keys, load_ca
+    from bootstrap.pki.kubeconfig import render
+
+    ca = load_ca(cluster.pki.dir, "ca")
+    key = keys.generate_key("ECDSA-P256")
+    now = datetime.now(UTC)
+    stale = (x509.CertificateBuilder()
+             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME,
+                                                         "system:kube-scheduler")]))
+             .issuer_name(ca.cert.subject).public_key(key.public_key())
+             .serial_number(x509.random_serial_number())
+             .not_valid_before(now - timedelta(days=2)).not_valid_after(now - timedelta(days=1))
+             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), False)
+             .sign(ca.key, hashes.SHA256()))
+    conf = tmp_path / "stale.conf"
+    conf.write_text(render("kubernetes", cluster.server.url, ca.cert, "system:kube-scheduler",
+                           stale, key))
+    intruder = start_scheduler(cluster, conf, "--leader-elect=false", "-v=1")
+    try:
+        # the API server's TLS handshake refuses the expired client certificate
+        assert eventually(lambda: "informer pods: connection lost" in intruder.log.read_text(),
+                          60), intruder.log.read_text()
+        assert intruder.readyz() != 200
+    finally:
+        intruder.stop()
+
+
 def test_leader_failover_without_double_binding(env, clean):
     kc, sched_kc = clean, env["sched_kc"]
     first = env["sched"]
