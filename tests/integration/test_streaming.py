@@ -276,6 +276,9 @@ def test_container_required_and_validated(env):
 def test_unbound_pod_is_bad_request(env):
     out = kubectl(env.admin, "exec", "pending", "--", "true", check=False)
     assert "pod pending does not have a host assigned" in out.stderr
+    # Logs of a pod no node runs yet are an empty stream, as upstream's LogLocation.
+    logs = kubectl(env.admin, "get", "--raw", "/api/v1/namespaces/default/pods/pending/log")
+    assert logs.stdout == ""
     status, body = _raw_ws(env, "/api/v1/namespaces/default/pods/pending/exec?command=true")
     assert status == 400 and body["reason"] == "BadRequest"
 

@@ -186,4 +186,10 @@ def test_kubelet_errors_become_upstream_statuses():
     nf = kubelet_error(404, b"pod does not exist", "pods/log", "p")
     assert (nf.code, nf.reason) == (404, "NotFound")
     assert nf.message == "the server could not find the requested resource ( pods/log p)"
-    assert nf.details["causes"][0]["message"] == "pod does not exist"
+    assert nf.details == {"name": "p", "kind": "pods/log"}
+    forbidden = kubelet_error(403, b"Forbidden (user=x, verb=get)", "pods/log", "p")
+    assert forbidden.message == "Forbidden (user=x, verb=get) ( pods/log p)"
+    unavailable = kubelet_error(503, b"down", "pods/log", "p")
+    assert (unavailable.reason, unavailable.message) == (
+        "InternalError", 'an error on the server ("down") has prevented the request from '
+                         "succeeding ( pods/log p)")

@@ -21,6 +21,7 @@ reading the SPDY frames.
 from __future__ import annotations
 
 import asyncio
+import json
 from urllib.parse import quote, urlencode
 
 import aiohttp
@@ -105,7 +106,21 @@ async def _authorize_create(server, request: web.Request, info, user) -> None:
                                info.name, decision.reason, info.subresource, request.path)
 
 
-MAX_ERROR_BODY = 1024 * 1024
+MAX_ERROR_BODY = 50000  # upstream's maxReadLength
+# Status code -> (reason, message) of upstream's NewGenericServerResponse; None keeps
+# the kubelet's text.
+_GENERIC = {
+    404: ("NotFound", "the server could not find the requested resource"),
+    401: ("Unauthorized", "the server has asked for the client to provide credentials"),
+    403: ("Forbidden", None),
+    405: ("MethodNotAllowed", "the server does not allow this method on the requested resource"),
+    409: ("Conflict", "the server reported a conflict"),
+    422: ("Invalid", "the server rejected our request due to an error in our request"),
+    429: ("TooManyRequests",
+          "the server has received too many requests and has asked us to try again later"),
+    504: ("Timeout", "the server was unable to return a response in the time allotted, "
+                     "but may still be processing the request"),
+}
 
 
 def kubelet_error(status: int, body: bytes, resource: str, name: str) -> errors.APIError:
@@ -115,14 +130,23 @@ def kubelet_error(status: int, body: bytes, resource: str, name: str) -> errors.
         return errors.bad_request(text)
     if status == 500:
         return errors.internal_error(text)
-    generic = {404: ("NotFound", "the server could not find the requested resource"),
-               403: ("Forbidden", text), 401: ("Unauthorized", "Unauthorized")}
-    reason, message = generic.get(status, (
-        "Unknown", f"the server responded with the status code {status} but did not return "
-                   "more information"))
+    if status in _GENERIC:
+        reason, message = _GENERIC[status]
+        message = text if message is None else message
+    elif status > 500:
+        reason = "InternalError"
+        message = (f"an error on the server ({_go_quote(text)}) has prevented the request "
+                   "from succeeding")
+    else:
+        reason = "Unknown"
+        message = f"the server responded with the status code {status} but did not return " \
+                  "more information"
     return errors.APIError(status, reason, f"{message} ( {resource} {name})",
-                           {"name": name, "kind": resource,
-                            "causes": [{"reason": "UnexpectedServerResponse", "message": text}]})
+                           {"name": name, "kind": resource})
+
+
+def _go_quote(text: str) -> str:
+    return json.dumps(text)  # Go's %q for the texts a kubelet writes
 
 
 def _dial_error(exc: Exception) -> errors.APIError:
