@@ -47,7 +47,7 @@ def nodes(admin: Path) -> dict[str, bool]:
     out = kubectl(admin, "get", "nodes", "-o", "json")
     assert out.returncode == 0, out.stderr
     return {n["metadata"]["name"]: any(c["type"] == "Ready" and c["status"] == "True"
-                                       for c in n["status"].get("conditions", []))
+                                       for c in (n.get("status") or {}).get("conditions", []))
             for n in json.loads(out.stdout)["items"]}
 
 
