@@ -61,31 +61,6 @@ class Runner:
                 current.append(line)
         return tables
 
-    def ensure_jumps(self, jumps: list[Jump], saved: dict[str, list[str]]) -> int:
-        """Add the jumps ``saved`` (one iptables-save) does not show; the number added.
-        A jump is recognised by its chain, comment and target, which iptables-save
-        prints verbatim (it reorders match options, so whole lines are not compared)."""
-        added = 0
-        for jump in jumps:
-            comment = jump.args[jump.args.index("--comment") + 1]
-            head, target = f"-A {jump.chain} ", f"-j {jump.args[-1]}"
-            if any(line.startswith(head) and line.endswith(target) and comment in line
-                   for line in saved.get(jump.table, ())):
-                continue
-            op = ["-I", jump.chain] if jump.prepend else ["-A", jump.chain]
-            self.run([self.iptables, "--wait", "-t", jump.table, *op, *jump.args])
-            added += 1
-        return added
-
-    def ensure_jump(self, jump: Jump) -> bool:
-        """Add the rule unless present; True when it was added."""
-        base = [self.iptables, "--wait", "-t", jump.table]
-        if self.run([*base, "-C", jump.chain, *jump.args], check=False).returncode == 0:
-            return False
-        op = ["-I", jump.chain] if jump.prepend else ["-A", jump.chain]
-        self.run([*base, *op, *jump.args])
-        return True
-
     def delete_jump(self, jump: Jump) -> None:
         base = [self.iptables, "--wait", "-t", jump.table]
         while self.run([*base, "-D", jump.chain, *jump.args], check=False).returncode == 0:

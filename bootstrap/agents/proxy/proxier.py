@@ -169,12 +169,11 @@ class Proxier:
             existing = {line[1:].split()[0] for line in saved.get("nat", ())
                         if line.startswith(":")}
             stale |= {c for c in existing if rules.service_chain(c) and c not in plan.owned}
+        jumps = rules.missing_jumps(rules.jump_rules(self.opts), saved) if plan.full else []
         text = rules.render(plan.fragments, self.opts, write=plan.write, stale=stale,
-                            shared=plan.shared, unchanged=plan.unchanged)
+                            shared=plan.shared, unchanged=plan.unchanged, jumps=jumps)
         if text:
             self.runner.restore(text)
-        if plan.full:
-            self.runner.ensure_jumps(rules.jump_rules(self.opts), saved)
         for args in plan.conntrack:
             self.runner.conntrack_delete(args)
         return text

@@ -97,6 +97,25 @@ def jump_rules(opts: Options | None = None) -> list[Jump]:
     return out
 
 
+def missing_jumps(jumps: list[Jump], saved: dict[str, list[str]]) -> list[Jump]:
+    """The jumps an iptables-save (table -> lines) does not show. A jump is known by
+    chain, comment and target, which iptables-save prints verbatim (it reorders
+    match options, so whole lines are not compared)."""
+    out = []
+    for jump in jumps:
+        comment = jump.args[jump.args.index("--comment") + 1]
+        head, target = f"-A {jump.chain} ", f"-j {jump.args[-1]}"
+        if not any(line.startswith(head) and line.endswith(target) and comment in line
+                   for line in saved.get(jump.table, ())):
+            out.append(jump)
+    return out
+
+
+def jump_line(jump: Jump) -> str:
+    args = " ".join(f'"{a}"' if " " in a else a for a in jump.args)
+    return f"{'-I' if jump.prepend else '-A'} {jump.chain} {args}"
+
+
 def _q(text: str) -> str:
     return f'"{text}"'
 
@@ -287,7 +306,8 @@ def shared_chains(fragments: Iterable[ServiceRules], opts: Options) -> Shared:
 
 def render(fragments: Iterable[ServiceRules], opts: Options, *,
            write: set[str] | None = None, stale: Iterable[str] = (),
-           shared: Shared | None = None, unchanged: Iterable[tuple[str, str]] = ()) -> str:
+           shared: Shared | None = None, unchanged: Iterable[tuple[str, str]] = (),
+           jumps: Iterable[Jump] = ()) -> str:
     """The iptables-restore --noflush input for one sync.
 
     ``write``: names of the service ports whose own chains are (re)written; None
@@ -295,8 +315,11 @@ def render(fragments: Iterable[ServiceRules], opts: Options, *,
     declaring them, as iptables-restore requires an empty chain for -X).
     ``unchanged``: shared chains left out because they hold what was last written
     (a partial sync that changes one endpoint then touches one service's chains
-    only). A table with nothing to write is left out.
+    only). ``jumps``: missing jump rules from the built-in chains, added in the
+    same transaction (one ``iptables -I`` each would reload the whole ruleset with
+    iptables-nft). A table with nothing to write is left out.
     """
+    jumps = list(jumps)
     frags = sorted(fragments, key=lambda f: f.name)
     shared = shared if shared is not None else shared_chains(frags, opts)
     skip = set(unchanged)
@@ -315,7 +338,8 @@ def render(fragments: Iterable[ServiceRules], opts: Options, *,
             doomed = sorted(set(stale))
             chains.extend(f":{c} - [0:0]" for c in doomed)
             rules.extend(f"-X {c}" for c in doomed)
-        if chains:
+        rules.extend(jump_line(j) for j in jumps if j.table == table)
+        if chains or rules:
             blocks += [f"*{table}", *chains, *rules, "COMMIT"]
     return "\n".join([*blocks, ""])
 
