@@ -25,6 +25,7 @@ from bootstrap.config.model import (
     KIND,
     APIServer,
     ClusterConfig,
+    ControllerManager,
     Etcd,
     ExternalEtcd,
     LocalEtcd,
@@ -33,15 +34,16 @@ from bootstrap.config.model import (
 from bootstrap.config.validate import is_dns_name, is_dns_subdomain, is_ip, split_host_port
 from bootstrap.errors import UserError
 
-__all__ = ["default_config", "dump_cluster_config", "load_cluster_config", "parse_cluster_config"]
+__all__ = ["default_config", "dump_cluster_config", "load_cluster_config", "parse_cluster_config",
+           "parse_document"]
 
 _TOP = ("apiVersion", "kind", "clusterName", "kubernetesVersion", "controlPlaneEndpoint",
         "networking", "etcd", "apiServer", "certificateValidityPeriod",
-        "caCertificateValidityPeriod", "encryptionAlgorithm")
+        "caCertificateValidityPeriod", "encryptionAlgorithm", "controllerManager",
+        "certificatesDir")
 # kubeadm fields we deliberately do not implement: say so instead of "unknown".
 _KUBEADM_ONLY = frozenset({
-    "imageRepository", "dns", "proxy", "controllerManager", "scheduler", "featureGates",
-    "certificatesDir", "metadata",
+    "imageRepository", "dns", "proxy", "scheduler", "featureGates", "metadata",
 })
 _VERSION = re.compile(r"^v?\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$")
 _CLUSTER_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$")
@@ -80,6 +82,11 @@ def parse_cluster_config(text: str, source: str = "<string>") -> ClusterConfig:
     return _Parser(source).top(docs[0])
 
 
+def parse_document(doc: Any, source: str) -> ClusterConfig:
+    """One already-loaded ClusterConfiguration document (a mapping)."""
+    return _Parser(source).top(doc)
+
+
 def dump_cluster_config(cfg: ClusterConfig) -> str:
     """YAML that ``load_cluster_config`` reads back into an equal ``ClusterConfig``."""
     etcd: dict[str, Any]
@@ -105,6 +112,8 @@ def dump_cluster_config(cfg: ClusterConfig) -> str:
         "certificateValidityPeriod": format_duration(cfg.certificate_validity_period),
         "caCertificateValidityPeriod": format_duration(cfg.ca_certificate_validity_period),
         "encryptionAlgorithm": cfg.encryption_algorithm,
+        "controllerManager": {"extraArgs": _args_out(cfg.controller_manager.extra_args)},
+        "certificatesDir": cfg.certificates_dir,
     }
     return yaml.safe_dump(doc, sort_keys=False, default_flow_style=False)
 
@@ -207,6 +216,8 @@ class _Parser:
             ca_certificate_validity_period=self.duration(
                 m, "caCertificateValidityPeriod", d.ca_certificate_validity_period),
             encryption_algorithm=self.algorithm(m, d.encryption_algorithm),
+            controller_manager=self.controller_manager(m),
+            certificates_dir=self.abs_path(m, "certificatesDir", d.certificates_dir),
             source=self.source,
         )
         if cfg.certificate_validity_period > cfg.ca_certificate_validity_period:
@@ -321,6 +332,22 @@ class _Parser:
             paths[f] = value
         return ExternalEtcd(endpoints=tuple(endpoints), ca_file=paths["caFile"],
                             cert_file=paths["certFile"], key_file=paths["keyFile"])
+
+    def controller_manager(self, top: dict) -> ControllerManager:
+        m = self.mapping(top.get("controllerManager"), top, "controllerManager",
+                         "controllerManager", ("extraArgs",))
+        args = self.extra_args(m, "controllerManager.extraArgs")
+        size = args.get("node-cidr-mask-size")
+        if size is not None and not (size.isdigit() and 8 <= int(size) <= 128):
+            raise self.fail(m, "extraArgs", "controllerManager.extraArgs.node-cidr-mask-size",
+                            f"{size!r} is not a prefix length", hint="e.g. \"24\"")
+        return ControllerManager(extra_args=args)
+
+    def abs_path(self, m: dict, key: str, default: str) -> str:
+        value = self.string(m, key, key, default)
+        if not value.startswith("/"):
+            raise self.fail(m, key, key, f"{value!r} is not an absolute path")
+        return value.rstrip("/") or "/"
 
     def api_server(self, top: dict) -> APIServer:
         m = self.mapping(top.get("apiServer"), top, "apiServer", "apiServer",

@@ -3,8 +3,17 @@
 ``load_inventory(path)`` reads an Ansible inventory (INI or YAML) and the
 ``group_vars/`` and ``host_vars/`` beside it, resolves variables with Ansible's
 precedence and gives kubespray's groups their meaning: ``kube_control_plane``,
-``kube_node``, ``etcd`` and ``k8s_cluster``. Other groups are ignored with a
-note. Anything a cluster cannot be built from is a one-line ``UserError``
+``kube_node``, ``etcd`` and ``k8s_cluster``, which is defined as kubespray's
+dynamic_groups role defines it when the inventory does not declare it (and
+the deprecated names are folded into the current ones). ``bastion`` makes
+its first host the SSH jump host of all others. Other groups are ignored
+with a note. An executable file is an inventory script (``--list``).
+
+etcd may run on any hosts: each host's ``etcd`` placement says whether it is
+a control-plane host with a local member, an etcd member without a control
+plane (its own host or a worker), or a control-plane host using the remote
+members; ``Inventory.etcd_members`` is the whole member list the API servers
+are given. Anything a cluster cannot be built from is a one-line ``UserError``
 naming the file (and line) and the host or group.
 """
 
@@ -16,23 +25,43 @@ from pathlib import Path
 from typing import Any
 
 from bootstrap.config import _yaml
+from bootstrap.config._connection import (
+    LOCAL,
+    SSH,
+    ConnectionError_,
+    JumpHost,
+    become,
+    connection_type,
+    jump_from_args,
+    refuse_passwords,
+)
 from bootstrap.config._ini import parse_ini
 from bootstrap.config._inv_yaml import parse_yaml_inventory
 from bootstrap.config._raw import ALL, UNGROUPED, InventorySyntaxError, RawInventory, Vars
+from bootstrap.config._script import is_script, parse_script
 from bootstrap.config._vars_files import load_vars_dir
 from bootstrap.config.validate import is_dns_name, is_dns_subdomain, is_ip, parse_port
 from bootstrap.errors import UserError
 
-__all__ = ["CONTROL_PLANE", "ETCD", "K8S_CLUSTER", "NODE", "Host", "Inventory", "load_inventory"]
+__all__ = ["CONTROL_PLANE", "ETCD", "ETCD_LOCAL", "ETCD_MEMBER", "ETCD_REMOTE", "K8S_CLUSTER",
+           "LOCAL", "NODE", "SSH", "EtcdMember", "Host", "Inventory", "JumpHost",
+           "load_inventory"]
 
 CONTROL_PLANE = "kube_control_plane"
 NODE = "kube_node"
 ETCD = "etcd"
 K8S_CLUSTER = "k8s_cluster"
+CALICO_RR = "calico_rr"
+BASTION = "bastion"
+# A host's etcd placement (Host.etcd):
+ETCD_LOCAL = "local-member"  # control-plane host running an etcd member itself
+ETCD_MEMBER = "member"  # etcd member without a control plane (etcd-only host or a worker)
+ETCD_REMOTE = "remote-members"  # control-plane host whose API server uses other hosts' members
+ETCD_CLIENT_PORT, ETCD_PEER_PORT = 2379, 2380
 # Names older kubespray releases used; still accepted, as kubespray did for a while.
 LEGACY_GROUPS = {"kube-master": CONTROL_PLANE, "kube_master": CONTROL_PLANE,
                  "kube-node": NODE, "k8s-cluster": K8S_CLUSTER}
-_USED_GROUPS = {ALL, UNGROUPED, CONTROL_PLANE, NODE, ETCD, K8S_CLUSTER, *LEGACY_GROUPS}
+_USED_GROUPS = {ALL, UNGROUPED, CONTROL_PLANE, NODE, ETCD, K8S_CLUSTER, BASTION, *LEGACY_GROUPS}
 # Files `-i DIR` may mean, in the order kubespray's docs use them.
 _DIR_CANDIDATES = ("hosts.yaml", "hosts.yml", "inventory.ini", "hosts.ini", "hosts",
                    "inventory.yaml", "inventory.yml")
@@ -49,11 +78,41 @@ class Host:
     access_ip: str | None = None
     etcd_member_name: str | None = None
     vars: dict[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
+    # etcd placement: ETCD_LOCAL, ETCD_MEMBER, ETCD_REMOTE, or None (a worker without a member).
+    etcd: str | None = None
+    # "ssh", or "local" (ansible_connection=local: run on this machine without SSH).
+    connection: str = SSH
+    # Privilege escalation the remote layer applies to every change: with become,
+    # commands run as become_user through ``sudo -n`` (keys and passwordless sudo only).
+    become: bool = False
+    become_user: str | None = None
+    # Reach the host through this SSH jump host (ProxyJump), from
+    # ansible_ssh_common_args/extra_args or kubespray's bastion group.
+    jump_host: JumpHost | None = None
 
     @property
     def node_ip(self) -> str:
         """The address cluster components bind to and advertise (kubespray's rule)."""
         return self.ip or self.access_ip or self.address
+
+
+@dataclass(frozen=True)
+class EtcdMember:
+    """One member of the cluster's etcd, as the API servers and peers address it."""
+
+    name: str
+    host: str
+    ip: str
+
+    @property
+    def client_url(self) -> str:
+        host = f"[{self.ip}]" if ":" in self.ip else self.ip
+        return f"https://{host}:{ETCD_CLIENT_PORT}"
+
+    @property
+    def peer_url(self) -> str:
+        host = f"[{self.ip}]" if ":" in self.ip else self.ip
+        return f"https://{host}:{ETCD_PEER_PORT}"
 
 
 class Inventory:
@@ -62,7 +121,7 @@ class Inventory:
 
     def __init__(self, *, path: Path, hosts: dict[str, Host], groups: dict[str, list[str]],
                  host_groups: dict[str, list[str]], host_vars: dict[str, dict[str, Any]],
-                 warnings: list[str]):
+                 warnings: list[str], vars_where: dict[str, dict[str, str]] | None = None):
         self.path = path
         self.dir = path.parent
         self.hosts = hosts
@@ -72,11 +131,26 @@ class Inventory:
         self.warnings = warnings
         self._host_groups = host_groups
         self._host_vars = host_vars
+        self._vars_where = vars_where or {}
         self.control_plane = [hosts[n] for n in groups[CONTROL_PLANE]]
         self.workers = [hosts[n] for n in groups[NODE]]
         self.etcd = [hosts[n] for n in groups[ETCD]]
-        cp = set(groups[CONTROL_PLANE])
-        self.topology = "stacked" if all(h.name in cp for h in self.etcd) else "external"
+        cp, members = set(groups[CONTROL_PLANE]), set(groups[ETCD])
+        # A summary of the per-host placements, for display and for callers that
+        # only handle the two uniform layouts: "stacked" (the etcd hosts are
+        # exactly the control-plane hosts), "external" (disjoint), else "mixed".
+        self.topology = "stacked" if cp == members else \
+            "external" if not cp & members else "mixed"
+
+    @property
+    def etcd_members(self) -> list[EtcdMember]:
+        """Every etcd member in inventory order; the API servers get all of them."""
+        return [EtcdMember(h.etcd_member_name or h.name, h.name, h.node_ip) for h in self.etcd]
+
+    @property
+    def etcd_servers(self) -> str:
+        """The API servers' ``--etcd-servers``: every member's client URL."""
+        return ",".join(m.client_url for m in self.etcd_members)
 
     @property
     def artifacts_dir(self) -> Path:
@@ -86,6 +160,11 @@ class Inventory:
     def vars_for(self, host_name: str) -> dict[str, Any]:
         """All variables of a host: group_vars all < groups < host_vars (Ansible's order)."""
         return dict(self._vars(host_name))
+
+    def vars_where(self, host_name: str) -> dict[str, str]:
+        """For each of the host's variables, the ``file:line`` that set its value."""
+        self._vars(host_name)
+        return dict(self._vars_where.get(host_name, {}))
 
     def group_names(self, host_name: str) -> list[str]:
         """Ansible's ``group_names``: the host's groups, sorted, without all/ungrouped."""
@@ -105,9 +184,11 @@ class Inventory:
 def load_inventory(path: str | os.PathLike) -> Inventory:
     """Read and resolve a kubespray inventory file (or a directory holding one)."""
     file = _inventory_file(Path(path))
-    text = _yaml.read_text(file, "inventory")
     try:
-        raw = _parse(text, str(file))
+        if is_script(file):
+            raw = parse_script(file)
+        else:
+            raw = _parse(_yaml.read_text(file, "inventory"), str(file))
         return _Resolver(raw, file).resolve()
     except InventorySyntaxError as exc:
         raise UserError(exc.message, where=exc.where, hint=exc.hint) from None
@@ -155,6 +236,7 @@ class _Resolver:
         self.warnings: list[str] = []
 
     def resolve(self) -> Inventory:
+        self._dynamic_groups()
         groups = self.raw.groups
         parents: dict[str, list[str]] = {g: [] for g in groups}
         for g in groups.values():
@@ -166,10 +248,11 @@ class _Resolver:
                 parents[name].append(ALL)
         self._check_cycles()
         members = {g: self._members(g, set()) for g in groups}
-        for host in self.raw.hosts:
-            if not any(host in members[g] for g in groups if g not in (ALL, UNGROUPED)):
-                groups[UNGROUPED].add_host(host)
-                members[UNGROUPED].append(host)
+        # Ansible's reconcile: ungrouped holds exactly the hosts of no other group
+        # (an INI file's hosts before the first section are only provisionally there).
+        grouped = {h for g in groups if g not in (ALL, UNGROUPED) for h in members[g]}
+        groups[UNGROUPED].hosts = [h for h in self.raw.hosts if h not in grouped]
+        members[UNGROUPED] = list(groups[UNGROUPED].hosts)
         members[ALL] = list(self.raw.hosts)
         depth = self._depths(parents)
         host_groups_all = {h: [g for g in groups if h in members[g]] for h in self.raw.hosts}
@@ -192,13 +275,17 @@ class _Resolver:
         in_cluster = set(role_members[CONTROL_PLANE]) | set(role_members[NODE]) | \
             set(role_members[ETCD])
         order = [h for h in self.raw.hosts if h in in_cluster]
-        left_out = [h for h in self.raw.hosts if h not in in_cluster]
+        left_out = [h for h in self.raw.hosts if h not in in_cluster
+                    and h not in members.get(BASTION, [])]
         if left_out:
             self.warnings.append(f"host{'s' if len(left_out) > 1 else ''} {', '.join(left_out)} "
                                  "in no cluster group (kube_control_plane, kube_node, etcd); "
                                  "ignored")
-        hosts = {h: self._host(h, vars_[h].values, vars_[h].where) for h in order}
-        self._check_roles(role_members, hosts)
+        self._check_roles(role_members)
+        bastion = self._bastion(members.get(BASTION, []), vars_)
+        placement = self._etcd_placement(role_members)
+        hosts = {h: self._host(h, vars_[h].values, vars_[h].where, etcd=placement.get(h),
+                               bastion=bastion) for h in order}
         self._check_unique(hosts, vars_, set(role_members[ETCD]))
         groups_var = {g: [h for h in members[g] if h in in_cluster] for g in groups}
         groups_var.update({role: [h for h in hs if h in in_cluster]
@@ -207,9 +294,61 @@ class _Resolver:
                        for h in order}
         return Inventory(path=self.file, hosts=hosts, groups=groups_var,
                          host_groups=host_groups, host_vars={h: vars_[h].values for h in order},
-                         warnings=self.warnings)
+                         warnings=self.warnings,
+                         vars_where={h: vars_[h].where for h in order})
 
     # -- group graph ---------------------------------------------------------
+    def _dynamic_groups(self) -> None:
+        """kubespray's dynamic_groups role, applied before anything is resolved:
+        a deprecated group becomes a child of its current name, and k8s_cluster
+        holds kube_control_plane, kube_node and calico_rr when the inventory does
+        not declare it (so group_vars/k8s_cluster applies as in kubespray)."""
+        groups = self.raw.groups
+        declared_k8s = K8S_CLUSTER in groups or any(
+            LEGACY_GROUPS.get(g) == K8S_CLUSTER for g in groups)
+        for old, new in LEGACY_GROUPS.items():
+            if old in groups and not self._descends(old, new):
+                self.raw.group(new, groups[old].where).add_child(old)
+        wanted = [g for g in (CONTROL_PLANE, NODE, CALICO_RR) if g in groups]
+        if not declared_k8s:
+            k8s = self.raw.group(K8S_CLUSTER, self.path)
+            for g in wanted:
+                k8s.add_child(g)
+            return
+        inside = self._hosts_of(K8S_CLUSTER)
+        missing = [g for g in wanted if not self._descends(g, K8S_CLUSTER)
+                   and not self._hosts_of(g) <= inside]
+        for g in missing:
+            groups[K8S_CLUSTER].add_child(g)
+        if missing:
+            self.warnings.append(f"k8s_cluster does not include {', '.join(missing)}; added, as "
+                                 "kubespray's dynamic_groups does")
+
+    def _hosts_of(self, name: str) -> set[str]:
+        hosts: set[str] = set()
+        todo, seen = [name], set()
+        while todo:
+            g = todo.pop()
+            if g in seen or g not in self.raw.groups:
+                continue
+            seen.add(g)
+            hosts.update(self.raw.groups[g].hosts)
+            todo.extend(self.raw.groups[g].children)
+        return hosts
+
+    def _descends(self, ancestor: str, name: str) -> bool:
+        """Whether ``name`` is ``ancestor`` or one of its descendants."""
+        todo, seen = [ancestor], set()
+        while todo:
+            g = todo.pop()
+            if g == name:
+                return True
+            if g in seen or g not in self.raw.groups:
+                continue
+            seen.add(g)
+            todo.extend(self.raw.groups[g].children)
+        return False
+
     def _check_cycles(self) -> None:
         state: dict[str, int] = {}  # 1 visiting, 2 done
 
@@ -282,7 +421,8 @@ class _Resolver:
         return cache[group]
 
     # -- hosts ---------------------------------------------------------------
-    def _host(self, name: str, values: dict[str, Any], where: dict[str, str]) -> Host:
+    def _host(self, name: str, values: dict[str, Any], where: dict[str, str], *,
+              etcd: str | None = None, bastion: JumpHost | None = None) -> Host:
         def fail(key: str | None, message: str, hint: str | None = None) -> UserError:
             at = where.get(key, self.raw.host_where[name]) if key else self.raw.host_where[name]
             return UserError(f"host {name}: {message}", where=at, hint=hint)
@@ -320,53 +460,66 @@ class _Resolver:
                 raise fail(key, f"{key} {ips[key]!r} is not an IP address",
                            hint="kubespray's ip/access_ip take addresses, not names")
         key_file = text("ansible_ssh_private_key_file", "ansible_private_key_file")
+        user = text("ansible_user", "ansible_ssh_user") or "root"
+        try:
+            refuse_passwords(values)
+            connection = connection_type(values.get("ansible_connection"))
+            escalate, escalate_to = become(values, user)
+            jump = bastion
+            for var in ("ansible_ssh_common_args", "ansible_ssh_extra_args"):
+                args = text(var)
+                if not args:
+                    continue
+                own, unused = jump_from_args(var, args)
+                jump = own or jump
+                if unused:
+                    self.warnings.append(f"host {name}: {var} options {' '.join(unused)} are "
+                                         "not applied (only ProxyJump/-J/ProxyCommand are)")
+        except ConnectionError_ as exc:
+            raise fail(exc.var, exc.message, exc.hint) from None
+        if connection == LOCAL:
+            jump = None
         return Host(
-            name=name, address=address, port=port,
-            user=text("ansible_user", "ansible_ssh_user") or "root",
+            name=name, address=address, port=port, user=user,
             key_file=os.path.expanduser(key_file) if key_file else None,
             ip=ips["ip"], access_ip=ips["access_ip"],
             etcd_member_name=text("etcd_member_name"), vars=dict(values),
+            etcd=etcd, connection=connection, become=escalate, become_user=escalate_to,
+            jump_host=jump,
         )
 
-    def _check_roles(self, roles: dict[str, list[str]], hosts: dict[str, Host]) -> None:
+    def _bastion(self, bastion_hosts: list[str], vars_: dict[str, Vars]) -> JumpHost | None:
+        """kubespray's bastion: its first host, with its own user, port and key."""
+        if not bastion_hosts:
+            return None
+        name = bastion_hosts[0]
+        b = self._host(name, vars_[name].values, vars_[name].where)
+        user = b.vars.get("ansible_user") or b.vars.get("ansible_ssh_user")
+        return JumpHost(b.address, b.port, str(user) if user else None, b.key_file)
+
+    @staticmethod
+    def _etcd_placement(roles: dict[str, list[str]]) -> dict[str, str]:
+        cp, members = set(roles[CONTROL_PLANE]), set(roles[ETCD])
+        out = {h: ETCD_LOCAL if h in cp else ETCD_MEMBER for h in members}
+        out.update({h: ETCD_REMOTE for h in cp if h not in members})
+        return out
+
+    def _check_roles(self, roles: dict[str, list[str]]) -> None:
         for role in (CONTROL_PLANE, ETCD):
             if not roles[role]:
                 where = self.raw.groups[role].where if role in self.raw.groups else self.path
                 raise UserError(f"group {role} has no hosts", where=where,
                                 hint=f"a cluster needs at least one {role} host")
-        cp, etcd = set(roles[CONTROL_PLANE]), roles[ETCD]
-        inside = [h for h in etcd if h in cp]
-        outside = [h for h in etcd if h not in cp]
-        if inside and outside:
-            raise UserError(f"group etcd mixes control-plane hosts ({', '.join(inside)}) with "
-                            f"others ({', '.join(outside)})", where=self._group_where(ETCD),
-                            hint="stacked etcd: every etcd host in kube_control_plane; "
-                            "external etcd: none of them")
+        etcd = roles[ETCD]
         if len(etcd) % 2 == 0:
             self.warnings.append(f"etcd has {len(etcd)} members; an odd number tolerates as many "
                                  f"failures with one member less ({len(etcd) - 1} or "
                                  f"{len(etcd) + 1})")
-        if K8S_CLUSTER not in roles or not roles[K8S_CLUSTER]:
-            self.warnings.append("group k8s_cluster is missing; kubespray defines it with "
-                                 "children kube_control_plane and kube_node "
-                                 "(group_vars/k8s_cluster will not apply)")
-        else:
-            missing = [h for h in (*roles[CONTROL_PLANE], *roles[NODE])
-                       if h not in roles[K8S_CLUSTER]]
-            if missing:
-                self.warnings.append(f"hosts {', '.join(dict.fromkeys(missing))} are not in "
-                                     "k8s_cluster (group_vars/k8s_cluster will not apply)")
         for name in dict.fromkeys((*roles[CONTROL_PLANE], *roles[NODE])):
             if not is_dns_subdomain(name):
                 raise UserError(f"host {name}: not a valid Kubernetes node name",
                                 where=self.raw.host_where[name],
                                 hint="use lowercase letters, digits, '-' and '.'")
-
-    def _group_where(self, role: str) -> str:
-        for name, group in self.raw.groups.items():
-            if LEGACY_GROUPS.get(name, name) == role:
-                return group.where
-        return self.path
 
     def _check_unique(self, hosts: dict[str, Host], vars_: dict[str, Vars],
                       etcd: set[str]) -> None:

@@ -68,6 +68,18 @@ class APIServer:
 
 
 @dataclass(frozen=True)
+class ControllerManager:
+    # e.g. node-cidr-mask-size (kubespray's kube_network_node_prefix); the
+    # controller manager's flags, kubeadm's controllerManager.extraArgs.
+    extra_args: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def node_cidr_mask_size(self) -> int | None:
+        value = self.extra_args.get("node-cidr-mask-size")
+        return int(value) if value is not None else None
+
+
+@dataclass(frozen=True)
 class ClusterConfig:
     cluster_name: str = "kubernetes"
     kubernetes_version: str = ""  # empty means "the version of this toolkit's agents"
@@ -78,6 +90,12 @@ class ClusterConfig:
     certificate_validity_period: timedelta = timedelta(days=365)
     ca_certificate_validity_period: timedelta = timedelta(days=3650)
     encryption_algorithm: str = "ECDSA-P256"
+    controller_manager: ControllerManager = field(default_factory=ControllerManager)
+    # kubeadm's certificatesDir: where the PKI lives on every host (kubespray's kube_cert_dir).
+    certificates_dir: str = "/etc/kubernetes/pki"
+    # The API server's secure port on each control-plane host (kubeadm's
+    # InitConfiguration.localAPIEndpoint.bindPort, kubespray's kube_apiserver_port).
+    bind_port: int = 6443
     # Where the file came from, for error messages; not part of the YAML, and
     # not part of equality, so a dumped and re-read config compares equal.
     source: str = field(default="<defaults>", compare=False)

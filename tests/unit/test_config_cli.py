@@ -74,7 +74,7 @@ def test_inventory_check_shows_warnings_and_ports(tmp_path):
                                                       "/inventory.ini"))
     assert result.exit_code == 0
     assert "topology: stacked" in result.stdout
-    assert "warning: groups bastion, calico_rr not used by bootstrap; ignored" in result.stderr
+    assert "warning: group calico_rr not used by bootstrap; ignored" in result.stderr
     inv = tmp_path / "inv.ini"
     inv.write_text("[kube_control_plane]\nn1:2222 ansible_host=10.0.0.1\n[etcd]\nn1\n"
                    "[kube_node]\nn1\n[k8s_cluster:children]\nkube_control_plane\nkube_node\n")
@@ -108,3 +108,40 @@ def test_real_process_prints_one_line_and_no_traceback(tmp_path):
         assert proc.stdout == ""
         assert len(proc.stderr.splitlines()) == 1, proc.stderr
         assert proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr
+
+
+KUBESPRAY = Path(__file__).parent / "data" / "kubespray"
+
+
+def test_inventory_check_shows_placement_and_where_each_setting_came_from(tmp_path):
+    result = run("inventory", "check", "-i", str(KUBESPRAY / "docs-mixed-etcd"))
+    assert result.exit_code == 0, result.output
+    rows = {line.split()[0]: line for line in result.stdout.splitlines() if line.strip()}
+    assert "local member" in rows["node1"] and "  member  " in rows["node3"]
+    assert "topology: mixed" in result.stdout
+    assert "etcd servers: https://10.3.0.1:2379,https://10.3.0.2:2379,https://10.3.0.3:2379" \
+        in result.stdout
+    assert rows["networking.podSubnet"].split()[1:3] == ["10.233.64.0/18", "kube_pods_subnet"]
+    assert rows["encryptionAlgorithm"].split()[1:] == ["ECDSA-P256", "default"]
+    config = tmp_path / "c.yaml"
+    config.write_text("apiVersion: bootstrap.dev/v1alpha1\nkind: ClusterConfiguration\n"
+                      "clusterName: prod\n")
+    result = run("inventory", "check", "-i", str(KUBESPRAY / "docs-mixed-etcd"),
+                 "--config", str(config))
+    rows = {line.split()[0]: line for line in result.stdout.splitlines() if line.strip()}
+    assert rows["clusterName"].split()[1:] == ["prod", "--config", str(config)]
+    assert "warning: clusterName: --config" in result.stderr
+    jump = run("inventory", "check", "-i", str(KUBESPRAY / "bastion-become"))
+    assert "ubuntu (sudo root)" in jump.stdout and "jump jump@198.51.100.7:2022" in jump.stdout
+
+
+def test_unsupported_network_plugin_is_one_line_exit_2(tmp_path):
+    (tmp_path / "group_vars" / "k8s_cluster").mkdir(parents=True)
+    vars_file = tmp_path / "group_vars" / "k8s_cluster" / "k8s-cluster.yml"
+    vars_file.write_text("kube_network_plugin: calico\n")
+    inv = tmp_path / "inventory.ini"
+    inv.write_text("[kube_control_plane]\nn1 ansible_host=10.0.0.1\n[etcd]\nn1\n[kube_node]\nn1\n")
+    line = one_error_line(run("inventory", "check", "-i", str(inv)))
+    assert line == (f"error: {vars_file}:1: kube_network_plugin: 'calico' is not supported by "
+                    "bootstrap (set kube_network_plugin: cni, the standard bridge plugin that "
+                    "bootstrap configures)")

@@ -41,7 +41,7 @@ def test_sample_stacked_yaml_with_group_vars_dirs():
     node1 = inv.hosts["node1"]
     assert node1 == Host("node1", "10.250.1.11", 22, "root",
                          "/var/lib/bootstrap/sandbox/stacked/id_ed25519", "10.250.1.11",
-                         "10.250.1.11", "etcd1")
+                         "10.250.1.11", "etcd1", etcd="local-member")
     # group_vars/all/all.yml and group_vars/k8s_cluster/k8s-cluster.yml both apply.
     assert node1.vars["kube_network_node_prefix"] == 24
     assert inv.vars_for("node4")["cluster_name"] == "cluster.local"
@@ -76,16 +76,21 @@ def test_sample_production_like_ignores_bastion_and_calico_rr():
     assert list(inv.hosts) == ["master-1", "master-2", "master-3",
                                "worker-01", "worker-02", "worker-03", "worker-04"]
     assert "bastion" not in inv.hosts and "rr1" not in inv.hosts
+    # bastion is used now: kubespray's bastion-ssh-config makes its first host the
+    # jump host of every other host, with the bastion's own user and port.
     assert inv.warnings == [
-        "groups bastion, calico_rr not used by bootstrap; ignored",
-        "hosts bastion, rr1 in no cluster group (kube_control_plane, kube_node, etcd); ignored",
+        "group calico_rr not used by bootstrap; ignored",
+        "host rr1 in no cluster group (kube_control_plane, kube_node, etcd); ignored",
     ]
+    assert {h.jump_host.spec() for h in inv.hosts.values()} == {"admin@203.0.113.10:22"}
+    assert all(h.become and h.become_user == "root" for h in inv.hosts.values())  # ubuntu
     master = inv.hosts["master-2"]
     assert (master.address, master.user, master.etcd_member_name) == \
         ("10.0.1.12", "ubuntu", "etcd2")
     assert master.key_file == str(Path("~/.ssh/id_ed25519").expanduser())
     assert inv.vars_for("master-2")["ansible_ssh_private_key_file"] == "~/.ssh/id_ed25519"
     assert inv.groups["bastion"] == [] and inv.groups["calico_rr"] == []
+    assert inv.groups["k8s_cluster"] == list(inv.hosts)
 
 
 def test_directory_argument_finds_the_one_inventory_file(tmp_path):
@@ -301,7 +306,7 @@ def test_legacy_group_names_are_read_with_a_warning(tmp_path):
     ]
 
 
-def test_even_etcd_and_missing_k8s_cluster_are_warnings(tmp_path):
+def test_even_etcd_is_a_warning_and_missing_k8s_cluster_is_defined(tmp_path):
     path = write(tmp_path, "inv.ini", """
         [kube_control_plane]
         a ansible_host=10.0.0.1
@@ -315,9 +320,9 @@ def test_even_etcd_and_missing_k8s_cluster_are_warnings(tmp_path):
     assert inv.warnings == [
         "etcd has 2 members; an odd number tolerates as many failures with one member less "
         "(1 or 3)",
-        "group k8s_cluster is missing; kubespray defines it with children kube_control_plane "
-        "and kube_node (group_vars/k8s_cluster will not apply)",
     ]
+    assert inv.groups["k8s_cluster"] == ["a", "b"]
+    assert inv.group_names("b") == ["etcd", "k8s_cluster", "kube_control_plane"]
 
 
 def test_same_address_different_ports_is_allowed(tmp_path):
@@ -364,8 +369,6 @@ MALFORMED = {
     "bad-section.ini": "bad-section.ini:2: invalid section [kube control plane]",
     "bad-section-type.ini": "bad-section-type.ini:2: section [kube_control_plane:childs] has "
                             "unknown type 'childs'",
-    "partial-overlap.ini": "partial-overlap.ini:6: group etcd mixes control-plane hosts (node1) "
-                           "with others (node3)",
     "bad-ip.yaml": "bad-ip.yaml:4: host node1: ip 'node1.example.com' is not an IP address",
     "bad-range.ini": "bad-range.ini:3: host range [1:] has no end",
     "unclosed-quote.ini": "unclosed-quote.ini:3: cannot parse host line: No closing quotation",

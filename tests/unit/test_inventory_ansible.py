@@ -33,7 +33,9 @@ _GROUPS_SNIPPET = """
 import json, sys
 from ansible.inventory.manager import InventoryManager
 from ansible.parsing.dataloader import DataLoader
-print(json.dumps(InventoryManager(loader=DataLoader(), sources=[sys.argv[1]]).get_groups_dict()))
+im = InventoryManager(loader=DataLoader(), sources=sys.argv[1:])
+im._inventory._groups_dict_cache = {}  # filled while parsing, before the final reconcile
+print(json.dumps(im.get_groups_dict()))
 """
 
 
@@ -45,11 +47,14 @@ def _env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def ansible_view(path: Path, tmp_path: Path) -> tuple[dict, dict]:
+def ansible_view(path: Path | list[Path], tmp_path: Path) -> tuple[dict, dict]:
+    """(hostvars, groups) as Ansible resolves one or several inventory sources."""
     env = _env(tmp_path)
-    listed = subprocess.run([ANSIBLE_INVENTORY, "-i", str(path), "--list"], env=env,
+    paths = [str(p) for p in (path if isinstance(path, list) else [path])]
+    listed = subprocess.run([ANSIBLE_INVENTORY, *(a for p in paths for a in ("-i", p)),
+                             "--list"], env=env,
                             capture_output=True, text=True, timeout=120, check=True)
-    groups = subprocess.run([sys.executable, "-c", _GROUPS_SNIPPET, str(path)], env=env,
+    groups = subprocess.run([sys.executable, "-c", _GROUPS_SNIPPET, *paths], env=env,
                             capture_output=True, text=True, timeout=120, check=True)
     return json.loads(listed.stdout)["_meta"]["hostvars"], json.loads(groups.stdout)
 
