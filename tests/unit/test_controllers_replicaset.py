@@ -181,3 +181,20 @@ def test_workers_come_from_the_concurrent_syncs_flag():
     factory = SharedInformerFactory(client)
     assert ReplicaSetController.from_options(client, factory, None, opts).workers == 7
     assert DeploymentController.from_options(client, factory, None, opts).workers == 3
+
+
+def rc(name="legacy", replicas=2):
+    labels = {"app": name}
+    return {"apiVersion": "v1", "kind": "ReplicationController",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {"replicas": replicas, "selector": labels, "template": template(labels)}}
+
+
+async def test_replication_controller_runs_the_same_loop_with_a_map_selector():
+    from bootstrap.agents.controllers.replicaset import ReplicationControllerController
+    async with running(ReplicationControllerController, rc(replicas=2)) as (client, ctl, rec):
+        await until(lambda: len(pods(client, "legacy")) == 2)
+        ref = pods(client, "legacy")[0]["metadata"]["ownerReferences"][0]
+        assert ref["kind"] == "ReplicationController" and ref["apiVersion"] == "v1"
+        await until(lambda: (client.objects("replicationcontrollers")[0].get("status") or {})
+                    .get("replicas") == 2)

@@ -96,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--terminated-pod-gc-threshold", type=int,
                    default=d.terminated_pod_gc_threshold,
                    help="Terminated pods kept before podgc deletes the oldest (0: off)")
-    for field in ("gc", "namespace", "serviceaccount", "deployment", "replicaset",
+    for field in ("gc", "namespace", "serviceaccount", "deployment", "replicaset", "rc",
                   "statefulset", "daemonset", "job", "cron-job", "endpoint",
                   "service-endpoint"):
         attr = f"concurrent_{field.replace('-', '_')}_syncs"

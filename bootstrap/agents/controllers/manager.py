@@ -41,6 +41,8 @@ def _e(module: str, cls: str, sa: str) -> Entry:
 CONTROLLERS: dict[str, Entry] = {
     "deployment": _e("deployment", "DeploymentController", "deployment-controller"),
     "replicaset": _e("replicaset", "ReplicaSetController", "replicaset-controller"),
+    "replicationcontroller": _e("replicaset", "ReplicationControllerController",
+                                "replication-controller"),
     "daemonset": _e("daemonset", "DaemonSetController", "daemon-set-controller"),
     "statefulset": _e("statefulset", "StatefulSetController", "statefulset-controller"),
     "job": _e("job", "JobController", "job-controller"),
@@ -80,7 +82,7 @@ NOT_IMPLEMENTED = frozenset({
     "attachdetach", "clusterrole-aggregation", "cloud-node-lifecycle", "endpointslicemirroring",
     "ephemeral-volume", "horizontalpodautoscaling", "legacy-serviceaccount-token-cleaner",
     "persistentvolume-binder", "persistentvolume-expander", "persistentvolumeclaim-protection",
-    "persistentvolume-protection", "replicationcontroller", "resourceclaim", "resourcequota",
+    "persistentvolume-protection", "resourceclaim", "resourcequota",
     "route", "service", "serviceaccount-token", "service-cidr-controller",
     "storage-version-migrator-controller", "storageversion-garbage-collector", "ttl",
     "validatingadmissionpolicy-status", "volumeattributesclass-protection",
@@ -117,6 +119,7 @@ class Options:
     concurrent_serviceaccount_syncs: int = 5
     concurrent_deployment_syncs: int = 5
     concurrent_replicaset_syncs: int = 5
+    concurrent_rc_syncs: int = 5
     concurrent_statefulset_syncs: int = 5
     concurrent_daemonset_syncs: int = 2
     concurrent_job_syncs: int = 5

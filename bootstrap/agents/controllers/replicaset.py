@@ -2,8 +2,9 @@
 ``spec.replicas`` active pods matching the selector, adopting orphans and
 releasing pods that stopped matching, and reports status through /status.
 
-ReplicationControllers are not served by our API server yet, so the
-``replicationcontroller`` controller is not provided here.
+The ReplicationController controller is the same loop over core/v1
+ReplicationControllers, whose selector is a plain label map (upstream also runs
+the ReplicaSet code for them).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from bootstrap.api.controller import Controller
 from bootstrap.api.selectors import label_selector_from_dict
 
 REPLICASETS = ("apps", "v1", "replicasets")
-API_VERSION, KIND = "apps/v1", "ReplicaSet"
+REPLICATIONCONTROLLERS = ("", "v1", "replicationcontrollers")
 
 
 def _replicas(rs: dict) -> int:
@@ -71,19 +72,24 @@ class ReplicaSetController(Controller):
     name = "replicaset"
     workers = 5  # --concurrent-replicaset-syncs
     from_options = pc.workers_from("concurrent_replicaset_syncs")
+    resource, api_version, kind = REPLICASETS, "apps/v1", "ReplicaSet"
+
+    @staticmethod
+    def selector(rs: dict):
+        return label_selector_from_dict((rs.get("spec") or {}).get("selector"))
 
     def __init__(self, client, factory, recorder=None, *, clock=time.time):
         super().__init__(client, factory, recorder)
         self.clock = clock
         self.expectations = pc.Expectations(clock)
         self.written = pc.LastWritten()
-        self.replicasets = factory.informer(REPLICASETS)
+        self.replicasets = factory.informer(self.resource)
         self.pods = factory.informer(pc.PODS)
         self.pods.add_indexers(pc.owner_indexers())
         self.replicasets.add_handler(on_add=self.enqueue,
                                      on_update=lambda old, new: self.enqueue(new),
                                      on_delete=self._rs_deleted)
-        children = pc.ChildEvents(KIND, self.replicasets, self.enqueue, self.expectations,
+        children = pc.ChildEvents(self.kind, self.replicasets, self.enqueue, self.expectations,
                                   on_change=self._pod_changed)
         self.pods.add_handler(children.on_add, children.on_update, children.on_delete)
 
@@ -105,10 +111,9 @@ class ReplicaSetController(Controller):
             self.expectations.delete(key)
             return None
         satisfied = self.expectations.satisfied(key)
-        selector = label_selector_from_dict((rs.get("spec") or {}).get("selector"))
-        pods = await pc.claim(self.client, pc.PODS, rs, API_VERSION, KIND, selector,
-                              pc.candidates(self.pods.indexer, rs),
-                              pc.fresh_owner_check(self.client, REPLICASETS, rs))
+        pods = await pc.claim(self.client, pc.PODS, rs, self.api_version, self.kind,
+                              self.selector(rs), pc.candidates(self.pods.indexer, rs),
+                              pc.fresh_owner_check(self.client, self.resource, rs))
         active = [p for p in pods if pc.is_active(p)]
         err = None
         if satisfied and not rs["metadata"].get("deletionTimestamp"):
@@ -119,7 +124,7 @@ class ReplicaSetController(Controller):
             obj = copy.deepcopy(rs)
             obj["status"] = status
             self.written.remember(
-                await self.client.update(REPLICASETS, obj, namespace, subresource="status"))
+                await self.client.update(self.resource, obj, namespace, subresource="status"))
         if err is not None:
             raise err
         waits = [w for p in active
@@ -129,14 +134,25 @@ class ReplicaSetController(Controller):
 
     async def _manage(self, rs: dict, key: str, active: list[dict]) -> Exception | None:
         diff = len(active) - _replicas(rs)
-        owner = pc.kinded(rs, API_VERSION, KIND)
+        owner = pc.kinded(rs, self.api_version, self.kind)
         if diff < 0:
             template = rs["spec"].get("template") or {}
             return await pc.create_pods(
                 self.client, self.recorder, owner, self.expectations, key,
-                lambda: pc.pod_from_template(template, rs, API_VERSION, KIND), -diff)
+                lambda: pc.pod_from_template(template, rs, self.api_version, self.kind), -diff)
         if diff > 0:
             doomed = pc.deletion_order(active)[:min(diff, pc.BURST_REPLICAS)]
             return await pc.delete_pods(self.client, self.recorder, owner, self.expectations,
                                         key, doomed)
         return None
+
+
+class ReplicationControllerController(ReplicaSetController):
+    name = "replicationcontroller"
+    from_options = pc.workers_from("concurrent_rc_syncs")
+    resource, api_version, kind = REPLICATIONCONTROLLERS, "v1", "ReplicationController"
+
+    @staticmethod
+    def selector(rc: dict):
+        return label_selector_from_dict(
+            {"matchLabels": (rc.get("spec") or {}).get("selector") or {}})

@@ -286,6 +286,11 @@ _CONTROLLER_ROLES: dict[str, list[dict]] = {
         _rule(["get", "list", "watch", "update"], ["apps"], ["replicasets"]),
         _rule(["update"], ["apps"], ["replicasets/status", "replicasets/finalizers"]),
         _rule(["list", "watch", "patch", "create", "delete"], [""], ["pods"]), _EVENTS],
+    "replication-controller": [
+        _rule(["get", "list", "watch", "update"], [""], ["replicationcontrollers"]),
+        _rule(["update"], [""], ["replicationcontrollers/status",
+                                 "replicationcontrollers/finalizers"]),
+        _rule(["list", "watch", "patch", "create", "delete"], [""], ["pods"]), _EVENTS],
     "daemon-set-controller": [
         _rule(READ, ["apps"], ["daemonsets"]),
         _rule(["update"], ["apps"], ["daemonsets/status", "daemonsets/finalizers"]),
