@@ -86,7 +86,7 @@ def test_protobuf_secret_bytes_and_unknown_kind():
         2, _field(1, b"k") + _field(2, b"\x00\x01"))))
     assert secret["data"] == {"k": base64.b64encode(b"\x00\x01").decode()}
     with pytest.raises(APIError) as exc:
-        protobuf.decode(_envelope("apps/v1", "ControllerRevision", b""))
+        protobuf.decode(_envelope("apps/v1", "NotAKind", b""))
     assert exc.value.code == 415
     with pytest.raises(APIError) as exc:
         protobuf.decode(b"not-protobuf")
