@@ -348,3 +348,15 @@ async def test_orphans_in_the_runtime_are_removed(tmp_path):
         await k.factory.wait_synced(5)
         await k.reconcile("ghost")
         assert sid not in runtime.sandboxes
+
+
+async def test_status_write_keeps_conditions_other_writers_own(tmp_path):
+    async with kubelet_env(tmp_path) as (k, client, runtime):
+        pod = make_pod()
+        pod["status"] = {"conditions": [{"type": "example.com/Gate", "status": "True"}]}
+        await _seeded(k, client, pod)
+        await k.reconcile("uid-1")
+        stored = client.objects("pods", "default")[0]["status"]
+        types = {c["type"]: c["status"] for c in stored["conditions"]}
+        assert types["example.com/Gate"] == "True" and types["Ready"] == "True"
+        assert stored["phase"] == "Running"

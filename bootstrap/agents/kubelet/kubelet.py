@@ -218,8 +218,10 @@ class Kubelet(Controller):
         else:
             body = {"metadata": {"uid": uid}, "status": status}
         try:
+            # Strategic merge: conditions merge by type, so conditions other writers own
+            # (the scheduler's, DisruptionTarget) survive, as with upstream's status manager.
             await self.client.patch(PODS, meta["name"], body, meta.get("namespace"),
-                                    patch_type="merge", subresource="status")
+                                    patch_type="strategic", subresource="status")
         except APIError as exc:
             if exc.code == 404:
                 return
