@@ -360,3 +360,33 @@ async def test_status_write_keeps_conditions_other_writers_own(tmp_path):
         types = {c["type"]: c["status"] for c in stored["conditions"]}
         assert types["example.com/Gate"] == "True" and types["Ready"] == "True"
         assert stored["phase"] == "Running"
+
+
+async def test_cni_config_follows_the_node_pod_cidr(tmp_path):
+    client = FakeClient()
+    cfg = KubeletConfig(hostname_override="n1", root_dir=str(tmp_path / "root"),
+                        cni_conf_dir=str(tmp_path / "cni"), pod_log_root=str(tmp_path / "logs"),
+                        resolv_conf=str(tmp_path / "none"))
+    factory = SharedInformerFactory(client)
+    k = Kubelet(client, factory, None, cfg, FakeRuntime(), "10.0.0.5", mounter=NoMounter())
+    client.seed({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"},
+                 "spec": {"podCIDR": "10.244.7.0/24"}},
+                {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "other"},
+                 "spec": {"podCIDR": "10.244.8.0/24"}})
+    factory.start()
+    conf = tmp_path / "cni" / "10-bootstrap.conflist"
+    try:
+        await factory.wait_synced(5)
+        for _ in range(200):
+            if conf.exists():
+                break
+            await asyncio.sleep(0.01)
+        assert '"subnet": "10.244.7.0/24"' in conf.read_text()
+        # The node's own informer is pinned to its name (what the Node authorizer allows).
+        watches = client.requests_for("watch", "nodes")
+        assert watches and all(r.params.get("field_selector") == "metadata.name=n1"
+                               for r in watches)
+    finally:
+        await k.close()
+        await asyncio.sleep(0.1)
+        await factory.stop()
