@@ -298,6 +298,27 @@ def _kubelet_ctx(env, user: str | None) -> ssl.SSLContext:
     return ctx
 
 
+def _forged_client_ctx(env, user: str) -> ssl.SSLContext:
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, user)])
+    now = __import__("datetime").datetime.now(__import__("datetime").UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(minutes=1)).not_valid_after(now + timedelta(hours=1))
+            .add_extension(x509.ExtendedKeyUsage([CLIENT_AUTH]), critical=False)
+            .sign(key, hashes.SHA256()))
+    crt, keyf = env.work / "forged.crt", env.work / "forged.key"
+    crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    keyf.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                       serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption()))
+    ctx = _kubelet_ctx(env, None)
+    ctx.load_cert_chain(str(crt), str(keyf))
+    return ctx
+
+
 def _kubelet_get(env, path: str, user: str | None) -> tuple[int, str]:
     url = f"https://{env.host_ip}:10250{path}"
     try:
@@ -341,6 +362,12 @@ def test_pod_runs_ready_and_logs_are_authorized(env):
     # No credentials: 401.
     code, _ = _kubelet_get(env, path, None)
     assert code == 401
+    # A forged certificate for the authorized user, from a CA the kubelet does not trust.
+    forged = _forged_client_ctx(env, "kl-log-reader")
+    with pytest.raises((ssl.SSLError, urllib.error.HTTPError, ConnectionError)) as err:
+        urllib.request.urlopen(f"https://{env.host_ip}:10250{path}", context=forged, timeout=20)
+    if isinstance(err.value, urllib.error.HTTPError):
+        assert err.value.code == 401
     # A forged bearer token: TokenReview says no -> 401.
     req = urllib.request.Request(f"https://{env.host_ip}:10250{path}",
                                  headers={"Authorization": "Bearer abcdef.0123456789abcdef"})
