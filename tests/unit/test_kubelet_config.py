@@ -59,6 +59,7 @@ def test_file_fields_and_flag_overrides(tmp_path):
     ({**BASE, "authorization": {"mode": "RBAC"}}, "authorization.mode must be Webhook"),
     ({**BASE, "evictionHard": {"memory.free": "1Mi"}}, "unsupported eviction signal"),
     ({**BASE, "bogusField": 1}, 'unknown field "bogusField"'),
+    ({**BASE, "readOnlyPort": 10255}, "readOnlyPort 10255 is not supported"),
     ({"apiVersion": "v1", "kind": "KubeletConfiguration"}, "expected apiVersion"),
     ("{{not yaml", "not valid YAML"),
 ])

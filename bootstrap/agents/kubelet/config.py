@@ -281,6 +281,10 @@ def load(argv: list[str] | None = None) -> KubeletConfig:
         raise UserError("authorization mode Webhook needs an authenticator",
                         where=cfg.config_file or "config",
                         hint="set authentication.x509.clientCAFile or webhook.enabled")
+    if cfg.read_only_port:
+        raise UserError(f"readOnlyPort {cfg.read_only_port} is not supported (an "
+                        "unauthenticated port)", where=cfg.config_file or "config",
+                        hint="set readOnlyPort: 0 and read through :10250")
     if bool(cfg.tls_cert_file) != bool(cfg.tls_private_key_file):
         raise UserError("tlsCertFile and tlsPrivateKeyFile go together",
                         where=cfg.config_file or "config")
