@@ -42,3 +42,12 @@ if [ ! -e "$stamp" ]; then
   "$venv/bin/pip" install -q -e "$here[test,bench]"
   rm -f "$venv"/.installed-*; touch "$stamp"
 fi
+
+# Every sandbox host's containerd (and systemd) takes inotify instances from the
+# machine's one kernel; the default of 128 runs out with a few hosts up
+# ("failed to create fsnotify watcher: too many open files").
+for knob in fs.inotify.max_user_instances=1024 fs.inotify.max_user_watches=524288; do
+  key=${knob%%=*}; want=${knob#*=}
+  have=$(sysctl -n "$key" 2>/dev/null || echo 0)
+  [ "$have" -ge "$want" ] || sysctl -q -w "$knob" >/dev/null
+done
