@@ -44,7 +44,10 @@ class SyncRunner:
             try:
                 await self.fn(full)
                 if full:
-                    self._last_full = self._last_run
+                    # Counted from the end: a full resync slower than the period
+                    # (5,000 Services on iptables-nft) still leaves room for the
+                    # partial syncs that carry changes.
+                    self._last_full = self.clock()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:   # retried at the next interval, as upstream
