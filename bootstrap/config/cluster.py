@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import logging
 import os
 import re
 from datetime import timedelta
@@ -57,29 +58,28 @@ def default_config() -> ClusterConfig:
     return ClusterConfig()
 
 
-def load_cluster_config(path: str | os.PathLike | None) -> ClusterConfig:
-    """The configuration in ``path``, defaults filled in; ``None`` gives the defaults."""
+def load_cluster_config(path: str | os.PathLike | None, *,
+                        log_warnings: bool = True) -> ClusterConfig:
+    """The configuration in ``path``, defaults filled in; ``None`` gives the defaults.
+    kubeadm fields bootstrap does not implement are logged as warnings (shown on
+    stderr even without logging configured) and kept in ``.warnings``."""
     if path is None:
         return default_config()
     text = _yaml.read_text(path, "config file")
-    return parse_cluster_config(text, str(path))
+    cfg = parse_cluster_config(text, str(path))
+    if log_warnings:
+        for note in cfg.warnings:
+            logging.getLogger("bootstrap.config").warning("warning: %s", note)
+    return cfg
 
 
 def parse_cluster_config(text: str, source: str = "<string>") -> ClusterConfig:
-    docs = [d for d in _yaml.load_all(text, source) if d is not None]
-    if not docs:
-        raise UserError("the file is empty", where=source,
-                        hint="see `bootstrap config print init-defaults`")
-    if len(docs) > 1:
-        # kubeadm files often carry InitConfiguration or KubeletConfiguration too;
-        # ignoring them silently would drop settings the user thinks apply.
-        for doc in docs:
-            if isinstance(doc, dict) and doc.get("kind") != KIND:
-                raise UserError(f"kind {doc.get('kind')!r}: not supported, only {KIND}",
-                                where=_yaml.where(source, doc, "kind"),
-                                hint="remove that document")
-        raise UserError(f"{len(docs)} {KIND} documents", where=source, hint="keep one")
-    return _Parser(source).top(docs[0])
+    """The cluster configuration of a ``--config`` file: ours, or kubeadm's
+    documents mapped onto it (``bootstrap.config.kubeadm``; its warnings are in
+    ``ClusterConfig.warnings`` and logged)."""
+    from bootstrap.config.kubeadm import parse_config_text
+
+    return parse_config_text(text, source).cluster
 
 
 def parse_document(doc: Any, source: str) -> ClusterConfig:
@@ -115,7 +115,13 @@ def dump_cluster_config(cfg: ClusterConfig) -> str:
         "controllerManager": {"extraArgs": _args_out(cfg.controller_manager.extra_args)},
         "certificatesDir": cfg.certificates_dir,
     }
-    return yaml.safe_dump(doc, sort_keys=False, default_flow_style=False)
+    text = yaml.safe_dump(doc, sort_keys=False, default_flow_style=False)
+    if cfg.bind_port != ClusterConfig().bind_port:
+        # Our format has only ClusterConfiguration; the port is kubeadm's InitConfiguration's.
+        text += "---\n" + yaml.safe_dump({
+            "apiVersion": "kubeadm.k8s.io/v1beta4", "kind": "InitConfiguration",
+            "localAPIEndpoint": {"bindPort": cfg.bind_port}}, sort_keys=False)
+    return text
 
 
 def _args_out(args: dict[str, str]) -> list[dict[str, str]]:

@@ -26,7 +26,7 @@ import jinja2
 import jinja2.sandbox
 
 from bootstrap.config import _yaml
-from bootstrap.config.cluster import load_cluster_config, parse_document
+from bootstrap.config.cluster import dump_cluster_config, load_cluster_config, parse_document
 from bootstrap.config.inventory import Inventory
 from bootstrap.config.model import ClusterConfig
 from bootstrap.config.validate import is_dns_name, is_ip, parse_port
@@ -156,8 +156,8 @@ def effective_config(inv: Inventory, config_path: str | None = None) -> Effectiv
         # kubespray's default: dns_domain: "{{ cluster_name }}"
         put("networking.dnsDomain", str(kv["cluster_name"][0]), "cluster_name")
     if "kube_network_node_prefix" in kv:
-        put("controllerManager.extraArgs", {"node-cidr-mask-size":
-                                            str(kv["kube_network_node_prefix"][0])},
+        put("controllerManager.extraArgs", [{"name": "node-cidr-mask-size",
+                                             "value": str(kv["kube_network_node_prefix"][0])}],
             "kube_network_node_prefix")
     bind_port = 6443
     if "kube_apiserver_port" in kv:
@@ -199,9 +199,11 @@ def effective_config(inv: Inventory, config_path: str | None = None) -> Effectiv
 
     # The --config file's own fields win over the inventory's.
     file_doc: dict[str, Any] = {}
+    file_cfg: ClusterConfig | None = None
     if config_path is not None:
-        load_cluster_config(config_path)  # validate the file on its own first
-        file_doc = _cluster_doc(config_path)
+        file_cfg = load_cluster_config(config_path, log_warnings=False)
+        warnings += list(file_cfg.warnings)
+        file_doc = _cluster_doc(config_path, file_cfg)
     if "etcd" in file_doc:  # local and external exclude each other: the file decides
         doc.pop("etcd", None)
     explicit = set(_paths(file_doc))
@@ -222,6 +224,10 @@ def effective_config(inv: Inventory, config_path: str | None = None) -> Effectiv
         if var is None:
             raise
         raise UserError(f"{var}: {exc.message}", where=kv[var][1], hint=exc.hint) from None
+    bind_origin = None
+    if file_cfg is not None and file_cfg.bind_port != ClusterConfig().bind_port:
+        bind_port = file_cfg.bind_port  # the file's InitConfiguration.localAPIEndpoint
+        bind_origin = f"--config {config_path}"
     cfg = dataclasses.replace(cfg, bind_port=bind_port)
 
     kube_config_dir = str(kv.get("kube_config_dir", ("/etc/kubernetes", ""))[0])
@@ -250,6 +256,8 @@ def effective_config(inv: Inventory, config_path: str | None = None) -> Effectiv
             ("localhostLoadBalancer", "loadbalancer_apiserver_localhost", localhost_lb, True),
             ("networkPlugin", "kube_network_plugin", plugin, "cni")):
         origin = _origin(var, kv[var][1]) if var in kv else "default"
+        if path == "localAPIEndpoint.bindPort" and bind_origin:
+            origin = bind_origin
         if var not in kv and path == "localhostLoadBalancer" and lb is not None:
             origin = _origin("loadbalancer_apiserver", kv["loadbalancer_apiserver"][1])
         sources[path] = Setting(value if origin != "default" else default, origin)
@@ -258,20 +266,36 @@ def effective_config(inv: Inventory, config_path: str | None = None) -> Effectiv
                            sources=sources, warnings=warnings)
 
 
-def _cluster_doc(path: str) -> dict:
+def _cluster_doc(path: str, cfg: ClusterConfig) -> dict:
+    """The fields the file's ClusterConfiguration sets, as ours (kubeadm's
+    documents mapped, unimplemented fields left out)."""
+    import yaml
+
     docs = [d for d in _yaml.load_all(_yaml.read_text(path, "config file"), str(path))
-            if isinstance(d, dict)]
-    for d in docs:
-        if d.get("kind") == "ClusterConfiguration":
-            return {k: v for k, v in d.items() if k not in ("apiVersion", "kind")} | {
-                "apiVersion": d.get("apiVersion"), "kind": d.get("kind")}
-    return {}
+            if isinstance(d, dict) and d.get("kind") == "ClusterConfiguration"]
+    if not docs:
+        return {}
+    ours = yaml.safe_load(dump_cluster_config(cfg))
+    out: dict[str, Any] = {}
+    for p in _paths(docs[0]):
+        if p in ("apiVersion", "kind"):
+            continue
+        try:
+            value = _get(ours, p)
+        except (KeyError, TypeError):
+            continue  # not a field bootstrap implements (a warning named it)
+        node = out
+        *head, last = p.split(".")
+        for key in head:
+            node = node.setdefault(key, {})
+        node[last] = value
+    return out
 
 
 def _default_doc() -> dict:
     import yaml
 
-    from bootstrap.config.cluster import default_config, dump_cluster_config
+    from bootstrap.config.cluster import default_config
     return yaml.safe_load(dump_cluster_config(default_config()))
 
 

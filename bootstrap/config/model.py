@@ -96,6 +96,9 @@ class ClusterConfig:
     # The API server's secure port on each control-plane host (kubeadm's
     # InitConfiguration.localAPIEndpoint.bindPort, kubespray's kube_apiserver_port).
     bind_port: int = 6443
+    # What the file set that bootstrap does not implement (kubeadm fields), one
+    # line each; like ``source``, not part of the YAML nor of equality.
+    warnings: tuple[str, ...] = field(default=(), compare=False)
     # Where the file came from, for error messages; not part of the YAML, and
     # not part of equality, so a dumped and re-read config compares equal.
     source: str = field(default="<defaults>", compare=False)

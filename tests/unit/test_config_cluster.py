@@ -121,9 +121,15 @@ def test_partial_file_keeps_defaults_for_the_rest():
     assert cfg.etcd == default_config().etcd
 
 
-def test_other_documents_are_refused_not_ignored():
+def test_other_documents_are_checked_not_ignored():
+    # Component configs are accepted now (bootstrap.config.kubeadm), but only
+    # under their own apiVersion; unknown kinds are still refused.
     text = HEAD + "clusterName: two\n---\napiVersion: x/v1\nkind: KubeletConfiguration\n"
-    with pytest.raises(UserError, match=r"c.yaml:6: kind 'KubeletConfiguration': not supported"):
+    with pytest.raises(UserError, match=r"c.yaml:5: KubeletConfiguration apiVersion is 'x/v1' "
+                                        r"\(set apiVersion: kubelet.config.k8s.io/v1beta1\)"):
+        parse_cluster_config(text, "c.yaml")
+    text = HEAD + "---\napiVersion: example.com/v1\nkind: Widget\n"
+    with pytest.raises(UserError, match=r"c.yaml:4: apiVersion: is 'example.com/v1'"):
         parse_cluster_config(text, "c.yaml")
     with pytest.raises(UserError, match="2 ClusterConfiguration documents"):
         parse_cluster_config(HEAD + "---\n" + HEAD, "c.yaml")
@@ -191,8 +197,9 @@ def test_invalid_values_give_one_line_with_file_field_and_fix(body, expected):
 
 @pytest.mark.parametrize("head,expected", [
     ("kind: ClusterConfiguration\n", "c.yaml:1: apiVersion: is missing (set apiVersion: "),
-    ("apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\n",
-     "(the field names are kubeadm's v1beta4 ones)"),
+    ("apiVersion: kubeadm.k8s.io/v1beta2\nkind: ClusterConfiguration\n",
+     "c.yaml:1: apiVersion: is 'kubeadm.k8s.io/v1beta2' (set apiVersion: bootstrap.dev/v1alpha1, "
+     "kubeadm.k8s.io/v1beta4 or kubeadm.k8s.io/v1beta3)"),
     ("apiVersion: bootstrap.dev/v1alpha1\nkind: InitConfiguration\n",
      "kind: is 'InitConfiguration' (set kind: ClusterConfiguration)"),
     ("- a\n- b\n", "expected a mapping with apiVersion"),
