@@ -117,7 +117,8 @@ def jump_from_args(var: str, args: str) -> tuple[JumpHost | None, list[str]]:
             continue
         key, _, value = option.replace("=", " ", 1).partition(" ")
         if key.lower() == "proxyjump":
-            jump = _jump_spec(var, value.strip().split(",")[-1])
+            spec = value.strip().split(",")[-1]
+            jump = None if spec.lower() == "none" else _jump_spec(var, spec)
         elif key.lower() == "proxycommand":
             jump = _proxy_command(var, value.strip())
         else:

@@ -186,6 +186,9 @@ def effective_config(inv: Inventory, config_path: str | None = None) -> Effectiv
         put("controlPlaneEndpoint", f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
             "apiserver_loadbalancer_domain_name" if name else "loadbalancer_apiserver")
         sans += [address] + ([str(name)] if name else [])
+    elif kv.get("apiserver_loadbalancer_domain_name", (None, ""))[0]:
+        # Without a balancer kubespray still puts the name in the API server's SANs.
+        sans.append(str(kv["apiserver_loadbalancer_domain_name"][0]))
     extra = kv.get("supplementary_addresses_in_ssl_keys", (None, ""))[0]
     if extra is not None:
         if isinstance(extra, str) or not isinstance(extra, list):
@@ -195,7 +198,8 @@ def effective_config(inv: Inventory, config_path: str | None = None) -> Effectiv
     if sans:
         put("apiServer.certSANs", list(dict.fromkeys(sans)),
             "supplementary_addresses_in_ssl_keys" if extra is not None
-            else "loadbalancer_apiserver")
+            else "loadbalancer_apiserver" if lb is not None
+            else "apiserver_loadbalancer_domain_name")
 
     # The --config file's own fields win over the inventory's.
     file_doc: dict[str, Any] = {}

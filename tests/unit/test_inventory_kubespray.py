@@ -250,3 +250,28 @@ def test_cluster_variable_differing_between_hosts_is_an_error(tmp_path):
     with pytest.raises(UserError, match=r"inv.ini:6: kube_pods_subnet is '10.9.0.0/16' for "
                                         "host b but"):
         effective_config(load_inventory(path))
+
+
+def test_hanging_inventory_script_is_stopped(tmp_path, monkeypatch):
+    import bootstrap.config._script as script_mod
+
+    monkeypatch.setattr(script_mod, "TIMEOUT", 1)
+    script = tmp_path / "slow"
+    script.write_text(f"#!{shutil.which('python3')}\nimport time\ntime.sleep(60)\n")
+    script.chmod(0o755)
+    with pytest.raises(UserError, match="inventory script did not finish --list within 1s"):
+        load_inventory(script)
+
+
+def test_proxyjump_none_and_domain_name_without_balancer(tmp_path):
+    (tmp_path / "group_vars").mkdir()
+    (tmp_path / "group_vars" / "all.yml").write_text(
+        "apiserver_loadbalancer_domain_name: api.internal\n")
+    path = tmp_path / "inv.ini"
+    path.write_text(INI_HEAD.format(extra="ansible_ssh_common_args='-o ProxyJump=none'"))
+    inv = load_inventory(path)
+    assert inv.hosts["a"].jump_host is None
+    eff = effective_config(inv)
+    assert eff.config.control_plane_endpoint == ""  # no balancer: no endpoint from the name
+    assert eff.config.api_server.cert_sans == ("api.internal",)
+    assert eff.localhost_load_balancer is True
