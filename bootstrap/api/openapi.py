@@ -134,7 +134,21 @@ def _gv_path(group: str, version: str) -> str:
     return f"apis/{group}/{version}" if group else f"api/{version}"
 
 
+_built_for = [resources.generation()]
+
+
+def _fresh() -> None:
+    """Drop the built documents once the catalogue changed (a CRD came or went)."""
+    gen = resources.generation()
+    if _built_for[0] != gen:
+        _built_for[0] = gen
+        _v3_document.cache_clear()
+        _v3_hash.cache_clear()
+        _v2_document.cache_clear()
+
+
 def gv_paths() -> list[str]:
+    _fresh()
     return [_gv_path(g, v) for g, versions in resources.groups().items() for v in versions]
 
 
@@ -300,9 +314,14 @@ def _info() -> dict:
     return {"title": "Kubernetes", "version": schema.SCHEMA_VERSION}
 
 
-@functools.cache
 def openapi_v3_document(gv_path: str) -> bytes:
     """The /openapi/v3/<gv_path> document (gv_path like "api/v1" or "apis/apps/v1")."""
+    _fresh()
+    return _v3_document(gv_path)
+
+
+@functools.cache
+def _v3_document(gv_path: str) -> bytes:
     parts = gv_path.strip("/").split("/")
     if parts[0] == "api" and len(parts) == 2:
         group, version = "", parts[1]
@@ -330,10 +349,15 @@ def openapi_v3_document(gv_path: str) -> bytes:
     return orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
 
 
-@functools.cache
 def openapi_v3_hash(gv_path: str) -> str:
     """Content hash used in the index's serverRelativeURL and as the ETag."""
-    return hashlib.sha512(openapi_v3_document(gv_path)).hexdigest().upper()
+    _fresh()
+    return _v3_hash(gv_path)
+
+
+@functools.cache
+def _v3_hash(gv_path: str) -> str:
+    return hashlib.sha512(_v3_document(gv_path)).hexdigest().upper()
 
 
 def openapi_v3_index() -> dict:
@@ -342,9 +366,14 @@ def openapi_v3_index() -> dict:
                       for p in gv_paths()}}
 
 
-@functools.lru_cache(maxsize=1)
 def openapi_v2_document() -> bytes:
     """/openapi/v2 (Swagger 2.0, JSON) covering every served group-version."""
+    _fresh()
+    return _v2_document()
+
+
+@functools.lru_cache(maxsize=1)
+def _v2_document() -> bytes:
     paths: dict[str, dict] = {}
     for r in resources.CATALOGUE:
         paths.update(_paths_for(r, v3=False))
@@ -362,7 +391,8 @@ def openapi_v2_document() -> bytes:
 
 
 def openapi_v2_hash() -> str:
-    return hashlib.sha512(openapi_v2_document()).hexdigest().upper()
+    _fresh()
+    return hashlib.sha512(_v2_document()).hexdigest().upper()
 
 
 def warm() -> None:

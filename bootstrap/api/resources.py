@@ -28,6 +28,12 @@ class Resource:
     # Virtual resources (reviews) are computed per request and never stored.
     stored: bool = True
     list_kind: str = field(default="")
+    # Custom resources are stored under /registry/<group>/<plural> as upstream's
+    # apiextensions-apiserver; built-ins under /registry/<plural>.
+    storage_prefix: str = ""
+    # A served CustomResourceDefinition version: the CRD and version the custom
+    # strategy reads its schema, subresources and columns from (None for built-ins).
+    custom: object = field(default=None, compare=False, hash=False, repr=False)
 
     def __post_init__(self):
         if not self.list_kind:
@@ -48,7 +54,7 @@ class Resource:
 
     @property
     def etcd_prefix(self) -> str:
-        return f"/registry/{self.plural}"
+        return self.storage_prefix or f"/registry/{self.plural}"
 
     @property
     def qualified(self) -> str:
@@ -185,10 +191,56 @@ CATALOGUE: list[Resource] = [
        "prioritylevelconfigurations", False, (), ("status",)),
     # scheduling.k8s.io/v1
     _r("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", False, ("pc",)),
+    # apiextensions.k8s.io/v1
+    _r("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions",
+       False, ("crd", "crds"), ("status",), ("api-extensions",)),
 ]
 
 _BY_GVR = {r.gvr: r for r in CATALOGUE}
 _BY_GVK = {r.gvk: r for r in CATALOGUE}
+_BUILTIN = frozenset(_BY_GVR)
+# Bumped on every change, so derived documents (OpenAPI) know when to rebuild.
+_generation = 0
+
+
+def register(res: Resource) -> None:
+    """Serve ``res`` (a custom resource version) from now on, or replace the entry with
+    the same group/version/plural: routing, discovery, OpenAPI and storage all read
+    the catalogue live, so static kinds and CRD-defined ones go the same way."""
+    global _generation
+    if res.gvr in _BUILTIN:
+        raise ValueError(f"{res.plural}.{res.group}/{res.version} is a built-in resource")
+    old = _BY_GVR.get(res.gvr)
+    if old is not None:
+        CATALOGUE[CATALOGUE.index(old)] = res
+        _BY_GVK.pop(old.gvk, None)
+    else:
+        CATALOGUE.append(res)
+    _BY_GVR[res.gvr] = res
+    _BY_GVK[res.gvk] = res
+    _generation += 1
+
+
+def unregister(group: str, version: str, plural: str) -> Resource | None:
+    """Stop serving a registered custom resource version; built-ins stay."""
+    global _generation
+    if (group, version, plural) in _BUILTIN:
+        return None
+    old = _BY_GVR.pop((group, version, plural), None)
+    if old is not None:
+        CATALOGUE.remove(old)
+        if _BY_GVK.get(old.gvk) is old:
+            del _BY_GVK[old.gvk]
+        _generation += 1
+    return old
+
+
+def generation() -> int:
+    return _generation
+
+
+def custom_resources() -> list[Resource]:
+    return [r for r in CATALOGUE if r.custom is not None]
 
 
 def by_gvr(group: str, version: str, plural: str) -> Resource | None:

@@ -65,6 +65,26 @@ def definition_name(gvk: GVK) -> str | None:
     return _gvk_index().get(tuple(gvk))
 
 
+def register_definitions(defs: dict[str, dict]) -> None:
+    """Add definitions at run time (custom resources' schemas from their CRDs); a
+    definition with one x-kubernetes-group-version-kind becomes that kind's schema."""
+    table, index = definitions(), _gvk_index()
+    for name, d in defs.items():
+        table[name] = d
+        gvks = d.get("x-kubernetes-group-version-kind") or []
+        if len(gvks) == 1:
+            g = gvks[0]
+            index[(g.get("group", ""), g["version"], g["kind"])] = name
+
+
+def unregister_definitions(names: list[str]) -> None:
+    table, index = definitions(), _gvk_index()
+    for name in names:
+        table.pop(name, None)
+        for gvk in [k for k, v in index.items() if v == name]:
+            del index[gvk]
+
+
 # id(schema node) -> (node, resolved): schema nodes live as long as the process,
 # and keeping the node itself guards against a reused id.
 _RESOLVED: dict[int, tuple[dict, dict | None]] = {}

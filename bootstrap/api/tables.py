@@ -29,7 +29,8 @@ def to_table(objs: list[dict], resource, *, include_object: str = "Metadata",
     """Build the Table for ``objs`` of ``resource`` (a bootstrap.api.resources.Resource)."""
     now = now or datetime.now(UTC)
     plural = resource.plural if hasattr(resource, "plural") else str(resource)
-    cols = _columns_for(plural)
+    custom = getattr(resource, "custom", None)
+    cols = custom.columns() if custom is not None else _columns_for(plural)
     rows = []
     for o in objs:
         row: dict[str, Any] = {"cells": [c.cell(o, now) for c in cols]}

@@ -218,7 +218,8 @@ def validate_meta(obj: dict, kind: str) -> list[FieldError]:
         out.append(invalid_value("metadata.ownerReferences", meta["ownerReferences"],
                                  "Only one reference can have Controller set to true"))
     for i, f in enumerate(meta.get("finalizers") or []):
-        if "/" not in f and f not in ("kubernetes", "orphan", "foregroundDeletion"):
+        if "/" not in f and f not in ("kubernetes", "orphan", "foregroundDeletion",
+                                      "customresourcecleanup.apiextensions.k8s.io"):
             out.append(invalid_value(f"metadata.finalizers[{i}]", f,
                                      "name is neither a standard finalizer name nor is it fully qualified"))
         else:

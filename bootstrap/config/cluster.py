@@ -214,7 +214,7 @@ class _Parser:
             cluster_name=cluster_name,
             kubernetes_version=version,
             control_plane_endpoint=endpoint,
-            networking=self.networking(m),
+            networking=self.networking(m, self.controller_manager(m).node_cidr_mask_size),
             etcd=self.etcd(m),
             api_server=self.api_server(m),
             certificate_validity_period=self.duration(
@@ -234,7 +234,7 @@ class _Parser:
                             hint="a certificate cannot outlive the CA that signs it")
         return cfg
 
-    def networking(self, top: dict) -> Networking:
+    def networking(self, top: dict, node_mask: int | None = None) -> Networking:
         d = Networking()
         m = self.mapping(top.get("networking"), top, "networking", "networking",
                          ("podSubnet", "serviceSubnet", "dnsDomain"))
@@ -252,10 +252,12 @@ class _Parser:
                 raise self.fail(m, "serviceSubnet", "networking.serviceSubnet",
                                 f"{net} is too small", hint="use e.g. 10.96.0.0/12")
         for net in pods:
-            if net.prefixlen > _NODE_MASK[net.version]:
+            mask = node_mask if node_mask is not None and net.version == 4 else \
+                _NODE_MASK[net.version]
+            if net.prefixlen > mask:
                 raise self.fail(m, "podSubnet", "networking.podSubnet",
                                 f"{net} is too small to give each node a "
-                                f"/{_NODE_MASK[net.version]}",
+                                f"/{mask}" + (" (node-cidr-mask-size)" if node_mask else ""),
                                 hint="use e.g. 10.244.0.0/16")
         for p in pods:
             for s in services:

@@ -109,11 +109,11 @@ def test_v2_document():
 
 
 def test_warm_builds_every_served_document():
-    openapi.openapi_v3_document.cache_clear()
-    openapi.openapi_v3_hash.cache_clear()
-    openapi.openapi_v2_document.cache_clear()
+    openapi._v3_document.cache_clear()
+    openapi._v3_hash.cache_clear()
+    openapi._v2_document.cache_clear()
     openapi.warm()
     n = len(openapi.gv_paths())
-    assert openapi.openapi_v3_document.cache_info().currsize == n
-    assert openapi.openapi_v3_hash.cache_info().currsize == n
-    assert openapi.openapi_v2_document.cache_info().currsize == 1
+    assert openapi._v3_document.cache_info().currsize == n
+    assert openapi._v3_hash.cache_info().currsize == n
+    assert openapi._v2_document.cache_info().currsize == 1

@@ -268,3 +268,14 @@ def test_reject_non_go_durations(text):
 def test_format_like_go(td, expected):
     assert format_duration(td) == expected
     assert parse_duration(expected) == td
+
+
+def test_node_cidr_mask_size_sets_the_smallest_pod_subnet():
+    ok = parse("networking: {podSubnet: 10.1.0.0/25}\n"
+               "controllerManager:\n  extraArgs: [{name: node-cidr-mask-size, value: '26'}]\n")
+    assert ok.controller_manager.node_cidr_mask_size == 26
+    assert "too small to give each node a /28 (node-cidr-mask-size)" in error(
+        "networking: {podSubnet: 10.1.0.0/29}\n"
+        "controllerManager:\n  extraArgs: [{name: node-cidr-mask-size, value: '28'}]\n")
+    assert "node-cidr-mask-size: 'x' is not a prefix length" in error(
+        "controllerManager:\n  extraArgs: [{name: node-cidr-mask-size, value: x}]\n")

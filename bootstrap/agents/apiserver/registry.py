@@ -124,7 +124,7 @@ class Registry:
         for k in ("deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"):
             md.pop(k, None)
         st.prepare_create(obj)
-        meta.bump_generation(None, obj)
+        st.bump_generation(None, obj)
         obj = await self._admit("CREATE", res, obj, None, ctx)
         _track(None, obj, res, ctx)
         extras = await st.create_extras(obj)

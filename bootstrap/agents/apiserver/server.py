@@ -16,6 +16,7 @@ from . import admission, app, bootstrap_objects
 from .auth import escalation
 from .auth.authn import MASTERS, Authenticator, UserInfo
 from .auth.authz import Authorizer
+from .crds import CRDController
 from .endpoints import EndpointReconciler
 from .flags import Config
 from .metrics import Metrics
@@ -97,6 +98,7 @@ class Server:
         self._tasks: list[asyncio.Task] = []
         self._kubelet_ssl: ssl.SSLContext | None = None
         self.endpoints = EndpointReconciler(self)
+        self.crds = CRDController(self)
 
     async def _admit(self, op: str, res: Resource, obj: dict | None, old: dict | None,
                      ctx: Ctx) -> dict | None:
@@ -137,6 +139,9 @@ class Server:
         await self.etcd.connect()
         await self._wait_for_etcd(ETCD_START_TIMEOUT)
         await self.store.start(compact=self.primary)
+        # Established CRDs are served before the first request, then kept live.
+        await self.crds.sync_all()
+        self.crds.start()
         if self.primary:
             await bootstrap_objects.ensure(self)
             await self.endpoints.start()
@@ -180,6 +185,7 @@ class Server:
                 log.warning("could not remove our endpoint: %s", exc)
         if self.runner is not None:
             await self.runner.cleanup()
+        await self.crds.stop()
         await self.store.stop()
         await self.etcd.close()
         if self.audit is not None:

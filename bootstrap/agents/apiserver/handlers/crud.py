@@ -136,6 +136,9 @@ async def patch(server, request: web.Request, info: RequestInfo, user) -> web.Re
     res = info.resource
     raw = await common.read_raw(request)
     ctype, body = parse_patch(request, raw)
+    if ctype == "application/strategic-merge-patch+json" and res.custom is not None:
+        # Custom resources have no Go struct tags to merge by, so upstream refuses.
+        raise errors.unsupported_media_type(ctype, [t for t in PATCH_TYPES if t != ctype])
     ctx = ctx_for(request, user, info.subresource)
     ctx.apply = ctype == "application/apply-patch+yaml"
     force = common.query_bool(request, "force")

@@ -20,7 +20,16 @@ def to_table(objs: list[dict], res: Resource, request: web.Request,
                            list_meta=list_meta)
 
 
+def served_as(res: Resource, obj: dict) -> dict:
+    """A custom object read at another served version than it is stored in: the same
+    JSON with apiVersion rewritten (conversion strategy None)."""
+    if res.custom is not None and obj.get("apiVersion") != res.gv:
+        return dict(obj, apiVersion=res.gv)
+    return obj
+
+
 def convert_one(request: web.Request, res: Resource, obj: dict) -> dict:
+    obj = served_as(res, obj)
     want = common.wants(request)
     if want.startswith("Table"):
         return to_table([obj], res, request, {"resourceVersion":
@@ -38,6 +47,8 @@ def object_response(request: web.Request, res: Resource, obj: dict, status: int 
 
 def list_response(request: web.Request, res: Resource, items: list[dict], rv: int,
                   cont: str | None, remaining: int | None) -> web.Response:
+    if res.custom is not None:
+        items = [served_as(res, o) for o in items]
     want = common.wants(request)
     if want.startswith("Table"):
         meta = {"resourceVersion": str(rv)}

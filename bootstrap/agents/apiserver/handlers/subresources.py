@@ -69,7 +69,7 @@ async def _set_replicas(server, request, info, user, replicas, rv=None):
     ctx = crud.ctx_for(request, user)
 
     async def compute(current: dict) -> dict:
-        current.setdefault("spec", {})["replicas"] = replicas
+        server.registry.strategy(res).set_replicas(current, replicas)
         return current
 
     obj = await server.registry.update(res, info.namespace, info.name, compute, ctx,

@@ -90,6 +90,10 @@ class Store:
     def encode(self, res: Resource, key: str, obj: dict) -> bytes:
         meta = obj.get("metadata", {})
         rv = meta.pop("resourceVersion", None)
+        stored_as = getattr(res.custom, "storage_api_version", "")
+        if stored_as and obj.get("apiVersion") != stored_as:
+            # conversion None: every served version is stored as the storage version.
+            obj = dict(obj, apiVersion=stored_as)
         try:
             data = orjson.dumps(obj)
         finally:
@@ -114,7 +118,30 @@ class Store:
         await asyncio.gather(*(c.stop() for c in self.caches.values()))
 
     def cache(self, res: Resource) -> WatchCache:
-        return self.caches[res.plural + "." + res.group]
+        cache = self.caches.get(res.plural + "." + res.group)
+        if cache is None:
+            # A resource that stopped being served (its CRD went away) mid-request.
+            raise errors.APIError(404, "NotFound",
+                                  "the server could not find the requested resource")
+        return cache
+
+    async def add_resource(self, res: Resource) -> None:
+        """Start the watch cache of a resource served from now on (a CRD's storage
+        version; every served version of one CRD shares it, keyed by plural.group)."""
+        key = res.plural + "." + res.group
+        if key in self.caches:
+            return
+        cache = WatchCache(res, self.etcd, self.decoder(res))
+        self.caches[key] = cache
+        cache.start()
+        await cache.ready.wait()
+
+    async def remove_resource(self, res: Resource) -> None:
+        cache = self.caches.pop(res.plural + "." + res.group, None)
+        if cache is not None:
+            for watcher in list(cache.watchers):
+                watcher.push(None)  # ends the stream; the client's re-watch gets 404
+            await cache.stop()
 
     async def _compact_loop(self) -> None:
         # Compact to the revision seen one interval ago, so watchers always keep

@@ -12,6 +12,7 @@ from __future__ import annotations
 from bootstrap.api.resources import Resource
 
 from .base import DEFAULT, Extras, Strategy
+from .custom import strategy_for
 from .kinds import STRATEGIES
 from .service import RetryAllocation, ServiceStrategy
 
@@ -26,10 +27,15 @@ class Table:
         self._allocator = allocator
 
     def __call__(self, res: Resource) -> Strategy:
+        if res.custom is not None:
+            # A CRD's schema changes at run time: its strategy is built from the live entry.
+            return strategy_for(res)
         st = self._by_gvk.get(res.gvk)
         if st is None:
             if res.gvk == ("", "v1", "Service"):
                 st = ServiceStrategy(res, self._allocator)
+            elif strategy_for(res) is not None:
+                st = strategy_for(res)
             else:
                 st = STRATEGIES.get(res.gvk, Strategy)(res)
             self._by_gvk[res.gvk] = st

@@ -75,6 +75,9 @@ class Strategy:
                 new["status"] = copy.deepcopy(old["status"])
             else:
                 new.pop("status", None)
+        self.bump_generation(old, new)
+
+    def bump_generation(self, old: dict | None, new: dict) -> None:
         meta.bump_generation(old, new)
 
     def prepare_subresource_update(self, sub: str, new: dict, old: dict) -> dict:
@@ -108,6 +111,10 @@ class Strategy:
         return Extras()
 
     # views ------------------------------------------------------------------------
+    def set_replicas(self, obj: dict, replicas: int) -> None:
+        """What a write through the scale subresource changes."""
+        obj.setdefault("spec", {})["replicas"] = replicas
+
     def scale(self, obj: dict) -> dict:
         """autoscaling/v1 Scale view (only for ``scalable`` kinds)."""
         m = obj["metadata"]
