@@ -254,7 +254,7 @@ def test_proxy_without_rights_writes_nothing_and_is_unhealthy(netns):
         healthz = free_port()
         cfg = ProxyConfig(kubeconfig=str(cluster.kubeconfig("mallory")),
                           hostname_override="node-a", healthz_bind_address=f"127.0.0.1:{healthz}",
-                          metrics_bind_address="127.0.0.1:0", pod_routes=False)
+                          metrics_bind_address="", pod_routes=False)
         with RunningProxy(cluster, cfg) as proxy:
             assert eventually(lambda: get(f"http://127.0.0.1:{healthz}/healthz")[0] == 503)
             assert eventually(lambda: proxy.server is not None

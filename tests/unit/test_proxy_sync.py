@@ -224,5 +224,7 @@ def test_config_fields_and_flag_overrides(tmp_path):
     assert (cfg.masquerade_bit, cfg.sync_period, cfg.min_sync_period) == (13, 60.0, 0.5)
     assert not cfg.localhost_nodeports and cfg.nodeport_addresses == ["10.0.0.0/8", "primary"]
     assert cfg.healthz_bind_address == "0.0.0.0:10256"
+    path.write_text(path.read_text() + 'metricsBindAddress: ""\n')
+    assert from_args(["--config", str(path)]).metrics_bind_address == ""
     with pytest.raises(UserError, match="no kubeconfig"):
         from_args([])

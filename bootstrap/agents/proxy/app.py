@@ -149,8 +149,10 @@ class ProxyServer:
             routes = NodeRoutes(self.node_name, self.runner, self.cfg.cluster_cidr,
                                 self.cfg.non_masquerade_cidrs)
             controllers.append(NodeRoutesController(self.client, self.factory, routes=routes))
-        servers = [await serve(healthz_app(self.health), self.cfg.healthz_bind_address)]
-        if self.cfg.metrics_bind_address and not self.cfg.metrics_bind_address.endswith(":0"):
+        servers = []
+        if self.cfg.healthz_bind_address:
+            servers.append(await serve(healthz_app(self.health), self.cfg.healthz_bind_address))
+        if self.cfg.metrics_bind_address:
             servers.append(await serve(metrics_app(self.metrics.registry),
                                        self.cfg.metrics_bind_address))
         self.factory.start()

@@ -136,7 +136,9 @@ def load_file(path: str, cfg: ProxyConfig) -> ProxyConfig:
         cfg.bind_address = str(data["bindAddress"])
     for key, attr in (("healthzBindAddress", "healthz_bind_address"),
                       ("metricsBindAddress", "metrics_bind_address")):
-        if data.get(key):
+        if data.get(key) == "":
+            setattr(cfg, attr, "")          # upstream: empty disables the server
+        elif data.get(key):
             setattr(cfg, attr, _host_port(str(data[key]), _where(path, key)))
     ipt = data.get("iptables") or {}
     if "masqueradeBit" in ipt:
