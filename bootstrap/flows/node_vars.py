@@ -121,7 +121,15 @@ def control_plane_vars(config: ClusterConfig, advertise_address: str) -> dict:
         "dns_domain": net.dns_domain,
         "apiserver_service_account_issuer": f"https://kubernetes.default.svc.{net.dns_domain}",
         "apiserver_extra_args": dict(config.api_server.extra_args),
+        "apiserver_port": getattr(config, "bind_port", API_PORT),
     }
+    cm = getattr(config, "controller_manager", None)
+    if cm is not None:
+        args = dict(cm.extra_args)
+        # A flag the unit already sets from its own variable, not twice.
+        if "node-cidr-mask-size" in args:
+            out["node_cidr_mask_size"] = int(args.pop("node-cidr-mask-size"))
+        out["controller_manager_extra_args"] = args
     ext = config.etcd.external
     if ext is not None:
         out.update(apiserver_etcd_servers=list(ext.endpoints), apiserver_etcd_cafile=ext.ca_file,

@@ -147,3 +147,15 @@ def test_artifacts_are_made_once_and_kept(tmp_path):
     b = cluster_nodes.prepare_artifacts(Ctx(), now=0)
     assert b.token == a.token
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # nothing rewritten
+
+
+def test_controller_manager_extra_args_reach_the_unit_once():
+    import dataclasses
+
+    from bootstrap.config.model import ControllerManager
+
+    cfg = dataclasses.replace(ClusterConfig(), controller_manager=ControllerManager(
+        extra_args={"node-cidr-mask-size": "26", "v": "2"}))
+    v = node_vars.control_plane_vars(cfg, "10.0.0.1")
+    assert v["node_cidr_mask_size"] == 26
+    assert v["controller_manager_extra_args"] == {"v": "2"}
