@@ -58,3 +58,39 @@ def test_egress_rules_keep_cluster_networks_unnatted():
     assert f"-A {EGRESS_CHAIN} -d 192.168.50.0/24 -j RETURN" in lines
     assert lines[-1] == "COMMIT"
     assert lines[-2] == f"-A {EGRESS_CHAIN} -m addrtype ! --dst-type LOCAL -j MASQUERADE"
+
+
+class FakeRunner:
+    iptables = "iptables"
+
+    def __init__(self):
+        self.commands, self.restores = [], []
+
+    def run(self, argv, input=None, check=True):
+        self.commands.append(argv)
+        from types import SimpleNamespace
+        out = "[]" if argv[:2] == ["ip", "-j"] else ""
+        return SimpleNamespace(stdout=out, returncode=0)
+
+    def restore(self, text):
+        self.restores.append(text)
+
+    def sysctl(self, name, value):
+        pass
+
+
+def test_reconcile_rewrites_egress_only_on_change_or_refresh():
+    from bootstrap.agents.proxy.routes import NodeRoutes
+    now = [0.0]
+    r = FakeRunner()
+    routes = NodeRoutes("a", r, "10.244.0.0/16", clock=lambda: now[0])
+    assert routes.reconcile(NODES) == [["ip", "route", "replace", "10.244.2.0/24", "via",
+                                        "10.0.0.2", "proto", "200"]]
+    assert len(r.restores) == 1
+    routes.reconcile(NODES)                       # a status update changing nothing
+    assert len(r.restores) == 1
+    routes.reconcile(NODES + [node("e", "10.0.0.5", "10.244.5.0/24")])
+    assert len(r.restores) == 2                   # a new node IP to exempt
+    now[0] += NodeRoutes.EGRESS_REFRESH + 1
+    routes.reconcile(NODES + [node("e", "10.0.0.5", "10.244.5.0/24")])
+    assert len(r.restores) == 3                   # periodic repair

@@ -14,6 +14,8 @@ import ipaddress
 import json
 import logging
 import shlex
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from bootstrap.agents.proxy.iptables import Runner
@@ -104,12 +106,20 @@ class NodeRoutes:
     """Applies the plan; ``reconcile`` is idempotent and safe to call on every
     Node event."""
 
+    # Node status updates arrive every few seconds and rarely change the plan:
+    # the egress chain is rewritten when its text changes, or at least this often
+    # (to repair it if someone flushed the table).
+    EGRESS_REFRESH = 60.0
+
     def __init__(self, node_name: str, runner: Runner, cluster_cidr: str = "",
-                 non_masquerade: list[str] | None = None):
+                 non_masquerade: list[str] | None = None, *,
+                 clock: Callable[[], float] = time.monotonic):
         self.node_name = node_name
         self.runner = runner
         self.cluster_cidr = cluster_cidr
         self.non_masquerade = non_masquerade or []
+        self.clock = clock
+        self._egress: tuple[str, float] | None = None   # (text, when) last applied
 
     def current(self) -> set[Route]:
         out = self.runner.run(["ip", "-j", "route", "show", "proto", ROUTE_PROTO]).stdout
@@ -123,11 +133,15 @@ class NodeRoutes:
         for cmd in cmds:
             self.runner.run(cmd)
         if self.cluster_cidr:
-            self.runner.restore(egress_rules(self.cluster_cidr, nodes, self.non_masquerade))
-            base = [self.runner.iptables, "--wait", "-t", "nat"]
-            args = egress_jump(self.cluster_cidr)
-            if self.runner.run([*base, "-C", "POSTROUTING", *args], check=False).returncode:
-                self.runner.run([*base, "-A", "POSTROUTING", *args])
+            text = egress_rules(self.cluster_cidr, nodes, self.non_masquerade)
+            last = self._egress
+            if last is None or last[0] != text or self.clock() - last[1] > self.EGRESS_REFRESH:
+                self.runner.restore(text)
+                base = [self.runner.iptables, "--wait", "-t", "nat"]
+                args = egress_jump(self.cluster_cidr)
+                if self.runner.run([*base, "-C", "POSTROUTING", *args], check=False).returncode:
+                    self.runner.run([*base, "-A", "POSTROUTING", *args])
+                self._egress = (text, self.clock())
         return cmds
 
     def cleanup(self) -> None:
@@ -142,5 +156,6 @@ class NodeRoutes:
             if line.startswith("-A POSTROUTING ") and f"-j {EGRESS_CHAIN}" in line:
                 self.runner.run([self.runner.iptables, "--wait", "-t", "nat", "-D",
                                  *shlex.split(line)[1:]], check=False)
+        self._egress = None
         if f":{EGRESS_CHAIN} " in saved:
             self.runner.flush_delete_chains("nat", [EGRESS_CHAIN])
