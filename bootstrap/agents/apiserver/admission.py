@@ -14,7 +14,7 @@ import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 
-from bootstrap.agents.apiserver import podrefs
+from bootstrap.agents.apiserver import podrefs, webhooks
 from bootstrap.agents.apiserver.auth.authn import Store, UserInfo
 from bootstrap.agents.apiserver.serviceaccount import PROJECTED_EXPIRATION_SECONDS
 from bootstrap.api import errors
@@ -53,6 +53,10 @@ class Attributes:
     namespace: str
     name: str
     authorizer: object = None
+    dry_run: bool = False
+    # Where webhooks' warnings (Warning headers) and audit annotations go; None: dropped.
+    warnings: list | None = None
+    annotations: dict | None = None
 
     @property
     def pod_create(self) -> bool:
@@ -123,13 +127,18 @@ PLUGINS = (
     Plugin("DefaultTolerationSeconds", mutate=_mutate_default_tolerations),
     Plugin("CertificateApproval", validate=_validate_certificates("approval")),
     Plugin("CertificateSigning", validate=_validate_certificates("status")),
+    # Upstream runs the webhooks last: mutating ones at the end of the mutating chain,
+    # validating ones at the end of the validating chain.
+    Plugin("MutatingAdmissionWebhook", mutate=webhooks.mutate),
+    Plugin("ValidatingAdmissionWebhook", validate=webhooks.validate),
 )
 BY_NAME = {p.name: p for p in PLUGINS}
 # On unless --disable-admission-plugins names them (upstream's default-on set, as far as
 # we implement it; NodeRestriction is off upstream and kubeadm enables it).
 DEFAULT_ENABLED = frozenset({"NamespaceLifecycle", "ServiceAccount", "Priority",
                              "DefaultTolerationSeconds", "CertificateApproval",
-                             "CertificateSigning"})
+                             "CertificateSigning", "MutatingAdmissionWebhook",
+                             "ValidatingAdmissionWebhook"})
 # Upstream plugins we do not implement: naming one is accepted with a warning, so a
 # kube-apiserver flag line works, but never silently.
 NOT_IMPLEMENTED = frozenset({
@@ -137,11 +146,11 @@ NOT_IMPLEMENTED = frozenset({
     "CertificateSubjectRestriction", "DefaultIngressClass", "DefaultStorageClass",
     "DenyServiceExternalIPs", "EventRateLimit", "ExtendedResourceToleration",
     "ImagePolicyWebhook", "LimitPodHardAntiAffinityTopology", "LimitRanger",
-    "MutatingAdmissionWebhook", "NamespaceAutoProvision", "NamespaceExists",
+    "NamespaceAutoProvision", "NamespaceExists",
     "OwnerReferencesPermissionEnforcement", "PersistentVolumeClaimResize",
     "PodNodeSelector", "PodSecurity", "PodTolerationRestriction", "ResourceQuota",
     "RuntimeClass", "SecurityContextDeny", "StorageObjectInUseProtection",
-    "TaintNodesByCondition", "ValidatingAdmissionPolicy", "ValidatingAdmissionWebhook",
+    "TaintNodesByCondition", "ValidatingAdmissionPolicy",
 })
 
 
@@ -167,7 +176,8 @@ def enabled_plugins(enable: list[str], disable: list[str]) -> tuple[frozenset, l
 async def admit(op: str, resource: Resource, obj: dict | None, old: dict | None,
                 user: UserInfo, store: Store, *, subresource: str = "",
                 namespace: str | None = None, name: str | None = None,
-                authorizer=None, enabled: frozenset | None = None) -> dict | None:
+                authorizer=None, enabled: frozenset | None = None, dry_run: bool = False,
+                warnings: list | None = None, annotations: dict | None = None) -> dict | None:
     """Run the enabled plugins; returns the (possibly mutated) object or raises APIError.
 
     ``namespace``/``name`` default to the object's (or the old object's) metadata,
@@ -179,7 +189,8 @@ async def admit(op: str, resource: Resource, obj: dict | None, old: dict | None,
     meta = (obj or old or {}).get("metadata") or {}
     a = Attributes(op, resource, subresource, obj, old, user, store,
                    namespace if namespace is not None else meta.get("namespace", ""),
-                   name if name is not None else meta.get("name", ""), authorizer)
+                   name if name is not None else meta.get("name", ""), authorizer,
+                   dry_run, warnings, annotations)
     for plugin in PLUGINS:
         if plugin.mutate is not None and plugin.name in enabled:
             a = replace(a, obj=await plugin.mutate(a))

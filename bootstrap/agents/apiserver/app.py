@@ -190,6 +190,6 @@ def _audit(server, request: web.Request, info, user, code: int, received,
             impersonated_user=user.to_dict() if impersonator is not None else None,
             source_ips=[peer],
             user_agent=request.headers.get("User-Agent", ""), code=code, received=received,
-            object_ref=ref))
+            object_ref=ref, annotations=request.get("audit_annotations") or None))
     except OSError as exc:
         log.warning("audit log write failed: %s", exc)

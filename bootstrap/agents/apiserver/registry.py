@@ -34,6 +34,8 @@ class Ctx:
     subresource: str = ""
     # Server-side apply: managedFields were already computed by the apply itself.
     apply: bool = False
+    # Admission's audit annotations (webhooks'), logged with the request's audit event.
+    audit_annotations: dict = field(default_factory=dict)
 
 
 def _track(old: dict | None, new: dict, res: Resource, ctx: Ctx) -> None:
@@ -85,7 +87,16 @@ class Registry:
         if self.admit is None:
             return obj
         out = await self.admit(op, res, obj, old, ctx)
-        return obj if out is None else out
+        if out is None:
+            return obj
+        if op != "DELETE" and out != obj:
+            # Mutating admission (webhooks) changed the object after validation: validate
+            # it again, as upstream validates after the mutating chain.
+            st = self.strategy(res)
+            st.validate(out)
+            if old is not None:
+                st.validate_update(out, old)
+        return out
 
     # -- create -----------------------------------------------------------------
     async def create(self, res: Resource, ns: str | None, obj: dict, ctx: Ctx) -> dict:

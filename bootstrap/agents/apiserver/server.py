@@ -109,7 +109,8 @@ class Server:
         return await admission.admit(op, res, obj if op != "DELETE" else None, old,
                                      ctx.user or SYSTEM_USER, self.auth_store,
                                      subresource=ctx.subresource, authorizer=self.authorizer,
-                                     enabled=self.cfg.admission_plugins)
+                                     enabled=self.cfg.admission_plugins, dry_run=ctx.dry_run,
+                                     warnings=ctx.warnings, annotations=ctx.audit_annotations)
 
     def kubelet_ssl_context(self) -> ssl.SSLContext | None:
         if self._kubelet_ssl is None and self.cfg.kubelet_client_certificate:

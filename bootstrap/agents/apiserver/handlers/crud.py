@@ -21,9 +21,11 @@ def ctx_for(request: web.Request, user, subresource: str = "") -> Ctx:
     fm = request.query.get("fieldManager")
     if fm is not None and len(fm) > 128:
         raise errors.bad_request("fieldManager: Too long: must have at most 128 bytes")
-    return Ctx(user=user, dry_run=common.dry_run(request),
-               field_manager=fm if fm is not None else _default_manager(request),
-               field_validation=common.field_validation(request), subresource=subresource)
+    ctx = Ctx(user=user, dry_run=common.dry_run(request),
+              field_manager=fm if fm is not None else _default_manager(request),
+              field_validation=common.field_validation(request), subresource=subresource)
+    request["audit_annotations"] = ctx.audit_annotations  # app's audit event logs them
+    return ctx
 
 
 def _default_manager(request: web.Request) -> str:
