@@ -74,7 +74,7 @@ class WebhookServer:
         self.seen.append((path, req))
         resp: dict = {"uid": req["uid"], "allowed": True}
         obj = req.get("object") or {}
-        name = (obj.get("metadata") or {}).get("name", "")
+        name = (obj.get("metadata") or {}).get("name", "") or req.get("name", "")
         if path == "mutate":
             ops = [{"op": "add", "path": "/metadata/labels", "value": {}}] \
                 if not obj["metadata"].get("labels") else []
@@ -98,6 +98,10 @@ class WebhookServer:
             await asyncio.sleep(5)
         elif path == "rename":
             ops = [{"op": "replace", "path": "/metadata/name", "value": "elsewhere"}]
+            resp.update(patchType="JSONPatch",
+                        patch=base64.b64encode(json.dumps(ops).encode()).decode())
+        elif path == "invalid":  # a label value validation refuses
+            ops = [{"op": "add", "path": "/metadata/labels", "value": {"bad": "not valid!"}}]
             resp.update(patchType="JSONPatch",
                         patch=base64.b64encode(json.dumps(ops).encode()).decode())
         elif path == "wronguid":
@@ -421,3 +425,45 @@ def test_webhook_configurations_are_exempt_and_admin_only(env):
                             "metadata": {"name": "evil"}, "webhooks": []},
                            user="mallory", groups=())
     assert code == 403 and status["reason"] == "Forbidden"
+
+
+def test_delete_and_invalid_mutation(env):
+    c, hooks = env, env.hooks
+    assert _create_cm(c, "bad-delete")[0] == 201
+    deny_delete = _webhook("nodelete.example.com", hooks.url("deny"), hooks.ca_bundle())
+    deny_delete["rules"][0]["operations"] = ["DELETE"]
+    with _Config(c, "ValidatingWebhookConfiguration", "nodelete", [deny_delete]):
+        code, status, _ = _until_code(c, lambda i: _api(
+            c, "DELETE", f"/api/v1/namespaces/{NS}/configmaps/bad-delete"), 403)
+        assert 'denied the request: no objects named bad-delete' in status["message"]
+        sent = [r for r in hooks.requests("deny") if r["operation"] == "DELETE"][-1]
+        assert sent["object"] is None and sent["oldObject"]["metadata"]["name"] == "bad-delete"
+        assert sent["options"]["kind"] == "DeleteOptions"
+        assert _api(c, "GET", f"/api/v1/namespaces/{NS}/configmaps/bad-delete")[0] == 200
+
+    # A mutation that makes the object invalid is refused by validation afterwards.
+    invalid = [_webhook("invalid.example.com", hooks.url("invalid"), hooks.ca_bundle())]
+    with _Config(c, "MutatingWebhookConfiguration", "invalid", invalid):
+        code, status, _ = _until_code(c, lambda i: _create_cm(c, f"inv-{i}"), 422)
+        assert status["reason"] == "Invalid"
+        assert "metadata.labels" in status["message"]
+
+
+def test_update_sends_old_object(env):
+    c, hooks = env, env.hooks
+    code, obj, _ = _create_cm(c, "upd")
+    assert code == 201
+    mutating = [_webhook("mutate.example.com", hooks.url("mutate"), hooks.ca_bundle())]
+    mutating[0]["rules"][0]["operations"] = ["UPDATE"]
+    with _Config(c, "MutatingWebhookConfiguration", "upd", mutating):
+        def updated(i):
+            code, cur, _ = _api(c, "GET", f"/api/v1/namespaces/{NS}/configmaps/upd")
+            cur["data"] = {"k": f"v{i}"}
+            got = _api(c, "PUT", f"/api/v1/namespaces/{NS}/configmaps/upd", cur)
+            return got if got[0] == 200 and got[1]["metadata"].get("labels") else (0, {}, {})
+        _, obj, _ = _until_code(c, updated, 200)
+        assert obj["metadata"]["labels"] == {"mutated": "yes"}
+        sent = [r for r in hooks.requests("mutate") if r["operation"] == "UPDATE"][-1]
+        assert sent["oldObject"]["metadata"]["name"] == "upd"
+        assert "labels" not in sent["oldObject"]["metadata"]
+        assert sent["options"]["kind"] == "UpdateOptions"
