@@ -15,10 +15,10 @@ from bootstrap.agents.controllers import history as hist
 from bootstrap.agents.controllers import podcontrol as pc
 from bootstrap.agents.controllers import taints as tn
 from bootstrap.agents.controllers.intstr import scaled_value
-from bootstrap.agents.scheduler.plugins.helpers import required_node_affinity
 from bootstrap.api.cache import OWNER_UID, split_key
 from bootstrap.api.controller import Controller
 from bootstrap.api.errors import APIError
+from bootstrap.api.placement import required_node_affinity, tolerated
 from bootstrap.api.selectors import label_selector_from_dict
 
 DAEMONSETS = ("apps", "v1", "daemonsets")
@@ -57,7 +57,7 @@ def should_run(spec: dict, node: dict) -> tuple[bool, bool]:
     tolerations = spec.get("tolerations") or []
     untolerated = [t for t in (node.get("spec") or {}).get("taints") or []
                    if t.get("effect") in (tn.NO_SCHEDULE, tn.NO_EXECUTE)
-                   and not any(tn.tolerates(tol, t) for tol in tolerations)]
+                   and not tolerated(tolerations, t)]
     if not untolerated:
         return True, True
     return False, not any(t.get("effect") == tn.NO_EXECUTE for t in untolerated)

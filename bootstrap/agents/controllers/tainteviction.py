@@ -17,9 +17,10 @@ from bootstrap.api.cache import NODE_NAME, index_by_node_name
 from bootstrap.api.controller import Controller
 from bootstrap.api.errors import APIError
 from bootstrap.api.events import NORMAL
+from bootstrap.api.placement import tolerates
 from bootstrap.api.resources import by_gvr
 
-from .taints import NO_EXECUTE, tolerates
+from .taints import NO_EXECUTE
 from .util import find_condition, object_ref, rfc3339, timestamp
 
 NODES = by_gvr("", "v1", "nodes")

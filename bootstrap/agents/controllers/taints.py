@@ -1,5 +1,5 @@
-"""Node taints the controllers manage and the toleration rules pods are judged by
-(upstream's k8s.io/api/core/v1 taint constants and Toleration.ToleratesTaint)."""
+"""Node taints the controllers manage (upstream's k8s.io/api/core/v1 taint constants);
+the toleration rules pods are judged by are bootstrap.api.placement's."""
 
 from __future__ import annotations
 
@@ -26,23 +26,6 @@ CONDITION_TAINTS: dict[tuple[str, str], str] = {
 }
 # Every NoSchedule key the condition pass owns (and so may remove).
 CONDITION_TAINT_KEYS = frozenset(CONDITION_TAINTS.values()) | {UNSCHEDULABLE}
-
-
-def tolerates(toleration: dict, taint: dict) -> bool:
-    """Toleration.ToleratesTaint: effect and key must match when set; Exists matches any
-    value, Equal (or no operator) the exact value."""
-    effect = toleration.get("effect") or ""
-    if effect and effect != taint.get("effect"):
-        return False
-    key = toleration.get("key") or ""
-    if key and key != taint.get("key"):
-        return False
-    op = toleration.get("operator") or "Equal"
-    if op == "Exists":
-        return True
-    if op == "Equal":
-        return (toleration.get("value") or "") == (taint.get("value") or "")
-    return False
 
 
 def same_taint(a: dict, b: dict) -> bool:

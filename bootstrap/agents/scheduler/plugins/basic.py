@@ -3,6 +3,8 @@ NodeAffinity, NodePorts, ImageLocality (upstream names, reasons and formulas).""
 
 from __future__ import annotations
 
+from bootstrap.api.placement import required_node_affinity, term_matches, tolerated
+
 from ..cache import NodeInfo, PodInfo, Snapshot
 from ..framework import (
     MAX_NODE_SCORE,
@@ -17,7 +19,6 @@ from ..framework import (
     unresolvable,
     unschedulable,
 )
-from .helpers import required_node_affinity, term_matches, tolerated
 
 UNSCHEDULABLE_TAINT = "node.kubernetes.io/unschedulable"
 

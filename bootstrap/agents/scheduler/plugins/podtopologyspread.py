@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from bootstrap.api.placement import required_node_affinity, tolerated
 from bootstrap.api.selectors import LabelSelector, label_selector_from_dict
 
 from ..cache import HOSTNAME_LABEL, NodeInfo, PodInfo, Snapshot
@@ -25,7 +26,6 @@ from ..framework import (
     unresolvable,
     unschedulable,
 )
-from .helpers import required_node_affinity, tolerated
 
 REASON = "node(s) didn't match pod topology spread constraints"
 REASON_MISSING_LABEL = "node(s) didn't match pod topology spread constraints (missing required label)"

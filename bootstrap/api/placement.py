@@ -1,5 +1,6 @@
-"""Matching rules several plugins share: tolerations against taints (core/v1
-helper ToleratesTaint) and node selectors (component-helpers nodeaffinity)."""
+"""How pods are matched to nodes, shared by the scheduler, the DaemonSet controller
+and taint-based eviction: tolerations against taints (core/v1 ToleratesTaint) and
+spec.nodeSelector plus required node affinity (component-helpers nodeaffinity)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from collections.abc import Iterable
 
 
 def tolerates(toleration: dict, taint: dict) -> bool:
+    """Toleration.ToleratesTaint: effect and key must match when set; Exists matches any
+    value, Equal (or no operator) the exact value."""
     effect = toleration.get("effect") or ""
     if effect and effect != taint.get("effect"):
         return False
