@@ -191,9 +191,12 @@ def _write_params(v3: bool, *, patch: bool) -> list[dict]:
 class _PathBuilder:
     """Operations for one resource, shared by the v2 and v3 renderings."""
 
-    def __init__(self, v3: bool):
+    def __init__(self, v3: bool, patch_types: tuple[str, ...] = _PATCH_TYPES):
         self.v3 = v3
         self.prefix = "#/components/schemas/" if v3 else "#/definitions/"
+        # kubectl apply sends a strategic merge patch only where the operation lists it;
+        # custom resources have no patch strategies, so theirs leave it out (upstream).
+        self.patch_types = patch_types
 
     def _ref(self, name: str) -> dict:
         return {"$ref": self.prefix + name}
@@ -220,7 +223,7 @@ class _PathBuilder:
                              "x-kubernetes-group-version-kind": kind_gvk}
         params = list(params or [])
         if body:
-            b = self._body(body, _PATCH_TYPES if patch else ("*/*",))
+            b = self._body(body, self.patch_types if patch else ("*/*",))
             if self.v3:
                 o.update(b)
             else:
@@ -228,13 +231,14 @@ class _PathBuilder:
         if params:
             o["parameters"] = params
         if not self.v3:
-            o["consumes"] = list(_PATCH_TYPES) if patch else ["*/*"]
+            o["consumes"] = list(self.patch_types) if patch else ["*/*"]
             o["produces"] = ["application/json", "application/yaml"]
         return o
 
 
 def _paths_for(r: resources.Resource, v3: bool) -> dict[str, dict]:
-    b = _PathBuilder(v3)
+    b = _PathBuilder(v3, _PATCH_TYPES if r.custom is None else tuple(
+        t for t in _PATCH_TYPES if "strategic" not in t))
     kind_def = schema.definition_name(r.gvk)
     list_def = schema.definition_name((r.group, r.version, r.list_kind)) or kind_def
     if kind_def is None:

@@ -18,6 +18,7 @@ import re
 import uuid
 from typing import Any
 
+from bootstrap.api import cel_rules
 from bootstrap.api.errors import (
     FieldError,
     forbidden_field,
@@ -53,11 +54,8 @@ def _check(node: Any, path: str, out: list[FieldError], root: bool) -> None:
     if node.get("uniqueItems") is True:
         out.append(forbidden_field(f"{path}.uniqueItems", "uniqueItems cannot be set to true "
                                    "since the runtime complexity becomes quadratic"))
-    if "x-kubernetes-validations" in node:
-        out.append(forbidden_field(
-            f"{path}.x-kubernetes-validations",
-            "CEL validation rules are not supported by this API server "
-            "(see docs/adr/0007-crd-cel.md)"))
+    if cel_rules.KEY in node:
+        out += cel_rules.compile_errors(node[cel_rules.KEY], f"{path}.{cel_rules.KEY}")
     t = node.get("type")
     special = node.get("x-kubernetes-int-or-string") or node.get(
         "x-kubernetes-preserve-unknown-fields") or node.get("x-kubernetes-embedded-resource")

@@ -14,6 +14,8 @@ import yaml
 from kubernetes import client, config, dynamic, watch
 from kubernetes.client.rest import ApiException
 
+from bootstrap.api import cel_rules
+
 from .cluster import eventually
 from .test_kubectl import get_json, run
 
@@ -328,8 +330,9 @@ def test_rbac_for_crds_and_custom_objects(cluster, crds):
         size={"properties": {"a": {"type": "string"}}}),
      "properties[size].type: Required value: must not be empty for specified object fields"),
     (lambda c: c["spec"]["versions"][0]["schema"]["openAPIV3Schema"].update({
-        "x-kubernetes-validations": [{"rule": "self.size > 0"}]}),
-     "CEL validation rules are not supported"),
+        "x-kubernetes-validations": [{"rule": "self.size >"}]}),
+     "x-kubernetes-validations[0].rule: Invalid value: \"self.size >\": compilation failed"
+     if cel_rules.available() else "CEL validation rules need the cel-python package"),
 ])
 def test_bad_crds_are_422(crds, mutate, message):
     bad = json.loads(json.dumps(CLUSTER_CRD))
@@ -387,3 +390,54 @@ def test_deleting_the_crd_removes_objects_and_serving(cluster, crds, api):
     assert eventually(lambda: run(crds, "get", "widgets", "-o", "name",
                                   check=False).returncode == 0)
     assert run(crds, "get", "widgets", "-o", "name").stdout.strip() == ""
+
+
+CEL_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": f"pools.{GROUP}"},
+    "spec": {
+        "group": GROUP, "scope": "Namespaced",
+        "names": {"plural": "pools", "singular": "pool", "kind": "Pool"},
+        "versions": [{"name": "v1", "served": True, "storage": True, "schema": {
+            "openAPIV3Schema": {"type": "object", "properties": {"spec": {
+                "type": "object",
+                "x-kubernetes-validations": [
+                    {"rule": "self.min <= self.max",
+                     "message": "min must not exceed max"},
+                    {"rule": "self.max < 100", "reason": "FieldValueForbidden",
+                     "messageExpression": "'max ' + string(self.max) + ' is too big'"}],
+                "properties": {
+                    "min": {"type": "integer"}, "max": {"type": "integer"},
+                    "zone": {"type": "string",
+                             "x-kubernetes-validations": [
+                                 {"rule": "self == oldSelf",
+                                  "message": "zone is immutable"}]}}}}}}}],
+    },
+}
+
+
+def test_cel_validation_rules(crds):
+    if not cel_rules.available():
+        # Without cel-python the server refuses rules it cannot enforce (ADR 0007).
+        refused = _apply(crds, CEL_CRD, check=False)
+        assert "CEL validation rules need the cel-python package" in refused.stderr
+        return
+    _apply(crds, CEL_CRD)
+    assert eventually(lambda: _established(crds, f"pools.{GROUP}"))
+    assert eventually(lambda: run(crds, "get", "pools", "-n", "crd-work",
+                                  check=False).returncode == 0)
+
+    def pool(**spec):
+        return {"apiVersion": f"{GROUP}/v1", "kind": "Pool",
+                "metadata": {"name": "p", "namespace": "crd-work"}, "spec": spec}
+    bad = _apply(crds, pool(min=5, max=2), check=False)
+    assert 'The Pool "p" is invalid: spec: Invalid value: "object": min must not exceed ' \
+           'max' in bad.stderr
+    big = _apply(crds, pool(min=1, max=500), check=False)
+    assert "spec: Forbidden: max 500 is too big" in big.stderr
+    _apply(crds, pool(min=1, max=5, zone="a"))
+    moved = _apply(crds, pool(min=1, max=5, zone="b"), check=False)
+    assert "spec.zone: Invalid value: \"string\": zone is immutable" in moved.stderr
+    _apply(crds, pool(min=2, max=5, zone="a"))  # other changes still pass
+    assert get_json(crds, "pool", "p", "-n", "crd-work")["spec"]["min"] == 2

@@ -3,7 +3,16 @@
 
 from __future__ import annotations
 
-from bootstrap.api import crd, errors, meta, schema, structural, validation, validation_crd
+from bootstrap.api import (
+    cel_rules,
+    crd,
+    errors,
+    meta,
+    schema,
+    structural,
+    validation,
+    validation_crd,
+)
 from bootstrap.api.resources import Resource
 
 from .base import Strategy
@@ -82,12 +91,18 @@ class CustomResourceStrategy(Strategy):
     def validate(self, obj: dict) -> None:
         causes = validation.validate_meta(obj, self.res.kind)
         causes += structural.validate(obj, self.cv.schema)
+        if not causes:
+            # Upstream runs CEL rules only on values the schema already accepted.
+            causes += cel_rules.evaluate(obj, self.cv.schema)
         if causes:
             raise errors.invalid(self.res.kind, obj["metadata"].get("name", ""), causes,
                                  self.res.group)
 
     def validate_update(self, new: dict, old: dict) -> None:
-        pass
+        causes = cel_rules.evaluate(new, self.cv.schema, old, transitions=True)
+        if causes:
+            raise errors.invalid(self.res.kind, new["metadata"].get("name", ""), causes,
+                                 self.res.group)
 
     def bump_generation(self, old: dict | None, new: dict) -> None:
         md = new.setdefault("metadata", {})
