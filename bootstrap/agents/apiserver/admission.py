@@ -14,7 +14,7 @@ import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 
-from bootstrap.agents.apiserver import podrefs, webhooks
+from bootstrap.agents.apiserver import podrefs, policies, webhooks
 from bootstrap.agents.apiserver.auth.authn import Store, UserInfo
 from bootstrap.agents.apiserver.serviceaccount import PROJECTED_EXPIRATION_SECONDS
 from bootstrap.api import errors
@@ -130,6 +130,7 @@ PLUGINS = (
     # Upstream runs the webhooks last: mutating ones at the end of the mutating chain,
     # validating ones at the end of the validating chain.
     Plugin("MutatingAdmissionWebhook", mutate=webhooks.mutate),
+    Plugin("ValidatingAdmissionPolicy", validate=policies.validate),
     Plugin("ValidatingAdmissionWebhook", validate=webhooks.validate),
 )
 BY_NAME = {p.name: p for p in PLUGINS}
@@ -138,7 +139,7 @@ BY_NAME = {p.name: p for p in PLUGINS}
 DEFAULT_ENABLED = frozenset({"NamespaceLifecycle", "ServiceAccount", "Priority",
                              "DefaultTolerationSeconds", "CertificateApproval",
                              "CertificateSigning", "MutatingAdmissionWebhook",
-                             "ValidatingAdmissionWebhook"})
+                             "ValidatingAdmissionPolicy", "ValidatingAdmissionWebhook"})
 # Upstream plugins we do not implement: naming one is accepted with a warning, so a
 # kube-apiserver flag line works, but never silently.
 NOT_IMPLEMENTED = frozenset({
@@ -150,7 +151,7 @@ NOT_IMPLEMENTED = frozenset({
     "OwnerReferencesPermissionEnforcement", "PersistentVolumeClaimResize",
     "PodNodeSelector", "PodSecurity", "PodTolerationRestriction", "ResourceQuota",
     "RuntimeClass", "SecurityContextDeny", "StorageObjectInUseProtection",
-    "TaintNodesByCondition", "ValidatingAdmissionPolicy",
+    "TaintNodesByCondition",
 })
 
 
