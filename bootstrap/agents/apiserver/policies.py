@@ -40,14 +40,18 @@ class EvalError(Exception):
     pass
 
 
-@lru_cache(maxsize=1024)
-def _program(expression: str):
+def _celpy():
     try:
         import celpy
     except ImportError:
         raise ConfigError("CEL evaluation needs the cel-python package, which is not "
                           "installed") from None
-    env = celpy.Environment()
+    return celpy
+
+
+@lru_cache(maxsize=1024)
+def _program(expression: str):
+    env = _celpy().Environment()
     try:
         return env.program(env.compile(expression))
     except Exception as exc:  # celpy raises its own parse and compile errors
@@ -58,7 +62,7 @@ def _program(expression: str):
 
 def _evaluate(expression: str, activation: dict):
     program = _program(expression)
-    import celpy
+    celpy = _celpy()
     try:
         result = program.evaluate(activation)
     except Exception as exc:
@@ -83,7 +87,7 @@ def _request(a) -> dict:
 
 
 async def _activation(a, policy: dict) -> dict:
-    import celpy
+    celpy = _celpy()
     ns_obj = None
     if a.resource.namespaced and a.namespace:
         ns_obj = await a.store.get("namespaces", None, a.namespace)
