@@ -5,6 +5,7 @@ that the custom-resource strategy, tables and OpenAPI read."""
 from __future__ import annotations
 
 import copy
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +29,14 @@ class CustomVersion:
     storage_api_version: str = ""
     selectable_fields: tuple[str, ...] = field(default=())
 
+    def field_getters(self) -> dict:
+        """Field selector labels of ``selectableFields`` (``spec.color`` for the path
+        ``.spec.color``) and how to read each as a selector compares it."""
+        out = {}
+        for path in self.selectable_fields:
+            out[path.lstrip(".")] = functools.partial(_selector_value, path=path)
+        return out
+
     def columns(self) -> list[Column]:
         """Name, then additionalPrinterColumns; Age when none are declared (upstream's
         CRD table convertor)."""
@@ -44,6 +53,13 @@ class CustomVersion:
                                description=c.get("description", ""),
                                format=c.get("format", "")))
         return cols
+
+
+def _selector_value(obj: dict, path: str) -> str:
+    value = json_path(obj, path)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)
 
 
 def _cell(col: dict):

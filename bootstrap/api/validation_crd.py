@@ -138,6 +138,8 @@ def _versions(spec: dict, path: str) -> list[FieldError]:
                 out.append(not_supported(f"{cp}.type", col.get("type") or "", _COLUMN_TYPES))
             if not col.get("jsonPath"):
                 out.append(required(f"{cp}.jsonPath"))
+        out += _selectable_fields(v.get("selectableFields") or [], schema,
+                                  f"{vp}.selectableFields")
         if v.get("deprecated") is False and v.get("deprecationWarning"):
             out.append(forbidden_field(f"{vp}.deprecationWarning",
                                        "can only be set for deprecated versions"))
@@ -154,4 +156,43 @@ def validate_crd_update(new: dict, old: dict) -> list[FieldError]:
                                  "field is immutable"))
     if ns.get("scope") != os_.get("scope"):
         out.append(invalid_value("spec.scope", ns.get("scope"), "field is immutable"))
+    return out
+
+
+def _schema_at(schema: dict | None, path: str) -> dict | None:
+    node = schema
+    for key in [k for k in path.split(".") if k]:
+        if not isinstance(node, dict):
+            return None
+        node = (node.get("properties") or {}).get(key)
+    return node if isinstance(node, dict) else None
+
+
+def _selectable_fields(fields: list, schema: dict | None, path: str) -> list[FieldError]:
+    out: list[FieldError] = []
+    if len(fields) > 8:
+        out.append(FieldError("FieldValueTooMany", path,
+                              f"Too many: {len(fields)}: must have at most 8 items"))
+    seen: set[str] = set()
+    for i, f in enumerate(fields):
+        jp = (f or {}).get("jsonPath") or ""
+        fp = f"{path}[{i}].jsonPath"
+        if not jp:
+            out.append(required(fp))
+            continue
+        if not jp.startswith(".") or "[" in jp:
+            out.append(invalid_value(fp, jp, "must be a simple json path starting with ."))
+            continue
+        node = _schema_at(schema, jp)
+        if node is None:
+            out.append(invalid_value(fp, jp, "is an invalid path: does not refer to a "
+                                     "field in the schema"))
+        elif node.get("type") not in ("string", "integer", "boolean") and \
+                not node.get("x-kubernetes-int-or-string"):
+            out.append(invalid_value(fp, jp, "must point to a field of type string, "
+                                     "boolean or integer. Enum string fields and "
+                                     "IntOrString fields are also allowed"))
+        if jp in seen:
+            out.append(duplicate(fp, jp))
+        seen.add(jp)
     return out

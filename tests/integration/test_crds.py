@@ -32,6 +32,7 @@ CRONTAB_CRD = {
                   "shortNames": ["ct"], "categories": ["all"]},
         "versions": [
             {"name": "v1", "served": True, "storage": True,
+             "selectableFields": [{"jsonPath": ".spec.mode"}],
              "subresources": {"status": {},
                               "scale": {"specReplicasPath": ".spec.replicas",
                                         "statusReplicasPath": ".status.replicas"}},
@@ -441,3 +442,56 @@ def test_cel_validation_rules(crds):
     assert "spec.zone: Invalid value: \"string\": zone is immutable" in moved.stderr
     _apply(crds, pool(min=2, max=5, zone="a"))  # other changes still pass
     assert get_json(crds, "pool", "p", "-n", "crd-work")["spec"]["min"] == 2
+
+
+def test_selectable_fields(crds, api):
+    objs = client.CustomObjectsApi(api)
+    for name, mode in (("fast", "Fast"), ("slow", "Slow")):
+        objs.create_namespaced_custom_object(GROUP, "v1", "crd-work", "crontabs",
+                                             _crontab(f"sel-{name}", mode=mode))
+    names = run(crds, "get", "ct", "-n", "crd-work", "--field-selector", "spec.mode=Fast",
+                "-o", "name").stdout.split()
+    assert names == ["crontab.stable.example.com/sel-fast"]
+    bad = run(crds, "get", "ct", "-n", "crd-work", "--field-selector", "spec.image=x",
+              check=False)
+    assert "field label not supported: spec.image" in bad.stderr
+    # v1beta1 declares none: only metadata fields select there.
+    with pytest.raises(ApiException) as exc:
+        objs.list_namespaced_custom_object(GROUP, "v1beta1", "crd-work", "crontabs",
+                                           field_selector="spec.mode=Fast")
+    assert exc.value.status == 400
+
+
+def test_crd_updates_apply_live(crds, api):
+    objs = client.CustomObjectsApi(api)
+    _apply(crds, CLUSTER_CRD)
+    assert eventually(lambda: _established(crds, f"widgets.{GROUP}"))
+    made = objs.create_cluster_custom_object(GROUP, "v1", "widgets", {
+        "apiVersion": f"{GROUP}/v1", "kind": "Widget", "metadata": {"name": "live"},
+        "color": "red"})
+    assert "color" not in made  # not in the schema yet: pruned
+    wider = json.loads(json.dumps(CLUSTER_CRD))
+    props = wider["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]
+    props["color"] = {"type": "string"}
+    wider["spec"]["versions"].append({"name": "v2", "served": True, "storage": False,
+                                      "schema": wider["spec"]["versions"][0]["schema"]})
+    _apply(crds, wider)
+
+    def kept():
+        try:
+            got = objs.patch_cluster_custom_object(GROUP, "v1", "widgets", "live",
+                                                   {"color": "blue"})
+        except ApiException:
+            return False
+        return got.get("color") == "blue"
+    assert eventually(kept)
+    assert eventually(lambda: run(crds, "get", "--raw", f"/apis/{GROUP}/v2/widgets",
+                                  check=False).returncode == 0)
+    # served: false takes the version out of discovery and routing.
+    wider["spec"]["versions"][1]["served"] = False
+    _apply(crds, wider)
+    assert eventually(lambda: run(crds, "get", "--raw", f"/apis/{GROUP}/v2/widgets",
+                                  check=False).returncode != 0)
+    assert [v["version"] for v in json.loads(run(
+        crds, "get", "--raw", f"/apis/{GROUP}").stdout)["versions"]] == ["v1", "v1beta1"]
+    objs.delete_cluster_custom_object(GROUP, "v1", "widgets", "live")

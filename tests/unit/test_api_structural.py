@@ -203,3 +203,23 @@ def test_catalogue_grows_and_shrinks():
     with pytest.raises(ValueError):
         resources.register(pods)
     assert resources.unregister("", "v1", "pods") is None
+
+
+def test_selectable_fields_validation():
+    schema = {"type": "object", "properties": {"spec": {"type": "object", "properties": {
+        "color": {"type": "string"}, "parts": {"type": "array",
+                                               "items": {"type": "string"}}}}}}
+    version = {"name": "v1", "served": True, "storage": True,
+               "schema": {"openAPIV3Schema": schema},
+               "selectableFields": [{"jsonPath": ".spec.color"}, {"jsonPath": ".spec.parts"},
+                                    {"jsonPath": ".spec.nope"}, {"jsonPath": "spec.color"}]}
+    errs = validation_crd.validate_crd(_crd(versions=[version]))
+    assert [(e.field, e.body.split(": ", 2)[-1][:20]) for e in errs] == [
+        ("spec.versions[0].selectableFields[1].jsonPath", "must point to a fiel"),
+        ("spec.versions[0].selectableFields[2].jsonPath", "is an invalid path: "),
+        ("spec.versions[0].selectableFields[3].jsonPath", "must be a simple jso")]
+    (r,) = crd.resources_for(_crd(versions=[{**version, "selectableFields": [
+        {"jsonPath": ".spec.color"}]}]))
+    getters = r.custom.field_getters()
+    assert getters["spec.color"]({"spec": {"color": "red"}}) == "red"
+    assert getters["spec.color"]({}) == ""

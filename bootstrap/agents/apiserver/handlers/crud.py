@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 from aiohttp import web
 
@@ -36,7 +37,15 @@ def _default_manager(request: web.Request) -> str:
 
 def matcher(request: web.Request, res: Resource):
     label = selectors.parse_label_selector(request.query.get("labelSelector"))
-    field = selectors.parse_field_selector(request.query.get("fieldSelector"), res.plural)
+    if res.custom is not None:
+        # Custom resources select by metadata and the CRD's selectableFields only.
+        getters = res.custom.field_getters()
+        field = selectors.parse_field_selector(
+            request.query.get("fieldSelector"), res.plural,
+            allowed={"metadata.name", "metadata.namespace", *getters})
+        field = dataclasses.replace(field, getters=field.getters + tuple(getters.items()))
+    else:
+        field = selectors.parse_field_selector(request.query.get("fieldSelector"), res.plural)
     if label.empty() and field.empty():
         return None
 
