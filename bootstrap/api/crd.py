@@ -28,6 +28,8 @@ class CustomVersion:
     printer_columns: tuple = ()
     storage_api_version: str = ""
     selectable_fields: tuple[str, ...] = field(default=())
+    # The CRD is being deleted: its objects may be read, updated and deleted, not created.
+    terminating: bool = False
 
     def field_getters(self) -> dict:
         """Field selector labels of ``selectableFields`` (``spec.color`` for the path
@@ -139,7 +141,8 @@ def resources_for(crd: dict) -> list[Resource]:
             printer_columns=tuple(v.get("additionalPrinterColumns") or ()),
             storage_api_version=f"{group}/{storage}",
             selectable_fields=tuple(f.get("jsonPath", "")
-                                    for f in v.get("selectableFields") or ()))
+                                    for f in v.get("selectableFields") or ()),
+            terminating=bool(crd["metadata"].get("deletionTimestamp")))
         out.append(Resource(
             group=group, version=v["name"], kind=names["kind"], plural=names["plural"],
             singular=names.get("singular") or names["kind"].lower(),

@@ -495,3 +495,52 @@ def test_crd_updates_apply_live(crds, api):
     assert [v["version"] for v in json.loads(run(
         crds, "get", "--raw", f"/apis/{GROUP}").stdout)["versions"]] == ["v1", "v1beta1"]
     objs.delete_cluster_custom_object(GROUP, "v1", "widgets", "live")
+
+
+def test_terminating_crd_waits_for_object_finalizers(crds, api):
+    objs = client.CustomObjectsApi(api)
+    held = json.loads(json.dumps(CLUSTER_CRD))
+    held["metadata"]["name"] = f"holds.{GROUP}"
+    held["spec"]["names"] = {"plural": "holds", "singular": "hold", "kind": "Hold"}
+    _apply(crds, held)
+    assert eventually(lambda: _established(crds, f"holds.{GROUP}"))
+    assert eventually(lambda: run(crds, "get", "holds", check=False).returncode == 0)
+    objs.create_cluster_custom_object(GROUP, "v1", "holds", {
+        "apiVersion": f"{GROUP}/v1", "kind": "Hold",
+        "metadata": {"name": "kept", "finalizers": ["example.com/hold"]}})
+    run(crds, "delete", "crd", f"holds.{GROUP}", "--wait=false")
+
+    def terminating():
+        conds = {c["type"]: c for c in get_json(crds, "crd", f"holds.{GROUP}")["status"][
+            "conditions"]}
+        return conds.get("Terminating", {}).get("status") == "True"
+    assert eventually(terminating)
+    # The object waits for its finalizer; new objects are refused meanwhile.
+    assert objs.get_cluster_custom_object(GROUP, "v1", "holds", "kept")["metadata"][
+        "deletionTimestamp"]
+
+    def refused():
+        try:
+            objs.create_cluster_custom_object(GROUP, "v1", "holds", {
+                "apiVersion": f"{GROUP}/v1", "kind": "Hold", "metadata": {"name": "new"}})
+        except ApiException as exc:
+            return exc
+        objs.delete_cluster_custom_object(GROUP, "v1", "holds", "new")
+        return None
+    exc = eventually(refused)
+    assert exc.status == 405
+    assert "create not allowed while custom resource definition is terminating" in exc.body
+    objs.patch_cluster_custom_object(GROUP, "v1", "holds", "kept",
+                                     {"metadata": {"finalizers": None}})
+    assert eventually(lambda: run(crds, "get", "crd", f"holds.{GROUP}",
+                                  check=False).returncode != 0)
+
+
+def test_another_server_serves_the_crds(cluster, crds):
+    _apply(crds, _crontab("seen-by-all"))
+    late = cluster.add_server()
+    kc = cluster.kubeconfig("kubernetes-admin", ("system:masters",), server=late)
+    # Established CRDs are served before the new server takes requests.
+    got = get_json(kc, "crontab", "seen-by-all", "-n", "crd-work")
+    assert got["spec"]["cronSpec"] == "*/5 * * * *"
+    assert "crontabs" in run(kc, "api-resources", "--api-group", GROUP).stdout

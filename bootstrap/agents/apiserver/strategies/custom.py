@@ -75,6 +75,11 @@ class CustomResourceStrategy(Strategy):
     def scalable(self) -> bool:  # type: ignore[override]
         return self.cv.scale is not None
 
+    def before_validate(self, obj: dict, user) -> None:
+        if self.cv.terminating:
+            raise errors.APIError(405, "MethodNotAllowed", "create not allowed while custom "
+                                  "resource definition is terminating")
+
     def decode(self, obj: dict, mode: str) -> list[str]:
         removed: list[str] = []
         structural.prune(obj, self.cv.schema, removed=removed)
