@@ -12,7 +12,7 @@ from aiohttp import web
 from bootstrap.api import agentserver, errors, openapi, tlsconfig
 from bootstrap.api.resources import CATALOGUE, Resource
 
-from . import admission, app, bootstrap_objects
+from . import admission, app, bootstrap_objects, webhooks
 from .auth import escalation
 from .auth.authn import MASTERS, Authenticator, UserInfo
 from .auth.authz import Authorizer
@@ -187,6 +187,7 @@ class Server:
         if self.runner is not None:
             await self.runner.cleanup()
         await self.crds.stop()
+        await webhooks.close()
         await self.store.stop()
         await self.etcd.close()
         if self.audit is not None:

@@ -166,6 +166,25 @@ async def matching(a, plural: str) -> list[Hook]:
 # -- calling ----------------------------------------------------------------------
 
 _SSL_CACHE: dict[str, ssl.SSLContext] = {}
+# One client session per event loop, so calls reuse TLS connections as upstream's
+# client does. aiohttp pools connections by host, port, SSL context and server name,
+# so a connection verified with one webhook's caBundle never serves another's.
+_SESSIONS: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
+
+
+def _session() -> aiohttp.ClientSession:
+    loop = asyncio.get_running_loop()
+    s = _SESSIONS.get(loop)
+    if s is None or s.closed:
+        s = _SESSIONS[loop] = aiohttp.ClientSession()
+    return s
+
+
+async def close() -> None:
+    """Close this event loop's webhook client session (the server's shutdown)."""
+    s = _SESSIONS.pop(asyncio.get_running_loop(), None)
+    if s is not None:
+        await s.close()
 
 
 def _ssl_context(ca_bundle: str | None) -> ssl.SSLContext:
@@ -252,12 +271,12 @@ async def call(hook: Hook, a, obj: dict | None, *, mutating: bool) -> dict:
     cc = hook.spec.get("clientConfig") or {}
     timeout = hook.spec.get("timeoutSeconds") or DEFAULT_TIMEOUT_SECONDS
     try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as s:
-            async with s.post(url, json=body, ssl=_ssl_context(cc.get("caBundle")),
-                              server_hostname=server_name or None,
-                              headers={"Accept": "application/json"}) as resp:
-                raw = await resp.content.read(MAX_RESPONSE_BYTES + 1)
-                status = resp.status
+        async with _session().post(url, json=body, ssl=_ssl_context(cc.get("caBundle")),
+                                   server_hostname=server_name or None,
+                                   timeout=aiohttp.ClientTimeout(total=timeout),
+                                   headers={"Accept": "application/json"}) as resp:
+            raw = await resp.content.read(MAX_RESPONSE_BYTES + 1)
+            status = resp.status
     except TimeoutError:
         raise CallError(hook.name, f'failed to call webhook: Post "{url}": context deadline '
                                    f'exceeded') from None
