@@ -79,6 +79,7 @@ def stacked(sandbox_factory, tmp_path_factory):
         first = cli("cluster", "up", "-i", str(cluster), timeout=1500)
         second = cli("cluster", "up", "-i", str(cluster), timeout=600)
         up = Up(STACKED, cluster, first, second)
+        up.dry = cli("cluster", "up", "-i", str(cluster), "--dry-run", timeout=600)
         up.hand, up.full = hand, sandbox_inv
         yield up
     finally:
@@ -97,6 +98,11 @@ def test_stacked_first_run_brings_every_node_ready(stacked):
 def test_stacked_second_run_changes_nothing(stacked):
     out = ok(stacked.second)
     assert "cluster up: converged, nothing changed (0 changed)" in out, out[-3000:]
+
+
+def test_stacked_dry_run_on_a_converged_cluster_would_change_nothing(stacked):
+    out = ok(stacked.dry)
+    assert "cluster up (dry run): 0 change(s) would be made" in out, out[-3000:]
 
 
 def test_control_plane_nodes_are_marked_and_tainted(stacked):
