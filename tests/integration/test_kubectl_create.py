@@ -140,6 +140,11 @@ def test_workloads(admin):
     tmpl = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     assert tmpl["restartPolicy"] == "OnFailure"
     assert tmpl["containers"][0]["command"] == ["date"]
+    manual = _created(admin, "job", "nightly-now", "-n", NS, "--from=cronjob/nightly")
+    assert manual["metadata"]["annotations"] == {"cronjob.kubernetes.io/instantiate": "manual"}
+    owner = manual["metadata"]["ownerReferences"][0]
+    assert (owner["kind"], owner["name"], owner["uid"], owner["controller"]) == (
+        "CronJob", "nightly", cron["metadata"]["uid"], True)
 
     pdb = _created(admin, "poddisruptionbudget", "web-pdb", "-n", NS, "--selector=app=web",
                    "--min-available=50%")
