@@ -544,3 +544,58 @@ def test_another_server_serves_the_crds(cluster, crds):
     got = get_json(kc, "crontab", "seen-by-all", "-n", "crd-work")
     assert got["spec"]["cronSpec"] == "*/5 * * * *"
     assert "crontabs" in run(kc, "api-resources", "--api-group", GROUP).stdout
+
+
+def _post(cluster, path, body) -> int:
+    req = urllib.request.Request(cluster.server.url + path, method="POST",
+                                 data=json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, context=cluster.ssl_context(), timeout=30) as r:
+            return r.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def _zap(mutate):
+    c = json.loads(json.dumps(CRONTAB_CRD))
+    c["metadata"]["name"] = f"zaps.{GROUP}"
+    c["spec"]["names"] = {"plural": "zaps", "kind": "Zap"}
+    mutate(c)
+    return c
+
+
+def _root(c):
+    return c["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+
+
+@pytest.mark.parametrize("mutate,code", [
+    (lambda c: _root(c).update(properties="x"), 400),
+    (lambda c: _root(c)["properties"].update(spec=[1]), 400),
+    (lambda c: c["spec"].update(versions=["x"]), 400),
+    (lambda c: c["spec"]["names"].update(shortNames=[1]), 400),
+    (lambda c: _root(c).update({"x-kubernetes-validations": ["x"]}), 400),
+    (lambda c: c["spec"]["versions"][0].update(schema=None), 422),
+    (lambda c: _root(c).update(default={}), 422),
+    (lambda c: c["spec"].update(conversion={"strategy": "Webhook"}), 422),
+    (lambda c: _root(c)["properties"]["spec"]["properties"].update(
+        t={"type": "array", "x-kubernetes-list-type": "map", "items": {"type": "object"}}),
+     422),
+])
+def test_malformed_crds_are_client_errors(cluster, crds, mutate, code):
+    assert _post(cluster, "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+                 _zap(mutate)) == code
+
+
+@pytest.mark.parametrize("body,code", [
+    ([1], 400),
+    ({"metadata": "x"}, 400),
+    ({"kind": "Pod", "metadata": {"name": "a"}}, 400),
+    ({"metadata": {"name": "b"}, "spec": "x"}, 422),
+    ({"metadata": {"name": "c"}, "spec": None}, 422),
+    ({"metadata": {"name": "d"}, "spec": {"cronSpec": "* * * * *", "replicas": 1.5}}, 422),
+    ({"metadata": {"name": "e"}, "spec": {"cronSpec": "* * * * *",
+                                          "extra": json.loads("[" * 150 + "]" * 150)}}, 422),
+])
+def test_malformed_custom_objects_are_client_errors(cluster, crds, body, code):
+    assert _post(cluster, f"/apis/{GROUP}/v1/namespaces/crd-work/crontabs", body) == code
