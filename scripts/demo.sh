@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
-# The main job on the embedded default: sandbox hosts -> cluster up -> see it work.
-# Today the cluster is the PKI, the agents installed on every host, and a
-# 3-member etcd with mutual TLS; later stages (control plane, nodes) join the
-# same `cluster up`. Run as root on Debian 12. Leaves the sandbox running;
-# remove it with: .venv/bin/bootstrap sandbox down --name demo
+# The main job on the embedded default: sandbox hosts -> cluster up -> a served
+# workload, seen working from the machine with the real kubectl. Run as root on
+# Debian 12. Leaves the cluster running for you to explore; remove it with
+#   .venv/bin/bootstrap sandbox down --name demo
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 "$here/scripts/setup.sh"
@@ -11,33 +10,73 @@ export PATH="$here/.venv/bin:$PATH"
 name=${BOOTSTRAP_DEMO_NAME:-demo}
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+# Poll until a command succeeds (a bounded wait, never a fixed sleep).
+until_ok() {
+  local tries=$1; shift
+  for _ in $(seq "$tries"); do "$@" >/dev/null 2>&1 && return 0; sleep 1; done
+  "$@"
+}
 
-step "sandbox up: 3 hosts (systemd, sshd, own IP) made of Linux namespaces"
-inventory=$(bootstrap sandbox up --name "$name" --hosts 3)
+step "sandbox up: 5 hosts made of Linux namespaces (systemd, sshd, own IP): 3 control plane + 2 workers"
+inventory=$(bootstrap sandbox up --name "$name" --hosts 5 --control-plane 3)
 bootstrap inventory check -i "$inventory"
+artifacts=$(dirname "$inventory")/artifacts
+export KUBECONFIG=$artifacts/admin.conf
 
-step "cluster up: PKI, host preparation, agents wheelhouse, etcd"
+step "cluster up: PKI, agents, containerd, etcd, init, joins, kube-proxy, DNS (all over SSH)"
 bootstrap cluster up -i "$inventory"
 
 step "cluster up again: a converged cluster changes nothing"
 bootstrap cluster up -i "$inventory"
 
-step "etcd status, gathered over SSH with the healthcheck-client certificate"
-bootstrap etcd status -i "$inventory"
+step "kubectl get nodes -o wide (KUBECONFIG=$KUBECONFIG)"
+kubectl get nodes -o wide
 
-step "write on one member, read on another, with the etcd client certificate"
-pki=/etc/kubernetes/pki/etcd
-etcdctl="ETCDCTL_API=3 etcdctl --cacert $pki/ca.crt --cert $pki/healthcheck-client.crt --key $pki/healthcheck-client.key"
-bootstrap sandbox ssh "$name" 1 -- "$etcdctl --endpoints https://127.0.0.1:2379 put /demo/hello 'from $name-1'"
-bootstrap sandbox ssh "$name" 3 -- "$etcdctl --endpoints https://127.0.0.1:2379 get /demo/hello --print-value-only"
+registry=$(awk '/ansible_host:/ {print $2; exit}' "$inventory"):5000
+step "push the offline-built busybox image to the cluster registry at $registry"
+bootstrap image push "$artifacts/images/busybox-1.35.tar" "$registry/busybox:1.35" -i "$inventory"
 
-step "a client without a certificate is refused"
-if bootstrap sandbox ssh "$name" 2 -- "ETCDCTL_API=3 etcdctl --cacert $pki/ca.crt --endpoints https://127.0.0.1:2379 --command-timeout=3s get /demo/hello" 2>/dev/null; then
-  echo "unexpected: etcd answered a client without a certificate" >&2; exit 1
-fi
-echo "refused, as it should be"
+step "a Deployment of 3 busybox httpd replicas pulled from the registry, and a NodePort Service"
+kubectl create deployment web --image="$registry/busybox:1.35" --replicas=3 \
+  -- sh -c 'echo "hello from $(hostname)" > /index.html; exec httpd -f -p 8080 -h /'
+kubectl expose deployment web --port 80 --target-port 8080 --type NodePort
+kubectl rollout status deployment/web --timeout=180s
+kubectl get pods -o wide
 
-step "done"
-echo "inventory: $inventory"
-echo "try:       bootstrap sandbox ssh $name 1 -- systemctl status etcd"
-echo "remove:    bootstrap sandbox down --name $name"
+port=$(kubectl get service web -o jsonpath='{.spec.ports[0].nodePort}')
+step "the page through every node's NodePort ($port), fetched from this machine"
+for ip in $(kubectl get nodes -o jsonpath='{.items[*].status.addresses[?(@.type=="InternalIP")].address}'); do
+  printf '%-15s ' "$ip"; until_ok 30 curl -fsS --max-time 3 "http://$ip:$port/"
+done
+
+step "the page through the ClusterIP, from a pod on another node"
+cluster_ip=$(kubectl get service web -o jsonpath='{.spec.clusterIP}')
+first_node=$(kubectl get pods -l app=web -o jsonpath='{.items[0].spec.nodeName}')
+other_node=$(kubectl get nodes -o name | sed 's|node/||' | grep -vx "$first_node" | tail -1)
+kubectl run client --image="$registry/busybox:1.35" --restart=Never \
+  --overrides="{\"spec\":{\"nodeName\":\"$other_node\"}}" -- sleep 3600
+kubectl wait --for=condition=Ready pod/client --timeout=120s
+echo "client runs on $other_node; web pods run on: $(kubectl get pods -l app=web -o jsonpath='{.items[*].spec.nodeName}')"
+until_ok 30 kubectl exec client -- sh -c "printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 3 $cluster_ip 80"
+
+step "cluster DNS: the Service's name from the pod"
+kubectl exec client -- nslookup web.default.svc.cluster.local
+
+step "power off one control-plane host; the API still answers through the HA endpoint"
+stopped=$name-2
+bootstrap sandbox stop "$name" "$stopped"
+worker=$name-5
+until_ok 60 bootstrap sandbox ssh "$name" 5 -- kubectl --kubeconfig /etc/kubernetes/kubelet.conf get --raw /readyz
+bootstrap sandbox ssh "$name" 5 -- kubectl --kubeconfig /etc/kubernetes/kubelet.conf get nodes
+echo "(from $worker through its haproxy on 127.0.0.1:6443, with $stopped powered off)"
+kubectl get pods -o wide
+step "boot it again"
+bootstrap sandbox start "$name" "$stopped"
+until_ok 120 sh -c "kubectl get node $stopped -o jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}' | grep -qx True"
+kubectl get nodes
+
+step "done: the cluster is yours"
+echo "kubeconfig: $KUBECONFIG"
+echo "try:        KUBECONFIG=$KUBECONFIG kubectl get all -A"
+echo "a host:     bootstrap sandbox ssh $name 1"
+echo "remove:     bootstrap sandbox down --name $name"

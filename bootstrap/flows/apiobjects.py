@@ -169,6 +169,40 @@ def secret_key_to_path(key: str) -> str:
     return "etcd/" + key[len("etcd-"):] if key.startswith("etcd-") else key
 
 
+DNS_USER = "system:bootstrap-dns"
+
+
+def dns_rbac(user: str = DNS_USER) -> list[dict]:
+    """What the cluster DNS servers (bootstrap-dns units) may do, applied with the
+    kube-dns Service by init's addons/coredns: read Services and
+    EndpointSlices everywhere (upstream's system:coredns, minus what we do not
+    serve), and in kube-system apply the DNS Service and their own slices."""
+    role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+            "metadata": {"name": DNS_USER},
+            "rules": [{"apiGroups": [""], "resources": ["services"],
+                       "verbs": ["get", "list", "watch"]},
+                      {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"],
+                       "verbs": ["get", "list", "watch"]}]}
+    binding = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+               "metadata": {"name": DNS_USER},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                           "name": DNS_USER},
+               "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User",
+                             "name": user}]}
+    writer = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+              "metadata": {"name": DNS_USER, "namespace": KUBE_SYSTEM},
+              "rules": [{"apiGroups": [""], "resources": ["services"],
+                         "verbs": ["get", "create", "patch", "update"]},
+                        {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"],
+                         "verbs": ["get", "create", "patch", "update", "delete"]}]}
+    writer_binding = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                      "metadata": {"name": DNS_USER, "namespace": KUBE_SYSTEM},
+                      "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                  "name": DNS_USER},
+                      "subjects": binding["subjects"]}
+    return [role, binding, writer, writer_binding]
+
+
 def dns_service(cluster_ip: str) -> dict:
     """kube-dns at the tenth service IP, selector-less: DNS runs on the control-plane
     hosts and registers itself in the Service's endpoints (docs/dns.md)."""

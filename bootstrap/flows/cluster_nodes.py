@@ -40,6 +40,7 @@ class Artifacts:
     token: str
     discovery: Path
     kube_proxy: Path
+    dns: Path
     admin: Path
     endpoint: node_vars.Endpoint
     first_cp: object
@@ -82,9 +83,11 @@ def prepare_artifacts(ctx, now: float | None = None) -> Artifacts:
         endpoint.url if endpoint.mode != "localhost-lb" else
         f"https://{first.node_ip}:{node_vars.API_PORT}", cert_to_pem(ca.cert)))
     kube_proxy = art / "kube-proxy.conf"
+    dns = art / "dns.conf"
     admin = art / "admin.conf"
     for path, spec, url in (
         (kube_proxy, CertSpec("system:kube-proxy", (), (CLIENT_AUTH,)), endpoint.url),
+        (dns, CertSpec(apiobjects.DNS_USER, (), (CLIENT_AUTH,)), endpoint.url),
         (admin, kc.KUBECONFIGS["admin"].spec(""), server),
     ):
         if not path.exists() or kc.read_kubeconfig(path).server != url:
@@ -92,7 +95,7 @@ def prepare_artifacts(ctx, now: float | None = None) -> Artifacts:
                                 validity=hcfg.certificate_validity_period,
                                 algorithm=hcfg.encryption_algorithm)
     token = _token(art / "bootstrap-token", time.time() if now is None else now)
-    return Artifacts(art, cfg_path, token, discovery, kube_proxy, admin, endpoint, first)
+    return Artifacts(art, cfg_path, token, discovery, kube_proxy, dns, admin, endpoint, first)
 
 
 def _artifacts(ctx) -> Artifacts:
@@ -193,6 +196,26 @@ def run_node_agents(ctx) -> None:
         "pod_subnet": ctx.config.networking.pod_subnet})
 
 
+def dns_hosts(inv) -> list:
+    """Where the DNS servers run: every control-plane host, plus the first workers
+    when that is fewer than two, so the kube-dns Service always has two replicas."""
+    hosts = list(inv.control_plane)
+    for w in inv.workers:
+        if len(hosts) >= 2:
+            break
+        if w not in hosts:
+            hosts.append(w)
+    return hosts
+
+
+def run_dns(ctx) -> None:
+    a = _artifacts(ctx)
+    hosts = ctx.hosts(h.name for h in dns_hosts(ctx.inventory))
+    ctx.play("cluster DNS", hosts, ["dns"], vars={
+        "dns_kubeconfig_local": str(a.dns),
+        "cluster_domain": ctx.config.networking.dns_domain})
+
+
 def run_wait(ctx, clock=time.monotonic, sleep=time.sleep) -> None:
     """Every node registered and Ready, then a summary."""
     a = _artifacts(ctx)
@@ -219,7 +242,26 @@ def run_wait(ctx, clock=time.monotonic, sleep=time.sleep) -> None:
                         hint="see `journalctl -u kubelet` on them; registered: "
                              + (", ".join(f"{k}={'Ready' if v else 'NotReady'}"
                                           for k, v in sorted(seen.items())) or "none"))
+    dns = [h.node_ip for h in dns_hosts(ctx.inventory)]
+    name = f"kubernetes.default.svc.{ctx.config.networking.dns_domain}"
+    if dns and not api.wait(lambda: all(dns_answers(ip, name) for ip in dns), timeout,
+                            clock=clock, sleep=sleep):
+        raise UserError(f"cluster DNS on {', '.join(dns)} does not answer {name} after "
+                        f"{timeout:g}s", where="cluster up wait",
+                        hint="see `journalctl -u bootstrap-dns` on those hosts")
     ctx.summary = summary(a, state.get("nodes", []))
+
+
+def dns_answers(ip: str, name: str) -> bool:
+    """One A query to a DNS server on its node address: the cluster's own name must
+    resolve (the server synced its informers and serves the zone)."""
+    from dnslib import QTYPE, DNSRecord
+
+    try:
+        reply = DNSRecord.parse(DNSRecord.question(name, "A").send(ip, 53, timeout=2))
+    except (OSError, ValueError):
+        return False
+    return any(r.rtype == QTYPE.A for r in reply.rr)
 
 
 def _is_ready(node: dict) -> bool:

@@ -126,6 +126,8 @@ def up_phases() -> list[Phase]:
               run=cluster_nodes.run_workers, roles=("kubeadm",)),
         Phase("kube-proxy", "kube-proxy units on every node", run=cluster_nodes.run_node_agents,
               roles=("kube-proxy",)),
+        Phase("dns", "cluster DNS units on the control-plane hosts, behind the kube-dns "
+              "Service", run=cluster_nodes.run_dns, roles=("dns",)),
         Phase("wait", "every node Ready; print the summary", run=cluster_nodes.run_wait),
     ]
 

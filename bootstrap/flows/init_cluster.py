@@ -163,7 +163,8 @@ def run_bootstrap_token(ctx) -> None:
 def run_addon_dns(ctx) -> None:
     dns_ip = node_vars.cluster_dns_ip(ctx.config)
     ctx.echo(f'[addons] Applied essential addon: the "kube-dns" Service at {dns_ip}')
-    apply_all(ctx, "addons", [apiobjects.dns_service(dns_ip)])
+    # The DNS servers' own rights come with the addon, as CoreDNS's manifests bring theirs.
+    apply_all(ctx, "addons", [*apiobjects.dns_rbac(), apiobjects.dns_service(dns_ip)])
 
 
 def run_addon_kube_proxy(ctx) -> None:

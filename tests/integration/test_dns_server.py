@@ -18,7 +18,7 @@ import urllib.request
 import pytest
 from dnslib import QTYPE, RCODE, RR, A, DNSRecord
 
-from bootstrap.agents.dns.registration import rbac_objects
+from bootstrap.flows.apiobjects import dns_rbac as rbac_objects
 
 from .cluster import ROOT, eventually, free_port, running_cluster
 

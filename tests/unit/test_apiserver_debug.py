@@ -83,8 +83,9 @@ def test_audit_of_an_impersonated_request(tmp_path):
     path = tmp_path / "audit.log"
     logger = AuditLogger(path)
     server = SimpleNamespace(audit=logger)
+    # aiohttp's Request is also a mapping of per-request state (audit annotations).
     request = SimpleNamespace(rel_url="/api/v1/namespaces", remote="127.0.0.1",
-                              headers={"User-Agent": "kubectl"})
+                              headers={"User-Agent": "kubectl"}, get={}.get)
     info = parse("GET", "/api/v1/namespaces", {})
     admin = UserInfo("kubernetes-admin", groups=["system:masters", "system:authenticated"])
     bob = UserInfo("bob", groups=["system:authenticated"])

@@ -48,7 +48,7 @@ class Connector:
 def test_phase_order_follows_a_person_doing_it_by_hand():
     assert [p.name for p in cu.up_phases()] == [
         "prepare", "pki", "agents", "etcd", "containerd", "loadbalancer", "control-plane",
-        "nodes", "kube-proxy", "wait"]
+        "nodes", "kube-proxy", "dns", "wait"]
 
 
 def test_tags_select_whole_phases_or_tasks_inside_roles():

@@ -81,36 +81,3 @@ class Registration:
         except APIError as exc:
             if exc.code != 404:
                 raise
-
-
-USER = "system:bootstrap-dns"
-
-
-def rbac_objects(user: str = USER) -> list[dict]:
-    """What the DNS servers may do (the installer applies these): read Services and
-    EndpointSlices everywhere (upstream's system:coredns, minus what we do not
-    serve), and in kube-system apply the DNS Service and their own slices."""
-    role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-            "metadata": {"name": USER},
-            "rules": [{"apiGroups": [""], "resources": ["services"],
-                       "verbs": ["get", "list", "watch"]},
-                      {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"],
-                       "verbs": ["get", "list", "watch"]}]}
-    binding = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-               "metadata": {"name": USER},
-               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                           "name": USER},
-               "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User",
-                             "name": user}]}
-    writer = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-              "metadata": {"name": USER, "namespace": "kube-system"},
-              "rules": [{"apiGroups": [""], "resources": ["services"],
-                         "verbs": ["get", "create", "patch", "update"]},
-                        {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"],
-                         "verbs": ["get", "create", "patch", "update", "delete"]}]}
-    writer_binding = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-                      "metadata": {"name": USER, "namespace": "kube-system"},
-                      "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
-                                  "name": USER},
-                      "subjects": binding["subjects"]}
-    return [role, binding, writer, writer_binding]
