@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -180,10 +181,11 @@ def _terminate(proc: subprocess.Popen | None) -> None:
 class Cluster:
     """One etcd and N API servers sharing a temp dir."""
 
-    def __init__(self, extra_args: list[str] | None = None):
+    def __init__(self, extra_args: list[str] | Callable[[PKI], list[str]] | None = None):
         self.base = Path(tempfile.mkdtemp(prefix="bootstrap-it-"))
-        self.extra = extra_args or []
         self.pki = PKI.create(self.base)
+        # Flags naming PKI files may be a function of the PKI just made.
+        self.extra = (extra_args(self.pki) if callable(extra_args) else extra_args) or []
         self.etcd = Etcd(self.base, self.pki)
         self.servers: list[APIServer] = []
 
@@ -238,7 +240,7 @@ class Cluster:
 
 
 @contextmanager
-def running_cluster(extra_args: list[str] | None = None,
+def running_cluster(extra_args: list[str] | Callable[[PKI], list[str]] | None = None,
                     admin_groups: tuple[str, ...] = ("system:masters",)):
     """A started cluster whose ``admin`` kubeconfig is kubernetes-admin in
     ``admin_groups``; stopped on exit, on failure too."""

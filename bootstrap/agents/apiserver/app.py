@@ -45,7 +45,14 @@ def build(server) -> web.Application:
         code = 500
         try:
             user = await server.authenticator.authenticate(
-                _peer_cert(request), request.headers.get("Authorization"))
+                _peer_cert(request), request.headers.get("Authorization"), request.headers)
+            asserted = server.authenticator.authentication_headers(request.headers)
+            if asserted:
+                # Front-proxy headers never reach handlers, proxies or webhooks.
+                kept = request.headers.copy()
+                for key in asserted:
+                    kept.popall(key, None)
+                request = request.clone(headers=kept)
             effective = await impersonation.impersonate(user, request.headers,
                                                         server.authorizer)
             if effective is not user:

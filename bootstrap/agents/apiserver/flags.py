@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
+import ssl
 import sys
 from dataclasses import dataclass
 
@@ -64,6 +65,16 @@ class Config:
     processes: int = 1
     admission_plugins: frozenset = frozenset()
     admission_warnings: tuple[str, ...] = ()
+    # Front proxy (aggregation layer): who may assert users in headers, and which.
+    requestheader_client_ca_file: str | None = None
+    requestheader_allowed_names: tuple[str, ...] = ()
+    requestheader_username_headers: tuple[str, ...] = ()
+    requestheader_uid_headers: tuple[str, ...] = ()
+    requestheader_group_headers: tuple[str, ...] = ()
+    requestheader_extra_headers_prefix: tuple[str, ...] = ()
+    # The client pair this server presents to extension API servers (checked at start).
+    proxy_client_cert_file: str | None = None
+    proxy_client_key_file: str | None = None
 
 
 def _bool(v: str) -> bool:
@@ -121,6 +132,18 @@ def _parser() -> argparse.ArgumentParser:
     a("--kubelet-client-certificate")
     a("--kubelet-client-key")
     a("--kubelet-certificate-authority")
+    a("--requestheader-client-ca-file",
+      help="CA of the front-proxy client certificates allowed to assert users in headers")
+    a("--requestheader-allowed-names", default="",
+      help="comma-separated CNs a front-proxy certificate may have (any when empty)")
+    # Upstream's flags default to empty; kubeadm passes the X-Remote-* names.
+    a("--requestheader-username-headers", default="")
+    a("--requestheader-uid-headers", default="")
+    a("--requestheader-group-headers", default="")
+    a("--requestheader-extra-headers-prefix", default="")
+    a("--proxy-client-cert-file",
+      help="client certificate this server presents to extension API servers")
+    a("--proxy-client-key-file")
     a("--v", "-v", type=int, default=0)
     return p
 
@@ -128,7 +151,51 @@ def _parser() -> argparse.ArgumentParser:
 _FILES = ("etcd_cafile", "etcd_certfile", "etcd_keyfile", "tls_cert_file",
           "tls_private_key_file", "client_ca_file", "service_account_signing_key_file",
           "encryption_provider_config", "kubelet_client_certificate", "kubelet_client_key",
-          "kubelet_certificate_authority")
+          "kubelet_certificate_authority", "requestheader_client_ca_file",
+          "proxy_client_cert_file", "proxy_client_key_file")
+
+
+def _header_list(flag: str, value: str) -> tuple[str, ...]:
+    if not value:
+        return ()
+    names = [x.strip() for x in value.split(",")]
+    for name in names:
+        # An HTTP field name is a token; an empty or spaced one can never match.
+        if not name or any(c in name for c in ' \t"(),/:;<=>?@[\\]{}'):
+            raise FlagError(f"--{flag}: invalid header name {name!r} in {value!r} "
+                            f"(comma-separated names, e.g. X-Remote-User)")
+    return tuple(names)
+
+
+def _front_proxy(ns) -> dict:
+    out = {"requestheader_client_ca_file": ns.requestheader_client_ca_file,
+           "requestheader_allowed_names": tuple(
+               x.strip() for x in ns.requestheader_allowed_names.split(",") if x.strip())}
+    for flag in ("username_headers", "uid_headers", "group_headers", "extra_headers_prefix"):
+        out[f"requestheader_{flag}"] = _header_list(
+            f"requestheader-{flag.replace('_', '-')}", getattr(ns, f"requestheader_{flag}"))
+    if ns.requestheader_client_ca_file:
+        try:
+            from cryptography import x509
+            with open(ns.requestheader_client_ca_file, "rb") as f:
+                x509.load_pem_x509_certificates(f.read())
+        except ValueError:
+            raise FlagError(f"--requestheader-client-ca-file: no PEM certificates in "
+                            f"{ns.requestheader_client_ca_file}") from None
+    if bool(ns.proxy_client_cert_file) != bool(ns.proxy_client_key_file):
+        raise FlagError("--proxy-client-cert-file and --proxy-client-key-file must be "
+                        "given together")
+    if ns.proxy_client_cert_file:
+        try:
+            ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(
+                ns.proxy_client_cert_file, ns.proxy_client_key_file)
+        except ssl.SSLError as exc:
+            raise FlagError(f"--proxy-client-cert-file: {ns.proxy_client_cert_file} and "
+                            f"{ns.proxy_client_key_file} are not a certificate and its key "
+                            f"({exc.reason or exc})") from None
+    out["proxy_client_cert_file"] = ns.proxy_client_cert_file
+    out["proxy_client_key_file"] = ns.proxy_client_key_file
+    return out
 
 
 def parse(argv: list[str]) -> Config:
@@ -183,6 +250,7 @@ def parse(argv: list[str]) -> Config:
     for m in modes:
         if m not in ("Node", "RBAC", "AlwaysAllow", "AlwaysDeny"):
             raise FlagError(f"--authorization-mode: unknown mode {m!r}")
+    front_proxy = _front_proxy(ns)
     sa_keys = list(ns.service_account_key_file)
     if not sa_keys and ns.service_account_signing_key_file:
         sa_keys = [ns.service_account_signing_key_file]
@@ -207,7 +275,7 @@ def parse(argv: list[str]) -> Config:
         audit_log_maxage=ns.audit_log_maxage, audit_log_maxbackup=ns.audit_log_maxbackup,
         audit_log_maxsize=ns.audit_log_maxsize, request_timeout=durations["request_timeout"],
         idle_connection_timeout=durations["idle_connection_timeout"], processes=ns.processes,
-        admission_plugins=plugins, admission_warnings=tuple(plugin_warnings))
+        admission_plugins=plugins, admission_warnings=tuple(plugin_warnings), **front_proxy)
 
 
 def parse_or_exit(argv: list[str]) -> Config:

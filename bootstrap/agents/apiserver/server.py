@@ -16,6 +16,7 @@ from . import admission, app, bootstrap_objects, webhooks
 from .auth import escalation
 from .auth.authn import MASTERS, Authenticator, UserInfo
 from .auth.authz import Authorizer
+from .auth.requestheader import RequestHeaderAuthenticator
 from .crds import CRDController
 from .endpoints import EndpointReconciler
 from .flags import Config
@@ -81,7 +82,12 @@ class Server:
         self.authenticator = Authenticator(
             cfg.client_ca_file, self.sa_keys, cfg.service_account_issuer,
             cfg.enable_bootstrap_token_auth, cfg.anonymous_auth, self.auth_store,
-            api_audiences=cfg.api_audiences or None)
+            api_audiences=cfg.api_audiences or None,
+            request_header=RequestHeaderAuthenticator(
+                cfg.requestheader_client_ca_file, cfg.requestheader_allowed_names,
+                cfg.requestheader_username_headers, cfg.requestheader_uid_headers,
+                cfg.requestheader_group_headers, cfg.requestheader_extra_headers_prefix)
+            if cfg.requestheader_client_ca_file else None)
         self.api_audiences = self.authenticator.audiences
         self.authorizer = Authorizer(cfg.authorization_mode, self.auth_store)
         self.audit = None
@@ -131,7 +137,8 @@ class Server:
         cfg = self.cfg
         ctx = agentserver.serving_context("apiserver", cfg.bind_address, cfg.tls_cert_file,
                                           cfg.tls_private_key_file, cfg.cert_dir,
-                                          cfg.client_ca_file)
+                                          cfg.client_ca_file,
+                                          cfg.requestheader_client_ca_file)
         tlsconfig.apply(ctx, cfg.tls_cipher_suites, cfg.tls_min_version)
         ctx.set_alpn_protocols(["http/1.1"])
         return ctx

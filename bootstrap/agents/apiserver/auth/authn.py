@@ -1,7 +1,8 @@
 """Authentication: who is making this request.
 
-Order as kube-apiserver's union authenticator: a verified x509 client certificate
-wins; otherwise a bearer token must be a valid bootstrap token or service-account
+Order as kube-apiserver's union authenticator: a front-proxy certificate
+(--requestheader-client-ca-file) with a username header is the user it names
+(requestheader.py); then a verified x509 client certificate wins; otherwise a bearer token must be a valid bootstrap token or service-account
 JWT (an invalid token is 401 even when anonymous access is on, like upstream's
 fail-on-error union); with no credentials at all the request is anonymous when
 --anonymous-auth allows it, else 401.
@@ -12,7 +13,7 @@ from __future__ import annotations
 import base64
 import hmac
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,10 +21,13 @@ from typing import Protocol
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from bootstrap.agents.apiserver import serviceaccount as sa_tokens
 from bootstrap.api import errors
+
+from .requestheader import NotAllowed, RequestHeaderAuthenticator
 
 AUTHENTICATED = "system:authenticated"
 UNAUTHENTICATED = "system:unauthenticated"
@@ -102,7 +106,8 @@ class Authenticator:
                  bootstrap_token_enabled: bool = False,
                  anonymous_allowed: bool = False,
                  store: Store | None = None,
-                 *, api_audiences: Sequence[str] | None = None):
+                 *, api_audiences: Sequence[str] | None = None,
+                 request_header: RequestHeaderAuthenticator | None = None):
         self._cas: list[x509.Certificate] = []
         self._cert_cache: dict[bytes, tuple[UserInfo, datetime, datetime]] = {}
         if client_ca_file:
@@ -116,14 +121,37 @@ class Authenticator:
         self._bootstrap = bootstrap_token_enabled
         self._anonymous = anonymous_allowed
         self._store = store
+        self._request_header = request_header
 
     @property
     def audiences(self) -> list[str]:
         return list(self._audiences)
 
+    def authentication_headers(self, headers: Mapping) -> list[str]:
+        """Front-proxy headers on the request, to drop once it is authenticated
+        (upstream's WithAuthentication clears them for every request)."""
+        if self._request_header is None:
+            return []
+        return self._request_header.authentication_headers(headers)
+
     async def authenticate(self, peer_cert: x509.Certificate | bytes | None,
-                           authorization_header: str | None) -> UserInfo:
+                           authorization_header: str | None,
+                           headers: Mapping | None = None) -> UserInfo:
         bad_cert = False
+        if peer_cert is not None and self._request_header is not None:
+            der = peer_cert if isinstance(peer_cert, bytes) else \
+                peer_cert.public_bytes(serialization.Encoding.DER)
+            try:
+                if self._request_header.is_proxy(der):
+                    asserted = self._request_header.assert_user(headers or {})
+                    if asserted is not None:
+                        return UserInfo(name=asserted.name, uid=asserted.uid,
+                                        groups=_with_authenticated(asserted.groups),
+                                        extra=asserted.extra)
+            except NotAllowed:
+                bad_cert = True  # upstream's verifier error: 401, never anonymous
+            # A front proxy without a username header, or refused, is not a user in
+            # its own right: the client CA below does not know its certificate.
         if peer_cert is not None and self._cas:
             user = self.authenticate_certificate(peer_cert)
             if user is not None:
