@@ -10,10 +10,13 @@ export PATH="$here/.venv/bin:$PATH"
 name=${BOOTSTRAP_DEMO_NAME:-demo}
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-# Poll until a command succeeds (a bounded wait, never a fixed sleep).
+# Poll until a command succeeds (a bounded wait, never a fixed sleep); print its output.
 until_ok() {
-  local tries=$1; shift
-  for _ in $(seq "$tries"); do "$@" >/dev/null 2>&1 && return 0; sleep 1; done
+  local tries=$1 out; shift
+  for _ in $(seq "$tries"); do
+    if out=$("$@" 2>&1); then printf '%s\n' "$out"; return 0; fi
+    sleep 1
+  done
   "$@"
 }
 
@@ -49,15 +52,16 @@ for ip in $(kubectl get nodes -o jsonpath='{.items[*].status.addresses[?(@.type=
   printf '%-15s ' "$ip"; until_ok 30 curl -fsS --max-time 3 "http://$ip:$port/"
 done
 
-step "the page through the ClusterIP, from a pod on another node"
+step "the page through the ClusterIP, from a pod on a node that runs none of them"
 cluster_ip=$(kubectl get service web -o jsonpath='{.spec.clusterIP}')
-first_node=$(kubectl get pods -l app=web -o jsonpath='{.items[0].spec.nodeName}')
-other_node=$(kubectl get nodes -o name | sed 's|node/||' | grep -vx "$first_node" | tail -1)
+client_node=$name-1   # a control-plane host: its NoSchedule taint keeps web pods away
 kubectl run client --image="$registry/busybox:1.35" --restart=Never \
-  --overrides="{\"spec\":{\"nodeName\":\"$other_node\"}}" -- sleep 3600
+  --overrides="{\"spec\":{\"nodeName\":\"$client_node\"}}" -- sleep 3600
 kubectl wait --for=condition=Ready pod/client --timeout=120s
-echo "client runs on $other_node; web pods run on: $(kubectl get pods -l app=web -o jsonpath='{.items[*].spec.nodeName}')"
-until_ok 30 kubectl exec client -- sh -c "printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 3 $cluster_ip 80"
+echo "client on $client_node; web pods on: $(kubectl get pods -l app=web -o jsonpath='{.items[*].spec.nodeName}')"
+for _ in 1 2 3; do
+  until_ok 30 kubectl exec client -- sh -c "printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 3 $cluster_ip 80 | tail -1"
+done
 
 step "cluster DNS: the Service's name from the pod"
 kubectl exec client -- nslookup web.default.svc.cluster.local
@@ -66,10 +70,9 @@ step "power off one control-plane host; the API still answers through the HA end
 stopped=$name-2
 bootstrap sandbox stop "$name" "$stopped"
 worker=$name-5
-until_ok 60 bootstrap sandbox ssh "$name" 5 -- kubectl --kubeconfig /etc/kubernetes/kubelet.conf get --raw /readyz
-bootstrap sandbox ssh "$name" 5 -- kubectl --kubeconfig /etc/kubernetes/kubelet.conf get nodes
-echo "(from $worker through its haproxy on 127.0.0.1:6443, with $stopped powered off)"
-kubectl get pods -o wide
+echo "kubectl on $worker, through its haproxy on 127.0.0.1:6443 (health-checked API servers):"
+until_ok 60 bootstrap sandbox ssh "$name" "$worker" -- \
+  kubectl --kubeconfig "$KUBECONFIG" --server https://127.0.0.1:6443 get pods -o wide
 step "boot it again"
 bootstrap sandbox start "$name" "$stopped"
 until_ok 120 sh -c "kubectl get node $stopped -o jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}' | grep -qx True"

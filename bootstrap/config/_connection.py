@@ -92,6 +92,11 @@ def become(values: dict, user: str) -> tuple[bool, str | None]:
     return on, (target if on else None)
 
 
+# Host-key options the SSH layer reads from the same variable itself
+# (bootstrap.remote.pool: UserKnownHostsFile and StrictHostKeyChecking).
+_APPLIED_ELSEWHERE = frozenset({"userknownhostsfile", "stricthostkeychecking"})
+
+
 def jump_from_args(var: str, args: str) -> tuple[JumpHost | None, list[str]]:
     """The jump host named in ssh arguments, and the options we do not apply."""
     try:
@@ -121,7 +126,7 @@ def jump_from_args(var: str, args: str) -> tuple[JumpHost | None, list[str]]:
             jump = None if spec.lower() == "none" else _jump_spec(var, spec)
         elif key.lower() == "proxycommand":
             jump = _proxy_command(var, value.strip())
-        else:
+        elif key.lower() not in _APPLIED_ELSEWHERE:
             unused.append(f"-o {option}")
     return jump, unused
 

@@ -188,9 +188,17 @@ def test_bastion_become_and_own_jump_host():
         assert (host.user, host.become, host.become_user) == ("ubuntu", True, "root")
         assert host.key_file == key
     assert inv.hosts["node-c"].jump_host == JumpHost("203.0.113.5", 2200, "ops")
-    assert inv.warnings == ["host node-c: ansible_ssh_common_args options "
-                            "-o StrictHostKeyChecking=no are not applied (only "
-                            "ProxyJump/-J/ProxyCommand are)"]
+    # The SSH layer applies host-key options itself (bootstrap.remote.ssh), so
+    # StrictHostKeyChecking=no is no "not applied" warning.
+    assert inv.warnings == []
+
+
+def test_ssh_options_nobody_applies_are_a_warning():
+    from bootstrap.config._connection import jump_from_args
+    jump, unused = jump_from_args("ansible_ssh_common_args",
+                                  "-o UserKnownHostsFile=/k -o StrictHostKeyChecking=yes "
+                                  "-o ServerAliveInterval=5 -C")
+    assert jump is None and unused == ["-o ServerAliveInterval=5", "-C"]
 
 
 INI_HEAD = "[kube_control_plane]\na ansible_host=10.0.0.1 {extra}\n[etcd]\na\n[kube_node]\na\n"
