@@ -1,7 +1,8 @@
 """What a converged etcd host looks like, checked over SSH with testinfra.
 
-Run by molecule's verifier (ansible backend) or directly, e.g.
-``pytest molecule/default/tests --hosts=ssh://root@10.250.1.11 --ssh-config=FILE``.
+Run by the stacked and external scenarios' verifier (ansible backend on the
+sandbox inventory) or directly, e.g. ``pytest molecule/resources/tests/test_etcd.py
+--hosts=ssh://root@10.250.1.11 --ssh-config=FILE``.
 ``ETCD_HOSTS`` (comma-separated addresses or names) limits the etcd checks to
 those hosts; without it every host is taken for an etcd member (stacked).
 """
