@@ -152,7 +152,7 @@ async def _multiprocess(cluster: Cluster, etcd: Etcd, n: int) -> None:
             api = API(cluster, server.url)
             raw = await _run_concurrent(n, 64, lambda i, p=procs: etcd.create(
                 f"/bench/mp-{p}-{i}", value))
-            ours = await _run_concurrent(n, 64, lambda i, p=procs: api.req(
+            ours = await _run_concurrent(n, 64, lambda i, p=procs, a=api: a.req(
                 "POST", "/api/v1/namespaces/bench/configmaps", _cm(f"mp{p}-{i}")))
             _row(f"creates/s conc 64, {procs} process(es)", ours, raw, "ops/s")
             await api.session.close()
