@@ -152,6 +152,59 @@ def test_anonymous_and_wrong_token_are_refused(stacked):
     assert bad.stdout == "401"
 
 
+HTTPD = 'echo "hello from $(hostname)" > /index.html; exec httpd -f -p 8080 -h /'
+
+
+def serve_and_reach(up: Up, client_node: str, replicas: int) -> None:
+    """A busybox httpd Deployment behind a NodePort Service (the image is imported on
+    every node by cluster up), reached the ways a user reaches it: the NodePort on
+    every node from this machine, pod-to-pod and the ClusterIP from a pod on a node
+    that runs none of the web pods, and the Service's DNS name. Cleaned up after."""
+    k = lambda *a, **kw: kubectl(up.admin, *a, **kw)  # noqa: E731
+    ok(k("create", "deployment", "web", "--image=busybox:1.35", f"--replicas={replicas}",
+         "--", "sh", "-c", HTTPD))
+    try:
+        ok(k("expose", "deployment", "web", "--port=80", "--target-port=8080",
+             "--type=NodePort"))
+        ok(k("rollout", "status", "deployment/web", "--timeout=240s", timeout=300))
+        pods = json.loads(ok(k("get", "pods", "-l", "app=web", "-o", "json")))["items"]
+        web_nodes = {p["spec"]["nodeName"] for p in pods}
+        assert client_node not in web_nodes
+        port = json.loads(ok(k("get", "svc", "web", "-o", "json")))["spec"]["ports"][0][
+            "nodePort"]
+        node_list = json.loads(ok(k("get", "nodes", "-o", "json")))["items"]
+        for ip in [a["address"] for n in node_list for a in n["status"]["addresses"]
+                   if a["type"] == "InternalIP"]:
+            page = eventually(lambda ip=ip: subprocess.run(
+                ["curl", "-fsS", "--max-time", "3", f"http://{ip}:{port}/"],
+                capture_output=True, text=True).stdout, timeout=60)
+            assert page.startswith("hello from web-"), (ip, page)
+        ok(k("run", "client", "--image=busybox:1.35", "--restart=Never", "--overrides",
+             json.dumps({"spec": {"nodeName": client_node}}), "--", "sleep", "3600"))
+        ok(k("wait", "--for=condition=Ready", "pod/client", "--timeout=120s", timeout=150))
+
+        def fetch(address: str, port_: int) -> str:
+            r = k("exec", "client", "--", "sh", "-c",
+                  f"printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {address} {port_}")
+            return r.stdout if "hello from web-" in r.stdout else ""
+        for pod in pods:  # pod-to-pod across nodes, no NAT in between
+            assert eventually(lambda p=pod: fetch(p["status"]["podIP"], 8080), timeout=60)
+        cluster_ip = json.loads(ok(k("get", "svc", "web", "-o", "json")))["spec"]["clusterIP"]
+        assert eventually(lambda: fetch(cluster_ip, 80), timeout=60)
+        looked_up = eventually(lambda: k("exec", "client", "--", "nslookup",
+                                         "web.default.svc.cluster.local").stdout, timeout=60)
+        assert cluster_ip in looked_up, looked_up
+        assert eventually(lambda: fetch("web.default.svc.cluster.local", 80), timeout=60)
+    finally:
+        k("delete", "pod", "client", "--grace-period=0", "--wait=false")
+        k("delete", "service", "web", "--wait=false")
+        k("delete", "deployment", "web", "--wait=false")
+
+
+def test_stacked_serves_a_workload_by_nodeport_clusterip_and_dns(stacked):
+    serve_and_reach(stacked, f"{STACKED}-1", replicas=2)
+
+
 def test_a_worker_joined_by_hand_with_a_created_token(stacked):
     hand = stacked.hand
     # The toolkit, containerd and the CA on the new host, as `cluster up` would.
@@ -185,6 +238,7 @@ def test_api_answers_through_the_balancer_with_a_control_plane_host_off(stacked)
     """Power off the first control-plane host (the one admin.conf names): the workers'
     balancer and the other API servers (etcd keeps quorum with 2 of 3) still answer."""
     first = f"{STACKED}-1"
+    leases = ("kube-scheduler", "kube-controller-manager")
     ok(cli("sandbox", "stop", STACKED, first))
     try:
         def answering() -> bool:
@@ -194,6 +248,17 @@ def test_api_answers_through_the_balancer_with_a_control_plane_host_off(stacked)
         via_second = ssh(STACKED, "2", f"{KUBECTL} --kubeconfig /etc/kubernetes/admin.conf "
                                        "get nodes --no-headers")
         assert via_second.returncode == 0 and f"{STACKED}-5" in via_second.stdout
+
+        # Whatever leader ran on the powered-off host, its Lease moves to a live one.
+        def holders() -> dict[str, str]:
+            r = ssh(STACKED, "2", f"{KUBECTL} --kubeconfig /etc/kubernetes/admin.conf -n "
+                                  "kube-system get lease " + " ".join(leases) + " -o json")
+            items = json.loads(r.stdout)["items"] if r.returncode == 0 else []
+            return {i["metadata"]["name"]: i["spec"].get("holderIdentity", "") for i in items}
+        def moved() -> bool:
+            h = holders()
+            return len(h) == 2 and all(v and not v.startswith(first + "_") for v in h.values())
+        assert eventually(moved, timeout=90), holders()
     finally:
         ok(cli("sandbox", "start", STACKED, first))
     # Back with the same IP and disk: its units come up again and the node is Ready.
@@ -232,3 +297,8 @@ def test_external_etcd_cluster_comes_up_and_converges(external):
                               "/etc/systemd/system/kube-apiserver.service").stdout
     assert unit.count("https://") == 3 and "127.0.0.1" not in unit
     assert ssh(EXTERNAL, "1", "systemctl is-active etcd").stdout.strip() != "active"
+
+
+def test_external_serves_a_workload_by_nodeport_clusterip_and_dns(external):
+    # One worker: a single replica there, the client on a control-plane host.
+    serve_and_reach(external, f"{EXTERNAL}-1", replicas=1)

@@ -34,8 +34,9 @@ import pytest
 from e2e_names import sandbox_name
 
 from bootstrap import sandbox
-from bootstrap.agents.dns.registration import kube_dns_service, rbac_objects
+from bootstrap.agents.dns.registration import kube_dns_service
 from bootstrap.config.inventory import load_inventory
+from bootstrap.flows.apiobjects import dns_rbac as rbac_objects
 from bootstrap.sandbox import state as sandbox_state
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
