@@ -11,7 +11,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -38,9 +37,8 @@ def wheelhouse(tmp_path_factory):
 def test_molecule_scenario(scenario, wheelhouse, tmp_path):
     if os.geteuid() != 0:
         pytest.skip("sandbox hosts need root")
-    # Molecule's ephemeral files in a short temp dir of this test's: testinfra's SSH
-    # control sockets live there, and a socket path has at most 108 bytes.
-    ephemeral = Path(tempfile.mkdtemp(prefix="mol"))
+    # Molecule's ephemeral files stay in this test's temp dir.
+    ephemeral = tmp_path / "molecule"
     env = {**cli_env(), "PATH": f"{BIN}:{os.environ['PATH']}",
            "BOOTSTRAP": str(BIN / "bootstrap"), "LC_ALL": "C.UTF-8",
            "MOLECULE_EPHEMERAL_DIRECTORY": str(ephemeral),
