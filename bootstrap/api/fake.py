@@ -221,7 +221,10 @@ class FakeClient:
                 if remaining is not None and remaining <= 0:
                     return
                 try:
-                    change = await asyncio.wait_for(queue.get(), remaining)
+                    # Not wait_for: on Python 3.11 it can swallow a cancel that races
+                    # a ready event, and a stopping informer then never finishes.
+                    async with asyncio.timeout(remaining):
+                        change = await queue.get()
                 except TimeoutError:
                     return
                 if isinstance(change, int):  # end_watches(): a bookmark, then the end

@@ -160,7 +160,10 @@ class LeaderElector:
 
     async def _attempt(self, timeout: float) -> bool:
         try:
-            return await asyncio.wait_for(self.try_acquire_or_renew(), timeout)
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a
+            # cancel that arrives as the attempt completes, and run() never ends.
+            async with asyncio.timeout(timeout):
+                return await self.try_acquire_or_renew()
         except Exception as exc:  # timeouts, connection errors: retry until the deadline
             log.info("leader %s/%s: attempt failed: %s", self.namespace, self.name,
                      exc or type(exc).__name__)

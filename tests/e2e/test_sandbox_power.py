@@ -19,6 +19,13 @@ def ssh(cmd: str):
 
 def test_stop_then_start_keeps_ip_and_disk(sandbox_factory):
     sandbox_factory(NAME, 2)
+    try:
+        _stop_then_start()
+    finally:
+        sandbox_factory.down(NAME)  # not kept for the session: no later test uses it
+
+
+def _stop_then_start():
     before = state.load(NAME).hosts[f"{NAME}-1"]
     assert ssh("echo kept > /root/marker && hostname -I").stdout.split() == [before.ip]
 

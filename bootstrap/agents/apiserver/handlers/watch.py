@@ -87,7 +87,8 @@ async def watch(server, request: web.Request, info: RequestInfo, user) -> web.St
                 break
             wait = min(left, BOOKMARK_INTERVAL) if (bookmarks or initial_pending) else left
             try:
-                ev = await asyncio.wait_for(watcher.get(), wait)
+                async with asyncio.timeout(wait):  # not wait_for: see bootstrap.api.leader
+                    ev = await watcher.get()
             except TimeoutError:
                 if initial_pending:
                     await _initial_end(send, res, registry.cache_revision(res))
