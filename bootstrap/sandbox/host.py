@@ -4,7 +4,7 @@ The launcher joins the host's cgroups, enters its network namespace and runs
 ``unshare`` for new mount, UTS, IPC, cgroup and PID namespaces; the forked
 PID 1 runs INIT_SCRIPT, which builds the root (an overlay over the machine's
 ``/`` whose upper dir lives on the host's own disk image, fresh /proc, /sys,
-cgroup mounts, /dev, /run, /tmp),
+cgroup mounts, /dev, /run),
 pivots into it and execs systemd. All mounts live only in the host's mount
 namespace, so they vanish with its processes.
 """
@@ -85,7 +85,9 @@ def init_script(host_dir: Path, hostname: str) -> str:
         "ln -s /proc/self/fd/1 dev/stdout",
         "ln -s /proc/self/fd/2 dev/stderr",
         "mount -t tmpfs -o nosuid,nodev,mode=0755 run run",
-        "mount -t tmpfs -o nosuid,nodev,mode=1777 tmp tmp",
+        # No tmpfs on /tmp: as on Debian, /tmp is part of the host's disk (its overlay),
+        # so a checkout or venv under the machine's /tmp stays visible to the host,
+        # like every other machine path the overlay shows.
         f"hostname {q(hostname)}",
         "mkdir -p .oldroot",
         "pivot_root . .oldroot",

@@ -16,6 +16,7 @@ import secrets
 import shutil
 import ssl
 import subprocess
+import sys
 import tempfile
 import threading
 import urllib.error
@@ -42,7 +43,8 @@ HOST = f"{SANDBOX}-1"
 NODE = HOST
 IMAGE = "docker.io/library/busybox:1.35"
 UNIT = "kl-kubelet"
-PYTHON = "/work/main/.venv/bin/python"
+# The checkout's own interpreter: sandbox hosts see the machine's paths (overlay root).
+PYTHON = sys.executable
 
 
 def kubectl(env, *args: str, input: str | None = None, check: bool = True) -> str:

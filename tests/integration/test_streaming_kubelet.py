@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import urllib.request
 from datetime import timedelta
@@ -38,7 +39,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.root, pytest.mark.timeout(900)]
 SANDBOX = os.environ.get("BOOTSTRAP_E2E_PREFIX", "") + "rtkl"
 NODE = f"{SANDBOX}-1"
 UNIT = "rt-kubelet"
-PYTHON = "/work/main/.venv/bin/python"
+# The checkout's own interpreter: sandbox hosts see the machine's paths (overlay root).
+PYTHON = sys.executable
 IMAGE = "docker.io/library/busybox:1.35"
 
 
@@ -129,7 +131,7 @@ def env():
            f"--hostname-override={NODE} -v=1")
         env = SimpleNamespace(cluster=cluster, admin=admin, host=host, work=work, sh=sh)
         kubectl(admin, "create", "-f", "-", stdin=_pod("web", {
-            "web": ["sh", "-c", "echo hello from web; echo oops >&2; exec httpd -f -p 8080 -h /etc"],
+            "web": ["sh", "-c", "echo hello from web; sleep 1; echo oops >&2; exec httpd -f -p 8080 -h /etc"],
             "ticker": ["sh", "-c", "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.3; done"],
             "echo": ["cat"],
         }, stdin=("echo",)))
@@ -154,6 +156,8 @@ def env():
 
 
 def test_logs_container_tail_and_since(env):
+    # stdout and stderr reach the CRI log through two pipes; the container's pause
+    # between them fixes their order in the log.
     out = kubectl(env.admin, "logs", "web", "-c", "web").stdout
     assert out == "hello from web\noops\n"
     assert kubectl(env.admin, "logs", "web", "-c", "web", "--tail=1").stdout == "oops\n"
