@@ -107,7 +107,7 @@ def write_seed(seed: Path, *, hostname: str, authorized_key: str, hosts_file: st
     # cp -a copies directory modes too: every seed dir must look like the real one.
     for d, mode in (("", 0o755), ("etc", 0o755), ("etc/ssh", 0o755), ("etc/ssh/sshd_config.d", 0o755),
                     ("etc/systemd", 0o755), ("etc/systemd/system", 0o755),
-                    ("root", 0o700), ("root/.ssh", 0o700)):
+                    ("etc/tmpfiles.d", 0o755), ("root", 0o700), ("root/.ssh", 0o700)):
         (seed / d).mkdir(parents=True, exist_ok=True)
         os.chmod(seed / d, mode)
     _write(seed / "etc/hostname", hostname + "\n", 0o644)
@@ -119,6 +119,9 @@ def write_seed(seed: Path, *, hostname: str, authorized_key: str, hosts_file: st
     _write(seed / "etc/ssh/ssh_host_ed25519_key.pub", pub + "\n", 0o644)
     _write(seed / "etc/ssh/sshd_config.d/bootstrap-sandbox.conf", SSHD_DROPIN, 0o644)
     _write(seed / "root/.ssh/authorized_keys", authorized_key + "\n", 0o600)
+    # /tmp is the host's overlay over the machine's /tmp; Debian's "D /tmp" would empty
+    # it at boot (whiteouts hiding the machine's files, a checkout under /tmp included).
+    _write(seed / "etc/tmpfiles.d/tmp.conf", "d /tmp 1777 root root -\n", 0o644)
     for name, text in root_dotfiles().items():
         _write(seed / "root" / name, text, 0o644)
     unit_dir = seed / "etc/systemd/system"
