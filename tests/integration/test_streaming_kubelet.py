@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.request
 from datetime import timedelta
 from pathlib import Path
@@ -157,8 +158,11 @@ def env():
 
 def test_logs_container_tail_and_since(env):
     # stdout and stderr reach the CRI log through two pipes; the container's pause
-    # between them fixes their order in the log.
-    out = kubectl(env.admin, "logs", "web", "-c", "web").stdout
+    # between them fixes their order in the log. Wait for the second line first.
+    deadline = time.monotonic() + 30
+    while "oops" not in (out := kubectl(env.admin, "logs", "web", "-c", "web").stdout) \
+            and time.monotonic() < deadline:
+        time.sleep(0.5)
     assert out == "hello from web\noops\n"
     assert kubectl(env.admin, "logs", "web", "-c", "web", "--tail=1").stdout == "oops\n"
     assert kubectl(env.admin, "logs", "web", "-c", "web", "--since=1h").stdout == out
