@@ -20,14 +20,13 @@ from pathlib import Path
 from typing import Protocol
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from bootstrap.agents.apiserver import serviceaccount as sa_tokens
 from bootstrap.api import errors
 
-from .requestheader import NotAllowed, RequestHeaderAuthenticator
+from .requestheader import NotAllowed, RequestHeaderAuthenticator, issued_by
 
 AUTHENTICATED = "system:authenticated"
 UNAUTHENTICATED = "system:unauthenticated"
@@ -217,15 +216,7 @@ class Authenticator:
         return UserInfo(name=str(cns[0].value), groups=_with_authenticated(groups))
 
     def _issued_by_ca(self, cert: x509.Certificate) -> bool:
-        for ca in self._cas:
-            if cert.issuer != ca.subject:
-                continue
-            try:
-                cert.verify_directly_issued_by(ca)
-                return True
-            except (InvalidSignature, ValueError, TypeError):
-                continue
-        return False
+        return issued_by(cert, self._cas)
 
     # tokens -------------------------------------------------------------------------
 

@@ -109,15 +109,20 @@ class RequestHeaderAuthenticator:
                 any(k.lower().startswith(p) for p in self.extra_prefixes)]
 
     def _issued(self, cert: x509.Certificate) -> bool:
-        for ca in self._cas:
-            if cert.issuer != ca.subject:
-                continue
-            try:
-                cert.verify_directly_issued_by(ca)
-                return True
-            except (InvalidSignature, ValueError, TypeError):
-                continue
-        return False
+        return issued_by(cert, self._cas)
+
+
+def issued_by(cert: x509.Certificate, cas: Sequence[x509.Certificate]) -> bool:
+    """Signed directly by one of ``cas`` (the client CA, or the front-proxy CA)."""
+    for ca in cas:
+        if cert.issuer != ca.subject:
+            continue
+        try:
+            cert.verify_directly_issued_by(ca)
+            return True
+        except (InvalidSignature, ValueError, TypeError):
+            continue
+    return False
 
 
 def _client_usage(cert: x509.Certificate) -> bool:
