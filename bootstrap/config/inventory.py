@@ -154,8 +154,11 @@ class Inventory:
 
     @property
     def artifacts_dir(self) -> Path:
-        """Cluster state kept beside the inventory, as kubespray's ``artifacts/``."""
-        return self.dir / "artifacts"
+        """The cluster's state dir on the control machine (PKI, kubeconfigs, token):
+        kubespray's ``artifacts_dir``, by default ``artifacts/`` beside the inventory."""
+        from bootstrap.config.kubespray_vars import artifacts_dir
+
+        return artifacts_dir(self)
 
     def vars_for(self, host_name: str) -> dict[str, Any]:
         """All variables of a host: group_vars all < groups < host_vars (Ansible's order)."""

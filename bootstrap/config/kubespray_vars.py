@@ -19,7 +19,9 @@ Jinja (filters, lookups) in a variable we read is an error naming it.
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import jinja2
@@ -32,7 +34,7 @@ from bootstrap.config.model import ClusterConfig
 from bootstrap.config.validate import is_dns_name, is_ip, parse_port
 from bootstrap.errors import UserError
 
-__all__ = ["KUBESPRAY_VARS", "EffectiveConfig", "Setting", "effective_config"]
+__all__ = ["KUBESPRAY_VARS", "EffectiveConfig", "Setting", "artifacts_dir", "effective_config"]
 
 # variable -> the configuration field it sets (our YAML path; the last three
 # are not in the YAML file: they exist only as kubespray settings).
@@ -332,3 +334,33 @@ def _merge(base: dict, over: dict) -> dict:
         else:
             out[key] = value
     return out
+
+
+def artifacts_dir(inv: Inventory) -> Path:
+    """The cluster's state dir on the control machine: kubespray's ``artifacts_dir``
+    (its default, ``{{ inventory_dir }}/artifacts``, is ours too). A relative path
+    is taken from the inventory's directory, as Ansible does with ``inventory_dir``."""
+    hosts = [h.name for h in inv.control_plane] or list(inv.hosts)
+    default = Path(inv.dir) / "artifacts"
+    if not hosts:
+        return default
+    values = inv.vars_for(hosts[0])
+    raw = values.get("artifacts_dir")
+    if raw is None:
+        path = default
+    else:
+        where = inv.vars_where(hosts[0]).get("artifacts_dir")
+        context = {**values, "inventory_dir": str(inv.dir)}
+        text = _render("artifacts_dir", raw, context, where)
+        if not isinstance(text, str) or not text.strip():
+            raise UserError("artifacts_dir: must be a directory path", where=where)
+        path = Path(os.path.expanduser(text.strip()))
+        if not path.is_absolute():
+            path = Path(inv.dir) / path
+    # The package may be read-only or replaced by an upgrade: state never lives there.
+    package = Path(__file__).resolve().parents[1]
+    resolved = path.resolve()
+    if resolved == package or package in resolved.parents:
+        raise UserError(f"the cluster's state dir {path} is inside the bootstrap package",
+                        where=str(inv.path), hint="set artifacts_dir to a directory of your own")
+    return path

@@ -1,6 +1,7 @@
 """The cluster's PKI on the control machine: shared CAs plus per-node leaves.
 
-Kept in ``<inventory dir>/artifacts/pki`` (kubespray's "artifacts"): CAs and
+Kept in ``<state dir>/pki``, the state dir being kubespray's ``artifacts_dir``
+(``artifacts/`` beside the inventory unless the inventory names one): CAs and
 the service-account key at the top, each node's own leaves under
 ``nodes/<host>/`` with kubeadm's names, so the pki role can copy exactly the
 files a host needs (``bootstrap.flows.plan.pki_files``). Every call is
@@ -22,18 +23,20 @@ ETCD_MEMBER_LEAVES = ("etcd-server", "etcd-peer", "etcd-healthcheck-client")
 
 
 def artifacts_dir(inventory) -> Path:
-    return Path(inventory.dir) / "artifacts"
+    return Path(inventory.artifacts_dir)
 
 
 def pki_dir(inventory) -> Path:
     return artifacts_dir(inventory) / "pki"
 
 
-def ensure_cluster_pki(inventory, config) -> tuple[Path, int]:
-    """Generate what is missing; (pki dir, number of files created)."""
-    root = pki_dir(inventory)
+def ensure_cluster_pki(inventory, config, state: Path | None = None) -> tuple[Path, int]:
+    """Generate what is missing in ``state`` (the inventory's state dir unless
+    given: a dry run passes a scratch copy); (pki dir, number of files created)."""
+    state = artifacts_dir(inventory) if state is None else Path(state)
+    root = state / "pki"
     # The CA keys live here: only the invoking user may read them.
-    for d in (artifacts_dir(inventory), root):
+    for d in (state, root):
         d.mkdir(parents=True, exist_ok=True)
         os.chmod(d, 0o700)
     outcomes = list(pki.ensure_cas(root, config))

@@ -9,6 +9,7 @@ nothing and says so.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,10 +19,11 @@ from typing import Any
 from bootstrap.config.cluster import load_cluster_config
 from bootstrap.config.inventory import load_inventory
 from bootstrap.engine import Play, Recap, run_play
-from bootstrap.errors import UserError
+from bootstrap.errors import RemoteError, UserError
 from bootstrap.flows import cluster_nodes, etcd_stage, node_vars
-from bootstrap.flows.cluster_pki import ensure_cluster_pki
+from bootstrap.flows.cluster_pki import artifacts_dir, ensure_cluster_pki
 from bootstrap.flows.plan import etcd_hosts, etcd_nodes, pki_plan
+from bootstrap.flows.scratch import scratch_copy
 from bootstrap.flows.workflow import (
     Phase,
     Workflow,
@@ -30,7 +32,7 @@ from bootstrap.flows.workflow import (
     run_tree,
     select_by_tags,
 )
-from bootstrap.remote.pool import close_all, connect_all
+from bootstrap.remote.pool import close_all, connect_all, connect_reachable
 
 
 @dataclass
@@ -50,6 +52,8 @@ class UpContext:
     recap: Recap = field(default_factory=Recap)
     artifacts: Any = None  # cluster_nodes.Artifacts, made by the first node phase
     summary: str = ""
+    # Hosts a dry run could not reach (name -> why); plays leave them out.
+    unreachable: dict[str, str] = field(default_factory=dict)
 
     def hosts(self, names) -> list[str]:
         return [n for n in names if self.limit is None or n in self.limit]
@@ -96,7 +100,13 @@ def run_agents(ctx: UpContext) -> None:
     hosts = _kubernetes_hosts(ctx)
     if not hosts:
         return
-    agent_vars = wheelhouse.agents_vars(ctx.inventory, console=ctx.console)
+    if ctx.dry_run:
+        agent_vars, built = wheelhouse.dry_run_agents_vars(Path(ctx.pki_dir).parent)
+        if not built and ctx.console is not None:
+            ctx.console.print("[bold]agents:[/] dry run: the wheelhouse is not built yet (a "
+                              "real run builds it); the install counts as to do")
+    else:
+        agent_vars = wheelhouse.agents_vars(ctx.inventory, console=ctx.console)
     ctx.play("install agents", hosts, ["agents"], vars=agent_vars)
 
 
@@ -161,6 +171,9 @@ class UpResult:
     warnings: list[str] = field(default_factory=list)
     summary: str = ""
     phase_times: dict[str, float] = field(default_factory=dict)
+    state_dir: Path | None = None  # where the PKI and kubeconfigs are kept
+    scratch: bool = False  # a dry run: generated into a temporary copy, since removed
+    unreachable: dict[str, str] = field(default_factory=dict)
 
     @property
     def changed(self) -> int:
@@ -185,30 +198,74 @@ def cluster_up(inventory_path: str, *, config_path: str | None = None, tags: str
                             where=str(inventory.path))
     if config.etcd.local is not None:
         etcd_nodes(inventory)  # a wrong member count fails here, before any host is touched
+    state = artifacts_dir(inventory)
+    with contextlib.ExitStack() as stack:
+        # A dry run writes nothing beside the inventory: it reads the existing state
+        # through a temporary copy and generates what is missing there.
+        work = stack.enter_context(scratch_copy(state)) if dry_run else state
+        return _run(inventory, config, workflow, selection, limit_set, work, dry_run=dry_run,
+                    diff=diff, console=console, connect=connect, wait_timeout=wait_timeout,
+                    result=UpResult(recap=Recap(dry_run=dry_run), pki_created=0,
+                                    state_dir=state, scratch=dry_run))
+
+
+def _run(inventory, config, workflow, selection, limit_set, state: Path, *, dry_run, diff,
+         console, connect, wait_timeout, result: UpResult) -> UpResult:
     # Certificates name the API endpoint (load balancer, 127.0.0.1 for the localhost one);
     # etcd stays as configured (bootstrap's own, even when the hosts see it as external).
     endpoint = node_vars.api_endpoint(inventory)
     pki_config = dataclasses.replace(node_vars.host_config(config, inventory, endpoint),
                                      etcd=config.etcd)
-    pki_root, created = ensure_cluster_pki(inventory, pki_config)
+    pki_root, created = ensure_cluster_pki(inventory, pki_config, state)
+    result.pki_created = created
     hosts = [h for name, h in inventory.hosts.items() if not limit_set or name in limit_set]
     # etcd membership decisions read every member, even outside --limit.
     needed = {h.name for h in hosts}
     if "etcd" in selection:
         needed |= {h.name for h in etcd_hosts(inventory)}
-    conns = (connect or connect_all)([h for h in inventory.hosts.values() if h.name in needed])
+    conns, unreachable = _connect(connect, [h for h in inventory.hosts.values()
+                                            if h.name in needed], dry_run=dry_run)
     try:
+        if unreachable:
+            if not dry_run:
+                raise next(iter(unreachable.values()))
+            result.unreachable = {n: e.line() for n, e in unreachable.items()}
+            if console is not None:
+                for line in result.unreachable.values():
+                    console.print(f"[red]unreachable:[/] {line}", markup=True, highlight=False)
+                console.print("dry run: continuing with the reachable hosts")
+            # The plays leave unreachable hosts out, as --limit would.
+            limit_set = {h.name for h in hosts} - set(unreachable)
         ctx = UpContext(inventory=inventory, config=config, connections=conns, pki_dir=pki_root,
                         dry_run=dry_run, diff=diff, limit=limit_set,
                         cluster_vars=cluster_vars(config), console=console,
-                        recap=Recap(dry_run=dry_run),
+                        recap=result.recap, unreachable=result.unreachable,
                         extra_vars={} if wait_timeout is None else {"wait_timeout": wait_timeout})
         times: dict[str, float] = {}
-        ran = run_tree(workflow.phases, ctx, selection=selection, times=times)
-        return UpResult(recap=ctx.recap, pki_created=created, ran=ran, phase_times=times,
-                        warnings=list(getattr(inventory, "warnings", [])), summary=ctx.summary)
+        try:
+            result.ran = run_tree(workflow.phases, ctx, selection=selection, times=times)
+        finally:
+            result.recap = ctx.recap
+        result.phase_times = times
+        result.warnings = list(getattr(inventory, "warnings", []))
+        result.summary = ctx.summary
+        return result
     finally:
         close_all(conns)
+
+
+def _connect(connect: Callable | None, hosts: list, *, dry_run: bool
+             ) -> tuple[dict, dict[str, RemoteError]]:
+    """(connections, unreachable host -> error). A given ``connect`` may map a host
+    to a RemoteError instead of a connection; unset, a real run fails on the first
+    unreachable host and a dry run carries on without it (known_hosts untouched)."""
+    if connect is None:
+        if dry_run:
+            return connect_reachable(hosts, remember_host_keys=False)
+        return connect_all(hosts), {}
+    got = connect(hosts)
+    return ({n: c for n, c in got.items() if not isinstance(c, RemoteError)},
+            {n: c for n, c in got.items() if isinstance(c, RemoteError)})
 
 
 def cluster_vars(config) -> dict:

@@ -68,6 +68,11 @@ def run(ctx) -> Recap:
         return Recap(dry_run=ctx.dry_run)
     nodes = etcd_nodes(ctx.inventory)
     missing = [n.host for n in nodes if n.host not in ctx.connections]
+    unreachable = getattr(ctx, "unreachable", {})
+    if missing and ctx.dry_run and all(h in unreachable for h in missing):
+        # Membership is planned from every member's data dir: without one, no plan.
+        _say(ctx, f"dry run: not planned, member(s) {', '.join(missing)} unreachable")
+        return Recap(dry_run=True)
     if missing:
         raise UserError(f"etcd hosts not connected: {', '.join(missing)}")
     data_dir = ctx.cluster_vars.get("etcd_data_dir", ops.DEFAULT_DATA_DIR)

@@ -92,11 +92,15 @@ def _pip(python: str, args: list[str], console=None) -> None:
         )
 
 
-def _write_manifest(path: Path) -> str:
+def _manifest_text(path: Path) -> str:
     lines = []
     for wheel in sorted(path.glob("*.whl")):
         lines.append(f"{hashlib.sha256(wheel.read_bytes()).hexdigest()}  {wheel.name}\n")
-    text = "".join(lines)
+    return "".join(lines)
+
+
+def _write_manifest(path: Path) -> str:
+    text = _manifest_text(path)
     (path / MANIFEST).write_text(text)
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -144,7 +148,10 @@ def build_wheelhouse(
 
 def agents_vars(inventory=None, *, console=None, cache_dir=None) -> dict:
     """Variables for roles/agents, building the wheelhouse if needed."""
-    wh = build_wheelhouse(cache_dir, console=console)
+    return _role_vars(build_wheelhouse(cache_dir, console=console))
+
+
+def _role_vars(wh: Wheelhouse) -> dict:
     pip_wheels = sorted(p.name for p in wh.path.glob("pip-*.whl"))
     if not pip_wheels:
         raise UserError("the wheelhouse has no pip wheel to install with", where=str(wh.path))
@@ -157,3 +164,53 @@ def agents_vars(inventory=None, *, console=None, cache_dir=None) -> dict:
         "agents_prefix_root": PREFIX,
         "agents_python": HOST_PYTHON,
     }
+
+
+def peek_wheelhouse(cache_dir: str | os.PathLike | None = None) -> Wheelhouse | None:
+    """The wheelhouse a real run would ship if it is already built and current,
+    else None; reads only (no lock file, no manifest written): for dry runs."""
+    prebuilt = os.environ.get("BOOTSTRAP_WHEELHOUSE")
+    if prebuilt:
+        path = Path(prebuilt)
+        if not any(path.glob("bootstrap-*.whl")):
+            return None
+        return Wheelhouse(path, __version__,
+                          hashlib.sha256(_manifest_text(path).encode()).hexdigest())
+    try:
+        root = project_root()
+    except UserError:
+        return None
+    base = Path(cache_dir) if cache_dir else default_cache_dir()
+    path = base / __version__
+    stamps = {base / f".{__version__}.deps": _deps_digest(root),
+              base / f".{__version__}.source": source_digest(root)}
+    if not all(p.is_file() and p.read_text() == want for p, want in stamps.items()):
+        return None
+    if not any(path.glob("bootstrap-*.whl")) or not any(path.glob("pip-*.whl")):
+        return None
+    return Wheelhouse(path, __version__, hashlib.sha256(_manifest_text(path).encode()).hexdigest())
+
+
+def dry_run_agents_vars(scratch: Path, cache_dir: str | os.PathLike | None = None
+                        ) -> tuple[dict, bool]:
+    """Variables for roles/agents in a dry run, and whether the wheelhouse is built.
+
+    A built, current wheelhouse is compared as a real run would ship it. Without
+    one, nothing is built (that writes wheels and pip's cache): the role sees an
+    empty wheelhouse in ``scratch`` under a wheel set no host has, so it reports
+    the copy and the install as to do.
+    """
+    wh = peek_wheelhouse(cache_dir)
+    if wh is not None:
+        return _role_vars(wh), True
+    empty = Path(scratch) / "wheelhouse"
+    empty.mkdir(parents=True, exist_ok=True)
+    return {
+        "agents_version": __version__,
+        "agents_wheelhouse_local": str(empty),
+        "agents_wheelhouse_remote": f"{REMOTE_WHEELHOUSE}/{__version__}",
+        "agents_wheelset": "not-built-yet",
+        "agents_pip_wheel": "pip-not-built-yet.whl",
+        "agents_prefix_root": PREFIX,
+        "agents_python": HOST_PYTHON,
+    }, False

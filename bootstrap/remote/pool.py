@@ -49,29 +49,57 @@ def connect_all(
     If any host cannot be reached, the ones that did connect are closed and
     one ``RemoteError`` lists every unreachable host (each on its own clause).
     """
-    hosts = list(hosts)
+    conns, errors = _open_all(hosts, max_parallel, known_hosts=known_hosts,
+                              known_hosts_policy=known_hosts_policy,
+                              connect_timeout=connect_timeout)
+    if errors:
+        close_all(conns)
+        if len(errors) == 1:
+            raise next(iter(errors.values()))
+        raise RemoteError("; ".join(e.line() for e in errors.values()))
+    return conns
 
+
+def connect_reachable(
+    hosts: Iterable[Any],
+    max_parallel: int = 10,
+    *,
+    remember_host_keys: bool = True,
+    connect_timeout: float = 10,
+) -> tuple[dict[str, SSHConnection], dict[str, RemoteError]]:
+    """Like ``connect_all`` but keeps going: (connections, unreachable host -> error).
+
+    For runs that report unreachable hosts and carry on with the others (a dry
+    run, as ansible's UNREACHABLE); ``remember_host_keys=False`` leaves
+    known_hosts untouched.
+    """
+    return _open_all(list(hosts), max_parallel, remember_host_keys=remember_host_keys,
+                     connect_timeout=connect_timeout)
+
+
+def _open_all(hosts: list[Any], max_parallel: int, *, known_hosts: str | None = None,
+              known_hosts_policy: str | None = None, connect_timeout: float = 10,
+              remember_host_keys: bool = True,
+              ) -> tuple[dict[str, SSHConnection], dict[str, RemoteError]]:
     def _open(host: Any) -> SSHConnection | RemoteError:
-        conn = SSHConnection(
-            host,
-            known_hosts_policy=known_hosts_policy,
-            connect_timeout=connect_timeout,
-            known_hosts=known_hosts,
-        )
         try:
+            conn = connection_for(host, known_hosts_policy=known_hosts_policy,
+                                  connect_timeout=connect_timeout, known_hosts=known_hosts,
+                                  remember_host_keys=remember_host_keys)
             return conn.open()
         except RemoteError as exc:
             return exc
 
     opened = parallel_map(_open, hosts, max_parallel)
-    errors = [r for r in opened if isinstance(r, RemoteError)]
-    conns = {c.host: c for c in opened if isinstance(c, SSHConnection)}
-    if errors:
-        close_all(conns)
-        if len(errors) == 1:
-            raise errors[0]
-        raise RemoteError("; ".join(e.line() for e in errors))
-    return conns
+    conns = {h.name: c for h, c in zip(hosts, opened, strict=True)
+             if not isinstance(c, RemoteError)}
+    errors = {h.name: c for h, c in zip(hosts, opened, strict=True) if isinstance(c, RemoteError)}
+    return conns, errors
+
+
+def connection_for(host: Any, **kwargs: Any) -> SSHConnection:
+    """The connection an inventory host asks for."""
+    return SSHConnection(host, **kwargs)
 
 
 def close_all(connections: dict[str, Any]) -> None:

@@ -118,6 +118,7 @@ class SSHConnection:
         connect_timeout: float = 10,
         known_hosts: str | None = None,
         persistent_shell: bool = True,
+        remember_host_keys: bool = True,
     ):
         # Unset here means: what the inventory's ansible_ssh_common_args say
         # (UserKnownHostsFile, StrictHostKeyChecking), else accept-new with
@@ -148,6 +149,9 @@ class SSHConnection:
         # Idle persistent shells; one per command running at the same time.
         self._idle: list[ShellSession] = []
         self.persistent_shell = persistent_shell
+        # accept-new trusts a first-seen key; False keeps it in memory only (a dry
+        # run writes nothing, known_hosts included).
+        self.remember_host_keys = remember_host_keys
 
     # -- connection -------------------------------------------------------
     def _where(self) -> str:
@@ -197,7 +201,8 @@ class SSHConnection:
             if self.policy == "strict":
                 client.set_missing_host_key_policy(paramiko.RejectPolicy())
             else:
-                client.set_missing_host_key_policy(_AcceptNew(self.known_hosts))
+                client.set_missing_host_key_policy(
+                    _AcceptNew(self.known_hosts if self.remember_host_keys else None))
         try:
             fconn.open()
         except paramiko.BadHostKeyException:

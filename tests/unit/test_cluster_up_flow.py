@@ -74,7 +74,7 @@ def test_unknown_limit_host_is_a_user_error(inventory):
         cu.cluster_up(str(inventory), limit="cp1,nope", connect=Connector())
 
 
-def test_dry_run_writes_nothing_on_hosts_but_makes_the_pki(inventory):
+def test_dry_run_writes_nothing_on_hosts_or_beside_the_inventory(inventory):
     connect = Connector()
     result = cu.cluster_up(str(inventory), tags="pki,etcd", dry_run=True, connect=connect)
     assert result.recap.dry_run and not result.recap.failed
@@ -82,6 +82,13 @@ def test_dry_run_writes_nothing_on_hosts_but_makes_the_pki(inventory):
     assert all(not c.puts for c in connect.conns.values())
     assert not any("systemctl restart" in cmd or "systemctl start" in cmd
                    for c in connect.conns.values() for cmd in c.commands)
+    assert not (inventory.parent / "artifacts").exists()  # tests/unit/test_cluster_up_dry_run.py
+    assert set(result.recap.per_host) == {"cp1", "cp2", "cp3", "w1"}
+
+
+def test_real_run_makes_the_pki_in_the_artifacts_dir(inventory):
+    result = cu.cluster_up(str(inventory), tags="pki", connect=Connector())
+    assert not result.recap.failed and result.pki_created > 0
     pki = inventory.parent / "artifacts" / "pki"
     assert (pki / "etcd" / "ca.key").is_file()
     assert (pki / "nodes" / "cp2" / "etcd" / "peer.crt").is_file()
