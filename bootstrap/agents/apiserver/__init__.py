@@ -85,6 +85,7 @@ async def _serve(cfg, primary: bool = True, children: list[int] | None = None) -
     watch = asyncio.create_task(_watch_workers(children or [], stop))
     await stop.wait()
     watch.cancel()
+    await server.shutdown(cfg.shutdown_delay_duration)
     await server.stop()
 
 

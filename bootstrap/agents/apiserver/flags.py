@@ -62,6 +62,7 @@ class Config:
     audit_log_maxsize: int = 0
     request_timeout: float = 60.0
     idle_connection_timeout: float = 90.0
+    shutdown_delay_duration: float = 0.0
     processes: int = 1
     admission_plugins: frozenset = frozenset()
     admission_warnings: tuple[str, ...] = ()
@@ -125,6 +126,10 @@ def _parser() -> argparse.ArgumentParser:
     # Not a kube-apiserver flag: Go's server closes idle connections after 90 s, and a
     # connection that never completes its headers likewise (ReadHeaderTimeout).
     a("--idle-connection-timeout", default="90s")
+    a("--shutdown-delay-duration", default="0s",
+      help="after SIGTERM: /readyz fails at once, requests are still served this long "
+           "(so load balancers take the server out), then the server stops listening and "
+           "finishes the requests in flight")
     # Not a kube-apiserver flag: Python serves one core per process, so several worker
     # processes share the secure port (SO_REUSEPORT). All state lives in etcd.
     a("--processes", type=int, default=1, help="worker processes sharing the secure port")
@@ -235,6 +240,12 @@ def parse(argv: list[str]) -> Config:
             raise FlagError(f"--{flag.replace('_', '-')}: {exc}") from None
         if durations[flag] <= 0:
             raise FlagError(f"--{flag.replace('_', '-')}: must be positive")
+    try:
+        durations["shutdown_delay_duration"] = parse_duration(ns.shutdown_delay_duration)
+    except ValueError as exc:
+        raise FlagError(f"--shutdown-delay-duration: {exc}") from None
+    if durations["shutdown_delay_duration"] < 0:
+        raise FlagError("--shutdown-delay-duration: must not be negative")
     if not 1 <= ns.processes <= 64:
         raise FlagError("--processes: must be between 1 and 64")
     for flag in ("audit_log_maxage", "audit_log_maxbackup", "audit_log_maxsize"):
@@ -275,6 +286,7 @@ def parse(argv: list[str]) -> Config:
         audit_log_maxage=ns.audit_log_maxage, audit_log_maxbackup=ns.audit_log_maxbackup,
         audit_log_maxsize=ns.audit_log_maxsize, request_timeout=durations["request_timeout"],
         idle_connection_timeout=durations["idle_connection_timeout"], processes=ns.processes,
+        shutdown_delay_duration=durations["shutdown_delay_duration"],
         admission_plugins=plugins, admission_warnings=tuple(plugin_warnings), **front_proxy)
 
 

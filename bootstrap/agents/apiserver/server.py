@@ -100,6 +100,10 @@ class Server:
             cfg.bind_address if cfg.bind_address not in ("0.0.0.0", "::") else "127.0.0.1")
         self.advertise = f"{self.advertise_ip}:{cfg.secure_port}"
         self.runner: web.AppRunner | None = None
+        # Set on SIGTERM: /readyz fails from then on (upstream's ShutdownInitiated).
+        self.shutting_down = False
+        self._endpoint_removed = False
+        self._endpoint_task: asyncio.Task | None = None
         self.port = cfg.secure_port
         self._tasks: list[asyncio.Task] = []
         self._kubelet_ssl: ssl.SSLContext | None = None
@@ -153,14 +157,19 @@ class Server:
         if self.primary:
             await bootstrap_objects.ensure(self)
             await self.endpoints.start()
-            self._tasks.append(asyncio.create_task(self.endpoints.run()))
+            self._endpoint_task = asyncio.create_task(self.endpoints.run())
+            self._tasks.append(self._endpoint_task)
         # In a worker thread: the event loop keeps serving while the documents build.
         self._tasks.append(asyncio.create_task(asyncio.to_thread(openapi.warm)))
         application = app.build(self)
+        application.on_response_prepare.append(self._close_when_shutting_down)
+        application.on_shutdown.append(self._end_watches)
         # keepalive_timeout also closes a connection that never finishes its request
         # headers: aiohttp drops a handler still waiting for its first message.
+        # shutdown_timeout: requests in flight when the listener closes get as long as
+        # any request may take (upstream waits for them too), then are cancelled.
         self.runner = web.AppRunner(application, handle_signals=False, access_log=None,
-                                    shutdown_timeout=1.0,
+                                    shutdown_timeout=self.cfg.request_timeout,
                                     keepalive_timeout=self.cfg.idle_connection_timeout)
         await self.runner.setup()
         site = web.TCPSite(self.runner, self.cfg.bind_address, self.cfg.secure_port,
@@ -183,14 +192,49 @@ class Server:
                                        f"{','.join(self.cfg.etcd_servers)}: {exc}") from None
                 await asyncio.sleep(0.5)
 
+    async def shutdown(self, delay: float) -> None:
+        """Upstream's graceful termination, before ``stop``: /readyz fails at once and
+        every response asks its client to reconnect (Connection: close), so a load
+        balancer takes this server out and keep-alive clients move to another one,
+        while it keeps serving for ``delay`` seconds (--shutdown-delay-duration)."""
+        self.shutting_down = True
+        log.info("shutdown initiated; serving for %gs more", delay)
+        # As upstream at ShutdownInitiated: in-cluster clients of the kubernetes
+        # Service stop being sent here while we still answer.
+        await self._remove_endpoint()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    async def _remove_endpoint(self) -> None:
+        if self.runner is None or not self.primary or self._endpoint_removed:
+            return
+        self._endpoint_removed = True
+        if self._endpoint_task is not None:
+            self._endpoint_task.cancel()  # it would put the lease back
+        try:
+            await asyncio.wait_for(self.endpoints.stop(), 3)
+        except Exception as exc:  # our lease expires by itself within its TTL
+            log.warning("could not remove our endpoint: %s", exc)
+
+    async def _close_when_shutting_down(self, request: web.Request,
+                                        response: web.StreamResponse) -> None:
+        if self.shutting_down:
+            # The hook runs after aiohttp chose the Connection header: set both.
+            response.force_close()
+            response.headers["Connection"] = "close"
+
+    async def _end_watches(self, application: web.Application) -> None:
+        # The listener is closed by now: watch streams end with a proper last chunk
+        # (the client re-watches from its resourceVersion elsewhere) instead of being
+        # cut when the in-flight wait runs out.
+        for cache in self.store.caches.values():
+            for watcher in list(cache.watchers):
+                watcher.push(None)
+
     async def stop(self) -> None:
         for t in self._tasks:
             t.cancel()
-        if self.runner is not None and self.primary:
-            try:
-                await asyncio.wait_for(self.endpoints.stop(), 3)
-            except Exception as exc:  # our lease expires by itself within its TTL
-                log.warning("could not remove our endpoint: %s", exc)
+        await self._remove_endpoint()
         if self.runner is not None:
             await self.runner.cleanup()
         await self.crds.stop()

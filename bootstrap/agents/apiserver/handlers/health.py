@@ -32,6 +32,8 @@ async def _etcd_ok(server) -> str | None:
 async def _check(server, request: web.Request, endpoint: str, only: str | None):
     failures: dict[str, str] = {}
     checks = _CHECKS if endpoint != "livez" else ("ping", "log", "etcd")
+    if endpoint == "readyz":
+        checks = (*checks, "shutdown")  # upstream: only readiness turns on SIGTERM
     if only is not None and only not in checks:
         raise errors.APIError(404, "NotFound", "the server could not find the requested "
                                                "resource")
@@ -43,6 +45,9 @@ async def _check(server, request: web.Request, endpoint: str, only: str | None):
             err = await _etcd_ok(server)
             if err:
                 failures[name] = err
+        elif name == "shutdown":
+            if server.shutting_down:
+                failures[name] = "process is shutting down"
         elif name == "informer-sync":
             if not server.registry.caches_ready():
                 failures[name] = "watch caches not synced"
