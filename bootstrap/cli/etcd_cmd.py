@@ -8,7 +8,7 @@ from rich.table import Table
 
 from bootstrap.cli import main
 from bootstrap.errors import UserError
-from bootstrap.flows import etcd_admin
+from bootstrap.flows import etcd_admin, etcd_backup
 
 _inventory = click.option("-i", "--inventory", "inventory", required=True,
                           type=click.Path(exists=True, dir_okay=False),
@@ -61,13 +61,26 @@ def snapshot() -> None:
 
 
 @snapshot.command("save")
-@click.argument("path", type=click.Path(dir_okay=False))
+@click.argument("path", required=False, type=click.Path(dir_okay=False))
 @_inventory
-def save(path: str, inventory: str) -> None:
-    """Snapshot a healthy member into PATH on this machine."""
-    st = etcd_admin.snapshot_save(inventory, path)
-    click.echo(f"snapshot saved to {path}: revision {st.get('revision')}, "
-               f"{st.get('totalKey')} keys, {_size(st.get('totalSize'))}, hash {st.get('hash')}")
+@click.option("--dir", "directory", type=click.Path(file_okay=False),
+              help="where to keep timestamped snapshots [default: artifacts/backups beside "
+                   "the inventory]")
+@click.option("--retention", type=int, default=etcd_backup.DEFAULT_RETENTION, show_default=True,
+              help="keep only the newest N snapshots in the directory (0 keeps all)")
+def save(path: str | None, inventory: str, directory: str | None, retention: int) -> None:
+    """Snapshot one healthy member onto this machine.
+
+    Saved as etcd-snapshot-<UTC time>.db with a .sha256 and a .json (revision,
+    keys, size) beside it; or exactly to PATH when one is given (no retention).
+    """
+    saved = etcd_admin.snapshot_save(inventory, path, directory=directory, retention=retention)
+    st = saved.status
+    click.echo(f"snapshot saved to {saved.path} from member {saved.member}: revision "
+               f"{st.get('revision')}, {st.get('totalKey')} keys, {_size(st.get('totalSize'))},"
+               f" sha256 {saved.sha256}")
+    for old in saved.removed:
+        click.echo(f"retention: removed {old}")
 
 
 @snapshot.command("restore")
@@ -77,11 +90,20 @@ def save(path: str, inventory: str) -> None:
               help="cluster configuration (for the etcd data dir)")
 @click.option("--yes", is_flag=True, help="do not ask for confirmation")
 def restore(path: str, inventory: str, config_path: str | None, yes: bool) -> None:
-    """Replace the data of every member with PATH (old data dirs are kept as backups)."""
+    """Restore the WHOLE cluster's etcd from PATH.
+
+    Stops the API servers, controller managers, schedulers and every etcd
+    member, restores every member from PATH (same names and peer URLs, a new
+    cluster token; old data dirs kept as <dataDir>.backup-<time>), starts them
+    and waits for health, then starts the control plane. Everything written
+    after the snapshot is lost.
+    """
     if not yes:
-        click.confirm("This stops etcd on every member and replaces its data. Continue?",
-                      abort=True)
-    rows = etcd_admin.snapshot_restore(inventory, path, config_path=config_path,
-                                       progress=lambda m: click.echo(f"restore: {m}"))
-    _print_status(rows)
-    click.echo("restore: done, every member healthy")
+        click.confirm("This stops the API servers and etcd on every member and replaces the "
+                      "cluster's data with the snapshot; everything written since is lost. "
+                      "Continue?", abort=True)
+    out = etcd_admin.snapshot_restore(inventory, path, config_path=config_path,
+                                      progress=lambda m: click.echo(f"restore: {m}"))
+    _print_status(out.rows)
+    click.echo(f"restore: done; etcd healthy at revision {out.revision}, API servers ready on "
+               f"{', '.join(out.api_hosts) or 'no control-plane host'}")

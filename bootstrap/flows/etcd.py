@@ -166,10 +166,11 @@ def snapshot_status(conn: Connection, path: str) -> dict:
     return _json(r.stdout, "snapshot status", conn.host)
 
 
-def snapshot_save(conns: dict[str, Connection], nodes: list[EtcdNode]) -> tuple[bytes, dict]:
-    """Take a snapshot from the first healthy member; (bytes, its snapshot status)."""
+def snapshot_save(conns: dict[str, Connection],
+                  nodes: list[EtcdNode]) -> tuple[bytes, dict, EtcdNode]:
+    """Take a snapshot from the first healthy member; (bytes, its snapshot status, member)."""
 
-    def take(conn: Connection) -> tuple[bytes, dict]:
+    def take(conn: Connection) -> tuple[bytes, dict, EtcdNode]:
         me = next(n for n in nodes if n.host == conn.host)
         healthy, error = endpoint_health(conn, [me.client_url])[me.client_url]
         if not healthy:
@@ -177,7 +178,7 @@ def snapshot_save(conns: dict[str, Connection], nodes: list[EtcdNode]) -> tuple[
         try:
             conn.run(etcdctl(f"snapshot save {REMOTE_SNAPSHOT}", [me.client_url]), timeout=300)
             status = snapshot_status(conn, REMOTE_SNAPSHOT)
-            return conn.get(REMOTE_SNAPSHOT), status
+            return conn.get(REMOTE_SNAPSHOT), status, me
         finally:
             conn.run(f"rm -f {REMOTE_SNAPSHOT} {REMOTE_SNAPSHOT}.part", check=False)
 
@@ -191,66 +192,21 @@ def restore_commands(node: EtcdNode, nodes: list[EtcdNode], snapshot: str, data_
     new_dir = f"{data_dir}.restore"
     backup = f"{data_dir}.backup-{stamp}"
     q = shlex.quote
+    restore = "snapshot restore " + " ".join([
+        q(snapshot),
+        f"--name={q(node.name)}",
+        f"--initial-cluster={q(initial_cluster(nodes))}",
+        f"--initial-cluster-token={q(token)}",
+        f"--initial-advertise-peer-urls={node.peer_url}",
+        f"--data-dir={q(new_dir)}",
+    ])
     return [
         f"rm -rf {q(new_dir)}",
-        "ETCDCTL_API=3 etcdctl snapshot restore " + " ".join([
-            q(snapshot),
-            f"--name={q(node.name)}",
-            f"--initial-cluster={q(initial_cluster(nodes))}",
-            f"--initial-cluster-token={q(token)}",
-            f"--initial-advertise-peer-urls={node.peer_url}",
-            f"--data-dir={q(new_dir)}",
-        ]),
+        # etcdutl where installed (etcd 3.5+ deprecates etcdctl's restore; 3.6 drops it).
+        f"if command -v etcdutl >/dev/null 2>&1; then etcdutl {restore};"
+        f" else ETCDCTL_API=3 etcdctl {restore}; fi",
         # The old data stays next to the new one until someone deletes it.
         f"if [ -e {q(data_dir)} ]; then mv {q(data_dir)} {q(backup)}; fi",
         f"mv {q(new_dir)} {q(data_dir)}",
         f"chmod 0700 {q(data_dir)}",
     ]
-
-
-def snapshot_restore(conns: dict[str, Connection], nodes: list[EtcdNode], snapshot: bytes,
-                     *, data_dir: str = DEFAULT_DATA_DIR, token: str, stamp: str,
-                     parallel: Callable | None = None, timeout: float = 180,
-                     progress: Callable[[str], None] = lambda _m: None) -> list[MemberStatus]:
-    """Replace every member's data with ``snapshot``; the cluster comes back healthy.
-
-    All members stop first (a mix of old and restored members must never form
-    a quorum), each gets a fresh data dir restored with its old name and peer
-    URL and a new cluster token, the old dir is kept as ``<data_dir>.backup-<stamp>``,
-    then all start together because a fresh member waits for its peers.
-    """
-    parallel = parallel or (lambda fn, items: [fn(x) for x in items])
-    missing = [n.host for n in nodes if n.host not in conns]
-    if missing:
-        raise UserError(f"restore needs every etcd host; not connected: {', '.join(missing)}")
-    remote = "/var/tmp/bootstrap-etcd-restore.db"
-
-    def upload(n: EtcdNode) -> None:
-        conns[n.host].put(snapshot, remote, 0o600)
-        snapshot_status(conns[n.host], remote)
-
-    def stop(n: EtcdNode) -> None:
-        conns[n.host].run("systemctl stop etcd", timeout=120)
-
-    def restore(n: EtcdNode) -> None:
-        conn = conns[n.host]
-        for cmd in restore_commands(n, nodes, remote, data_dir, token, stamp):
-            conn.run(cmd, timeout=300)
-        conn.run(f"rm -f {remote}", check=False)
-
-    def start(n: EtcdNode) -> None:
-        # --no-block: Type=notify start returns only once a quorum is up,
-        # which needs the other members started too.
-        conns[n.host].run("systemctl start --no-block etcd")
-
-    progress("copying the snapshot to every member")
-    parallel(upload, nodes)
-    progress("stopping etcd on every member")
-    parallel(stop, nodes)
-    progress("restoring into new data dirs")
-    parallel(restore, nodes)
-    progress("starting etcd on every member")
-    parallel(start, nodes)
-    conn = conns[nodes[0].host]
-    wait_healthy(conn, nodes, timeout=timeout)
-    return cluster_status(conn, nodes)

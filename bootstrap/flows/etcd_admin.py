@@ -5,11 +5,6 @@ Loads the inventory, connects to its etcd hosts and calls ``bootstrap.flows.etcd
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
-import tempfile
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +13,9 @@ from bootstrap.config.cluster import load_cluster_config
 from bootstrap.config.inventory import load_inventory
 from bootstrap.errors import UserError
 from bootstrap.flows import etcd as ops
+from bootstrap.flows import etcd_backup as backup
+from bootstrap.flows import etcd_restore
+from bootstrap.flows.node_vars import API_PORT
 from bootstrap.flows.plan import etcd_hosts, etcd_nodes
 from bootstrap.remote.pool import close_all, connect_all, parallel_map
 
@@ -44,57 +42,63 @@ def status(inventory_path: str, *, connect: Callable | None = None) -> list[ops.
         return ops.status_on_any(c.conns, c.nodes)
 
 
-def _verify_local(path: Path) -> dict | None:
-    """``etcdctl snapshot status`` on this machine, when etcdctl is installed here."""
-    if not shutil.which("etcdctl"):
-        return None
-    r = subprocess.run(["etcdctl", "--write-out=json", "snapshot", "status", str(path)],
-                       capture_output=True, text=True, env={**os.environ, "ETCDCTL_API": "3"})
-    if r.returncode != 0:
-        raise UserError(f"not a valid etcd snapshot: {r.stderr.strip()[-200:]}", where=str(path))
-    return json.loads(r.stdout)
+def snapshot_save(inventory_path: str, path: str | None = None, *,
+                  directory: str | None = None, retention: int = backup.DEFAULT_RETENTION,
+                  connect: Callable | None = None,
+                  now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> backup.Saved:
+    """A snapshot from one healthy member, saved on this machine with its sha256 and status.
 
-
-def snapshot_save(inventory_path: str, path: str, *,
-                  connect: Callable | None = None) -> dict:
-    """Save a snapshot to ``path`` on this machine; its status (hash, revision, keys, size)."""
-    dest = Path(path)
-    if dest.is_dir():
-        raise UserError("is a directory", where=str(dest), hint="give a file name")
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    Without ``path`` it goes into ``directory`` (default: the inventory's
+    artifacts/backups) under a UTC-stamped name, and only the newest
+    ``retention`` snapshots there are kept; an explicit ``path`` is just written.
+    """
+    backup.check_retention(retention)
+    if path is not None and directory is not None:
+        raise UserError("give either a snapshot PATH or --dir, not both")
+    inventory = load_inventory(inventory_path)
+    taken_at = now()
+    if path is not None:
+        dest = Path(path)
+        if dest.is_dir():
+            raise UserError("is a directory", where=str(dest), hint="give a file name, or --dir")
+    else:
+        folder = Path(directory) if directory else backup.default_dir(inventory)
+        if folder.exists() and not folder.is_dir():
+            raise UserError("not a directory", where=str(folder))
+        dest = folder / backup.snapshot_name(taken_at)
+    if dest.exists():
+        raise UserError("already exists; not overwriting a snapshot", where=str(dest))
     with _Cluster(inventory_path, connect) as c:
-        data, remote_status = ops.snapshot_save(c.conns, c.nodes)
-    # Written beside the target and renamed, so PATH is never a partial snapshot.
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o600)
-        local = _verify_local(Path(tmp))
-        if local is not None and local.get("hash") != remote_status.get("hash"):
-            raise UserError("snapshot changed in transfer (hash differs)", where=str(dest),
-                            hint="save it again")
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return remote_status
+        data, status, member = ops.snapshot_save(c.conns, c.nodes)
+    saved = backup.write_snapshot(dest, data, status, member=member.name,
+                                  endpoint=member.client_url, taken_at=taken_at)
+    if path is None:
+        saved.removed = backup.apply_retention(dest.parent, retention)
+    return saved
 
 
 def snapshot_restore(inventory_path: str, path: str, *, config_path: str | None = None,
                      connect: Callable | None = None,
-                     progress: Callable[[str], None] = lambda _m: None) -> list[ops.MemberStatus]:
+                     progress: Callable[[str], None] = lambda _m: None) -> etcd_restore.Outcome:
+    """Every member from the snapshot at ``path``, the control plane stopped around it."""
     src = Path(path)
-    if not src.is_file():
-        raise UserError("no such snapshot file", where=str(src))
-    _verify_local(src)
+    backup.check_checksum(src)
+    backup.verify_local(src)
     config = load_cluster_config(config_path)
     if config.etcd.local is None:
         raise UserError("the cluster config uses an external etcd; restore it with its own tools",
                         where=config.source)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    with _Cluster(inventory_path, connect) as c:
-        return ops.snapshot_restore(
-            c.conns, c.nodes, src.read_bytes(), data_dir=config.etcd.local.data_dir,
+    inventory = load_inventory(inventory_path)
+    nodes = etcd_nodes(inventory, check_size=False)
+    control_plane = [h.name for h in inventory.control_plane]
+    stamp = datetime.now(UTC).strftime(backup.STAMP_FORMAT)
+    hosts = {h.name: h for h in [*etcd_hosts(inventory), *inventory.control_plane]}
+    conns = (connect or connect_all)(list(hosts.values()))
+    try:
+        return etcd_restore.run(
+            conns, nodes, control_plane, src.read_bytes(), data_dir=config.etcd.local.data_dir,
             token=f"{config.cluster_name}-etcd-restore-{stamp}", stamp=stamp,
+            api_port=getattr(config, "bind_port", API_PORT),
             parallel=lambda fn, items: parallel_map(fn, items), progress=progress)
+    finally:
+        close_all(conns)

@@ -108,28 +108,12 @@ def test_restore_commands_restore_into_new_dir_then_swap():
     ]
 
 
-def test_snapshot_restore_stops_all_before_restoring_any():
-    conns = {n.host: fake(n.host) for n in NODES}
-    order = []
-    for c in conns.values():
-        c.respond(r"systemctl stop", lambda cmd, h=c.host: order.append(("stop", h)) or Result(0))
-        c.respond(r"snapshot restore",
-                  lambda cmd, h=c.host: order.append(("restore", h)) or Result(0))
-        c.respond(r"systemctl start",
-                  lambda cmd, h=c.host: order.append(("start", h)) or Result(0))
-        c.respond(r"snapshot status", Result(0, '{"hash":1,"revision":2,"totalKey":3}', ""))
-    etcd.snapshot_restore(conns, NODES, b"snap", token="t", stamp="s")
-    kinds = [k for k, _ in order]
-    assert kinds == ["stop"] * 3 + ["restore"] * 3 + ["start"] * 3
-    assert all(c.files["/var/tmp/bootstrap-etcd-restore.db"] == b"snap" for c in conns.values())
-
-
 def test_snapshot_save_uses_first_healthy_member():
     sick = fake("h1", down=("m1",))
     good = fake("h2")
     good.respond(r"snapshot status", Result(0, '{"hash":5,"revision":9,"totalKey":4}', ""))
     good.files[etcd.REMOTE_SNAPSHOT] = b"DATA"
-    data, status = etcd.snapshot_save({"h1": sick, "h2": good}, NODES)
-    assert data == b"DATA" and status["revision"] == 9
+    data, status, member = etcd.snapshot_save({"h1": sick, "h2": good}, NODES)
+    assert data == b"DATA" and status["revision"] == 9 and member.name == "m2"
     assert not any("snapshot save" in c for c in sick.commands)
     assert any("snapshot save /var/tmp/bootstrap-etcd-snapshot.db" in c for c in good.commands)
