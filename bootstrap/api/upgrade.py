@@ -121,10 +121,13 @@ class _ClientSink:
 
 
 async def open_upgrade(url: str, method: str, headers: list[tuple[str, str]],
-                       ssl_context: ssl.SSLContext | None, *, timeout: float = 10.0
+                       ssl_context: ssl.SSLContext | None, *, timeout: float = 10.0,
+                       server_hostname: str | None = None
                        ) -> tuple[int, str, CIMultiDict, asyncio.StreamReader,
                                   asyncio.StreamWriter]:
-    """Send the upgrade request to ``url``; (status, reason, headers, reader, writer)."""
+    """Send the upgrade request to ``url``; (status, reason, headers, reader, writer).
+    ``server_hostname``: the TLS name to verify when it is not the URL's host (a
+    Service's DNS name while dialling one of its endpoint addresses)."""
     parts = urlsplit(url)
     secure = parts.scheme == "https"
     host, port = parts.hostname or "", parts.port or (443 if secure else 80)
@@ -132,7 +135,8 @@ async def open_upgrade(url: str, method: str, headers: list[tuple[str, str]],
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_connection(
             host, port, ssl=ssl_context if secure else None,
-            server_hostname=host if secure else None, limit=MAX_HEAD), timeout)
+            server_hostname=(server_hostname or host) if secure else None,
+            limit=MAX_HEAD), timeout)
     except (OSError, ssl.SSLError, TimeoutError) as exc:
         raise UpstreamError(f"dial tcp {host}:{port}: {exc or type(exc).__name__}") from None
     try:
@@ -150,8 +154,8 @@ async def open_upgrade(url: str, method: str, headers: list[tuple[str, str]],
 
 
 async def relay(request: web.Request, url: str, ssl_context: ssl.SSLContext | None = None,
-                *, extra_headers: Iterable[tuple[str, str]] = (), timeout: float = 10.0
-                ) -> web.StreamResponse:
+                *, extra_headers: Iterable[tuple[str, str]] = (), timeout: float = 10.0,
+                server_hostname: str | None = None) -> web.StreamResponse:
     """Forward ``request`` (an upgrade) to ``url`` and splice the connections after a 101.
 
     Raises UpstreamError when the upstream cannot be reached; a refusal is returned
@@ -159,7 +163,8 @@ async def relay(request: web.Request, url: str, ssl_context: ssl.SSLContext | No
     """
     headers = forwarded_headers(request.headers, FORWARD_REQUEST_HEADERS) + list(extra_headers)
     status, reason, up_headers, reader, writer = await open_upgrade(
-        url, request.method, headers, ssl_context, timeout=timeout)
+        url, request.method, headers, ssl_context, timeout=timeout,
+        server_hostname=server_hostname)
     if status != 101:
         try:
             body = await asyncio.wait_for(_read_body(reader, up_headers), timeout)

@@ -127,6 +127,12 @@ async def _authorize(server, request: web.Request, info, user) -> None:
 
 async def dispatch(server, request: web.Request, info, user) -> web.StreamResponse:
     parts = list(info.parts)
+    if len(parts) >= 3 and parts[0] == "apis":
+        # A group-version an APIService hands to an extension server: all of it,
+        # its discovery document included, is proxied (authorized above, as upstream).
+        target = server.aggregator.target(parts[1], parts[2])
+        if target is not None:
+            return await server.aggregator.proxy(request, target, user)
     if not info.resource_request:
         if parts[:2] == ["debug", "pprof"]:
             return await debug.handle(server, request, parts)

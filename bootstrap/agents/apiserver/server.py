@@ -13,6 +13,7 @@ from bootstrap.api import agentserver, errors, openapi, tlsconfig
 from bootstrap.api.resources import CATALOGUE, Resource
 
 from . import admission, app, bootstrap_objects, webhooks
+from .aggregator import Aggregator
 from .auth import escalation
 from .auth.authn import MASTERS, Authenticator, UserInfo
 from .auth.authz import Authorizer
@@ -109,6 +110,7 @@ class Server:
         self._kubelet_ssl: ssl.SSLContext | None = None
         self.endpoints = EndpointReconciler(self)
         self.crds = CRDController(self)
+        self.aggregator = Aggregator(self)
 
     async def _admit(self, op: str, res: Resource, obj: dict | None, old: dict | None,
                      ctx: Ctx) -> dict | None:
@@ -154,6 +156,7 @@ class Server:
         # Established CRDs are served before the first request, then kept live.
         await self.crds.sync_all()
         self.crds.start()
+        self.aggregator.start()
         if self.primary:
             await bootstrap_objects.ensure(self)
             await self.endpoints.start()
@@ -238,6 +241,7 @@ class Server:
         if self.runner is not None:
             await self.runner.cleanup()
         await self.crds.stop()
+        await self.aggregator.stop()
         await webhooks.close()
         await self.store.stop()
         await self.etcd.close()

@@ -33,6 +33,8 @@ import aiohttp
 from bootstrap.api import errors, patch
 from bootstrap.api.selectors import label_selector_from_dict
 
+from . import services
+
 ADMISSION_V1 = "admission.k8s.io/v1"
 DEFAULT_TIMEOUT_SECONDS = 10
 MAX_RESPONSE_BYTES = 3 * 1024 * 1024
@@ -209,28 +211,14 @@ async def _resolve(hook: Hook, store) -> tuple[str, str]:
         return cc["url"], ""
     svc = cc.get("service") or {}
     ns, name, port = svc.get("namespace", ""), svc.get("name", ""), svc.get("port", 443)
-    service = await store.get("services", ns, name)
-    if service is None:
-        raise CallError(hook.name, f'failed to call webhook: service "{ns}/{name}" not found')
-    port_name = next((p.get("name", "") for p in service.get("spec", {}).get("ports") or []
-                      if p.get("port") == port), None)
-    if port_name is None:
-        raise CallError(hook.name, f'failed to call webhook: service "{ns}/{name}" has no '
-                                   f'port {port}')
-    for slice_ in await store.list("endpointslices", ns):
-        if (_labels(slice_) or {}).get("kubernetes.io/service-name") != name:
-            continue
-        target = next((p.get("port") for p in slice_.get("ports") or []
-                       if p.get("name", "") == port_name), None)
-        for ep in slice_.get("endpoints") or []:
-            if target and ep.get("addresses") and \
-                    (ep.get("conditions") or {}).get("ready") is not False:
-                addr = ep["addresses"][0]
-                host = f"[{addr}]" if ":" in addr else addr
-                path = svc.get("path") or "/"
-                return f"https://{host}:{target}{path}", f"{name}.{ns}.svc"
-    raise CallError(hook.name, f'failed to call webhook: no ready endpoints for service '
-                               f'"{ns}/{name}"')
+    try:
+        ep = await services.resolve(store, ns, name, port)
+    except services.ResolveError as exc:
+        why = {"ServiceNotFound": f'service "{ns}/{name}" not found',
+               "ServicePortError": f'service "{ns}/{name}" has no port {port}'}.get(
+            exc.reason, f'no ready endpoints for service "{ns}/{name}"')
+        raise CallError(hook.name, f"failed to call webhook: {why}") from None
+    return ep.url(svc.get("path") or "/"), ep.server_name
 
 
 def review_request(a, uid: str, obj: dict | None) -> dict:

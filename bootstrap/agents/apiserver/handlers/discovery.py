@@ -65,16 +65,27 @@ def resource_list(group: str, version: str) -> dict:
             "groupVersion": f"{group}/{version}" if group else version, "resources": out}
 
 
-def api_group(name: str) -> dict:
-    versions = [{"groupVersion": f"{name}/{v}", "version": v} for v in groups()[name]]
+def _groups(remote=None) -> dict[str, list[str]]:
+    """Served group -> versions: ours, then the groups APIServices hand to extension
+    servers (``remote``: the server's aggregator), a version once."""
+    out = {g: list(v) for g, v in groups().items()}
+    for g, versions in (remote.groups() if remote is not None else {}).items():
+        mine = out.setdefault(g, [])
+        mine.extend(v for v in versions if v not in mine)
+    return out
+
+
+def api_group(name: str, remote=None) -> dict:
+    versions = [{"groupVersion": f"{name}/{v}", "version": v} for v in _groups(remote)[name]]
     return {"kind": "APIGroup", "apiVersion": "v1", "name": name, "versions": versions,
             "preferredVersion": versions[0]}
 
 
-def group_list() -> dict:
+def group_list(remote=None) -> dict:
     return {"kind": "APIGroupList", "apiVersion": "v1",
-            "groups": [{k: v for k, v in api_group(g).items() if k not in ("kind", "apiVersion")}
-                       for g in groups() if g]}
+            "groups": [{k: v for k, v in api_group(g, remote).items()
+                        if k not in ("kind", "apiVersion")}
+                       for g in _groups(remote) if g]}
 
 
 def _aggregated_resource(res: Resource) -> dict:
@@ -99,16 +110,27 @@ def _aggregated_resource(res: Resource) -> dict:
     return d
 
 
-def aggregated(core: bool, version: str = "v2") -> dict:
+def _aggregated_version(g: str, v: str, remote) -> dict | None:
+    target = remote.target(g, v) if remote is not None and g else None
+    if target is None:
+        return {"version": v, "freshness": "Current",
+                "resources": [_aggregated_resource(r) for r in in_group_version(g, v)]}
+    doc = remote.resource_list(g, v)
+    if doc is None:
+        return None  # never fetched: left out until the extension answers, as upstream
+    return {"version": v, "freshness": "Current",
+            "resources": remote.aggregated_resources(doc)}
+
+
+def aggregated(core: bool, version: str = "v2", remote=None) -> dict:
     items = []
-    for g, versions in groups().items():
+    for g, versions in _groups(remote).items():
         if bool(g) == core:
             continue
-        items.append({"metadata": {"name": g, "creationTimestamp": None},
-                      "versions": [{"version": v, "freshness": "Current",
-                                    "resources": [_aggregated_resource(r)
-                                                  for r in in_group_version(g, v)]}
-                                   for v in versions]})
+        served = [d for v in versions if (d := _aggregated_version(g, v, remote)) is not None]
+        if served:
+            items.append({"metadata": {"name": g, "creationTimestamp": None},
+                          "versions": served})
     return {"kind": "APIGroupDiscoveryList", "apiVersion": f"apidiscovery.k8s.io/{version}",
             "metadata": {}, "items": items}
 
@@ -130,7 +152,7 @@ def handle(server, request: web.Request, parts: list[str]) -> web.Response | Non
     if parts == ["api"] or parts == ["apis"]:
         version = _aggregated_wanted(request)
         if version:
-            body = aggregated(parts == ["api"], version)
+            body = aggregated(parts == ["api"], version, server.aggregator)
             ctype = AGGREGATED_V2 if version == "v2" else AGGREGATED_V2BETA1
             resp = common.json_response(body)
             resp.headers["Content-Type"] = ctype
@@ -140,17 +162,17 @@ def handle(server, request: web.Request, parts: list[str]) -> web.Response | Non
                 "kind": "APIVersions", "versions": ["v1"],
                 "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0",
                                                 "serverAddress": server.advertise}]})
-        return common.json_response(group_list())
+        return common.json_response(group_list(server.aggregator))
     if len(parts) == 2 and parts[0] == "api":
         if parts[1] != "v1":
             raise errors.APIError(404, "NotFound", "the server could not find the requested "
                                                    "resource")
         return common.json_response(resource_list("", "v1"))
     if len(parts) == 2 and parts[0] == "apis":
-        if parts[1] not in groups():
+        if parts[1] not in _groups(server.aggregator):
             raise errors.APIError(404, "NotFound", "the server could not find the requested "
                                                    "resource")
-        return common.json_response(api_group(parts[1]))
+        return common.json_response(api_group(parts[1], server.aggregator))
     if len(parts) == 3 and parts[0] == "apis":
         if parts[2] not in groups().get(parts[1], []) or not parts[1]:
             raise errors.APIError(404, "NotFound", "the server could not find the requested "

@@ -11,12 +11,16 @@ from __future__ import annotations
 
 from bootstrap.api.resources import Resource
 
+from .apiservice import APIServiceStrategy
 from .base import DEFAULT, Extras, Strategy
 from .custom import strategy_for
 from .kinds import STRATEGIES
 from .service import RetryAllocation, ServiceStrategy
 
 __all__ = ["DEFAULT", "Extras", "RetryAllocation", "Strategy", "Table"]
+
+# kinds.py holds the small ones; kinds with a module of their own join here.
+_STRATEGIES = {**STRATEGIES, ("apiregistration.k8s.io", "v1", "APIService"): APIServiceStrategy}
 
 
 class Table:
@@ -37,6 +41,6 @@ class Table:
             elif strategy_for(res) is not None:
                 st = strategy_for(res)
             else:
-                st = STRATEGIES.get(res.gvk, Strategy)(res)
+                st = _STRATEGIES.get(res.gvk, Strategy)(res)
             self._by_gvk[res.gvk] = st
         return st

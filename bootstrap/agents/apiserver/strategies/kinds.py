@@ -199,7 +199,6 @@ STRATEGIES: dict[tuple[str, str, str], type[Strategy]] = {
     ("autoscaling", "v2", "HorizontalPodAutoscaler"): _status_owned(desiredReplicas=0),
     ("networking.k8s.io", "v1", "Ingress"): StatusOwned,
     ("storage.k8s.io", "v1", "VolumeAttachment"): _status_owned(attached=False),
-    ("apiregistration.k8s.io", "v1", "APIService"): StatusOwned,
     ("flowcontrol.apiserver.k8s.io", "v1", "FlowSchema"): StatusOwned,
     ("flowcontrol.apiserver.k8s.io", "v1", "PriorityLevelConfiguration"): StatusOwned,
     ("admissionregistration.k8s.io", "v1", "ValidatingAdmissionPolicy"): StatusOwned,
