@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import click
+import yaml
 from rich import box
 from rich.console import Console
 from rich.table import Table
 
 from bootstrap.cli import main
-from bootstrap.errors import UserError
+from bootstrap.errors import RemoteError, UserError
 from bootstrap.flows.init import DEFAULT_CERT_DIR, DEFAULT_KUBECONFIG_DIR
-from bootstrap.pki.expiry import RENEWABLE, check_expiration, renew, renew_all, short_duration
+from bootstrap.pki.expiry import (
+    RENEWABLE,
+    check_expiration,
+    expiration_info,
+    renew,
+    renew_all,
+    short_duration,
+)
 from bootstrap.pki.tokens import generate_certificate_key
 
 _cert_dir = click.option("--cert-dir", default=DEFAULT_CERT_DIR, show_default=True,
@@ -41,16 +50,8 @@ def certs() -> None:
     """Commands related to handling Kubernetes certificates."""
 
 
-@certs.command("check-expiration")
-@_cert_dir
-@_kubeconfig_dir
-@_config
-def check_expiration_cmd(cert_dir: str, kubeconfig_dir: str, config: str | None) -> None:
-    """Check certificates expiration for the cluster's local PKI."""
-    if config:
-        _load_config(config)  # validates the file like every other command does
-    rows, cas = check_expiration(cert_dir, kubeconfig_dir)
-    console = _console()
+def _expiry_tables(rows, cas) -> tuple[Table, Table, list]:
+    """kubeadm's two tables (certificates, CAs) and the rows that are missing."""
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     for col in ("CERTIFICATE", "EXPIRES", "RESIDUAL TIME", "CERTIFICATE AUTHORITY",
                 "EXTERNALLY MANAGED"):
@@ -62,7 +63,6 @@ def check_expiration_cmd(cert_dir: str, kubeconfig_dir: str, config: str | None)
             continue
         table.add_row(r.name, f"{r.expires:%b %d, %Y %H:%M} UTC", short_duration(r.residual),
                       r.ca, "yes" if r.externally_managed else "no")
-    console.print(table)
     ca_table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     for col in ("CERTIFICATE AUTHORITY", "EXPIRES", "RESIDUAL TIME", "EXTERNALLY MANAGED"):
         ca_table.add_column(col, no_wrap=True)
@@ -72,9 +72,79 @@ def check_expiration_cmd(cert_dir: str, kubeconfig_dir: str, config: str | None)
             continue
         ca_table.add_row(r.name, f"{r.expires:%b %d, %Y %H:%M} UTC", short_duration(r.residual),
                          "yes" if r.externally_managed else "no")
+    return table, ca_table, missing
+
+
+def _dump(doc, output: str) -> None:
+    if output == "json":
+        click.echo(json.dumps(doc, indent=2))
+    else:
+        click.echo(yaml.safe_dump(doc, sort_keys=False), nl=False)
+
+
+@certs.command("check-expiration")
+@_cert_dir
+@_kubeconfig_dir
+@_config
+@click.option("-o", "--output", type=click.Choice(("text", "json", "yaml")), default="text",
+              show_default=True, help="Output format (json/yaml: kubeadm's "
+              "CertificateExpirationInfo; with -i, one per host).")
+@click.option("-i", "--inventory", type=click.Path(exists=True, dir_okay=False),
+              help="Check every host of this inventory over SSH instead of this machine.")
+def check_expiration_cmd(cert_dir: str, kubeconfig_dir: str, config: str | None, output: str,
+                         inventory: str | None) -> None:
+    """Check certificates expiration for the cluster's local PKI (or every host's)."""
+    if config:
+        _load_config(config)  # validates the file like every other command does
+    if inventory:
+        _check_inventory(inventory, cert_dir, kubeconfig_dir, output)
+        return
+    rows, cas = check_expiration(cert_dir, kubeconfig_dir)
+    if output != "text":
+        _dump(expiration_info(rows, cas), output)
+        return
+    table, ca_table, missing = _expiry_tables(rows, cas)
+    console = _console()
+    console.print(table)
     console.print(ca_table)
     for r in missing:
         click.echo(f"!MISSING! {r.name} ({r.path})", err=True)
+
+
+def _check_inventory(path: str, cert_dir: str, kubeconfig_dir: str, output: str) -> None:
+    from bootstrap.config.inventory import load_inventory
+    from bootstrap.flows.cluster_certs import check_command, host_expiration
+    from bootstrap.remote.pool import connect_all
+
+    inv = load_inventory(path)
+    cmd = check_command(None if cert_dir == DEFAULT_CERT_DIR else cert_dir,
+                        None if kubeconfig_dir == DEFAULT_KUBECONFIG_DIR else kubeconfig_dir)
+    results = host_expiration(list(inv.hosts.values()),
+                              lambda h: connect_all([h])[h.name], cmd)
+    if output != "text":
+        _dump({r.host: ({"error": r.error} if r.error else expiration_info(r.rows, r.cas))
+               for r in results}, output)
+    else:
+        console = _console()
+        for r in results:
+            host = inv.hosts[r.host]
+            console.print(f"[bold]{r.host}[/] ({host.node_ip})", highlight=False)
+            if r.error:
+                console.print(f"  UNREACHABLE: {r.error}", markup=False, highlight=False)
+                console.print()
+                continue
+            table, ca_table, _missing = _expiry_tables(r.rows, r.cas)
+            # A worker holds no leaves: say so instead of printing empty headers.
+            if table.row_count:
+                console.print(table)
+            else:
+                console.print("  no renewable certificates on this host")
+            console.print(ca_table)
+            console.print()
+    failed = [r.host for r in results if r.error]
+    if failed:
+        raise RemoteError(f"could not check {len(failed)} of {len(results)} host(s): "
+                          + ", ".join(failed), where="certs check-expiration")
 
 
 @certs.command("renew", help=(

@@ -8,7 +8,7 @@ nothing that pinned the key or trusts the CA notices.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bootstrap.config.model import ClusterConfig
@@ -91,6 +91,51 @@ def check_expiration(cert_dir: str | Path, kubeconfig_dir: str | Path
     return rows, cas
 
 
+# kubeadm's `certs check-expiration -o json|yaml` document (output.kubeadm.k8s.io).
+OUTPUT_API_VERSION = "output.kubeadm.k8s.io/v1alpha3"
+OUTPUT_KIND = "CertificateExpirationInfo"
+_TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def _row_doc(row: ExpiryRow) -> dict:
+    doc = {"name": row.name,
+           "expirationDate": row.expires.strftime(_TIME_FORMAT) if row.expires else None,
+           "residualTime": int(row.residual.total_seconds()) if row.expires else 0,
+           "externallyManaged": row.externally_managed, "missing": row.missing}
+    if row.ca:
+        doc["caName"] = row.ca
+    return doc
+
+
+def expiration_info(rows: list[ExpiryRow], cas: list[ExpiryRow]) -> dict:
+    """The machine-readable form of check_expiration's result, kubeadm's shape
+    (residualTime in seconds); ``rows_from_info`` reads it back."""
+    return {"kind": OUTPUT_KIND, "apiVersion": OUTPUT_API_VERSION,
+            "certificates": [_row_doc(r) for r in rows],
+            "certificateAuthorities": [_row_doc(r) for r in cas]}
+
+
+def _row_from_doc(doc: dict, path: Path) -> ExpiryRow:
+    expires = doc.get("expirationDate")
+    when = (datetime.strptime(expires, _TIME_FORMAT).replace(tzinfo=UTC)
+            if expires and not doc.get("missing") else None)
+    return ExpiryRow(str(doc["name"]), path, when, str(doc.get("caName") or ""),
+                     bool(doc.get("externallyManaged")))
+
+
+def rows_from_info(doc: dict, where: str) -> tuple[list[ExpiryRow], list[ExpiryRow]]:
+    """(rows, ca rows) from an ``expiration_info`` document (e.g. read from a host)."""
+    if not isinstance(doc, dict) or doc.get("kind") != OUTPUT_KIND:
+        raise UserError(f"not a {OUTPUT_KIND} document", where=where,
+                        hint="the host's toolkit may be older than `certs check-expiration "
+                             "-o json`; run `bootstrap cluster up` to update it")
+    try:
+        return ([_row_from_doc(d, Path(where)) for d in doc.get("certificates") or []],
+                [_row_from_doc(d, Path(where)) for d in doc.get("certificateAuthorities") or []])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UserError(f"malformed {OUTPUT_KIND} document ({exc})", where=where) from None
+
+
 def _signing_ca(cert_dir: Path, ca_name: str, what: str):
     ca = load_ca(cert_dir, ca_name)
     if ca is None or ca.external:
@@ -102,11 +147,28 @@ def _signing_ca(cert_dir: Path, ca_name: str, what: str):
     return ca
 
 
+def renew_kubeconfig(path: Path, ca, config: ClusterConfig, new_key: bool = False) -> Path:
+    """Re-sign the client certificate embedded in a kubeconfig with ``ca``, keeping
+    its subject, usages, server, names and (unless ``new_key``) its key."""
+    old = read_kubeconfig(path)
+    key = generate_key(config.encryption_algorithm) if new_key else old.key
+    cert = sign_leaf(spec_from_cert(old.cert), key.public_key(), ca.cert, ca.key,
+                     config.certificate_validity_period)
+    text = render(old.cluster_name, old.server, ca.cert, old.user, cert, key)
+    write_atomic(path, text.encode(), KEY_MODE)
+    return path
+
+
 def renew(name: str, cert_dir: str | Path, kubeconfig_dir: str | Path,
-          config: ClusterConfig | None = None, new_key: bool = False) -> Path:
-    """Re-sign one renewable certificate (kubeadm name) in place; returns its path."""
+          config: ClusterConfig | None = None, new_key: bool = False,
+          ca_dir: str | Path | None = None) -> Path:
+    """Re-sign one renewable certificate (kubeadm name) in place; returns its path.
+
+    The signing CA comes from ``ca_dir`` (default: ``cert_dir``), so the control
+    machine renews every node's leaves under one shared CA, as ``ensure_leaf``."""
     config = config or ClusterConfig()
     cert_dir, kubeconfig_dir = Path(cert_dir), Path(kubeconfig_dir)
+    ca_dir = cert_dir if ca_dir is None else Path(ca_dir)
     validity = config.certificate_validity_period
     if name in LEAVES:
         d = LEAVES[name]
@@ -114,7 +176,7 @@ def renew(name: str, cert_dir: str | Path, kubeconfig_dir: str | Path,
         if not crt.exists():
             raise UserError("nothing to renew: the certificate does not exist", where=str(crt),
                             hint=f"create it with `bootstrap init phase certs {name}`")
-        ca = _signing_ca(cert_dir, d.ca, name)
+        ca = _signing_ca(ca_dir, d.ca, name)
         old = read_cert_file(crt)
         if new_key or not keyp.exists():
             key = generate_key(config.encryption_algorithm)
@@ -131,13 +193,7 @@ def renew(name: str, cert_dir: str | Path, kubeconfig_dir: str | Path,
             kind = next(k for k in KUBECONFIGS.values() if k.file == name)
             raise UserError("nothing to renew: the kubeconfig does not exist", where=str(path),
                             hint=f"create it with `bootstrap init phase kubeconfig {kind.name}`")
-        ca = _signing_ca(cert_dir, "ca", name)
-        old = read_kubeconfig(path)
-        key = generate_key(config.encryption_algorithm) if new_key else old.key
-        cert = sign_leaf(spec_from_cert(old.cert), key.public_key(), ca.cert, ca.key, validity)
-        text = render(old.cluster_name, old.server, ca.cert, old.user, cert, key)
-        write_atomic(path, text.encode(), KEY_MODE)
-        return path
+        return renew_kubeconfig(path, _signing_ca(ca_dir, "ca", name), config, new_key)
     raise UserError(f"unknown certificate {name!r}", hint="renewable: " + ", ".join(RENEWABLE))
 
 
