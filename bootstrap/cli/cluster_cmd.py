@@ -9,6 +9,7 @@ from rich.console import Console
 
 from bootstrap.cli import main
 from bootstrap.cli.renew_certs_cmd import renew_certs_cmd
+from bootstrap.errors import RemoteError
 from bootstrap.flows.cluster_up import cluster_up, phases_help
 
 
@@ -41,13 +42,24 @@ def up(inventory: str, config_path: str | None, tags: str | None, limit: str | N
     recap = result.recap
     for warning in result.warnings:
         console.print(f"[yellow]warning:[/] {warning}")
-    if result.pki_created:
-        console.print(f"pki: created {result.pki_created} certificate/key file(s) in artifacts")
+    if result.scratch:
+        # Said on every dry run: nothing was kept, and the real run makes its own.
+        console.print(f"pki: dry run: {result.pki_created} certificate/key file(s) would be "
+                      f"created in {result.state_dir}; generated in a temporary directory, "
+                      "now removed", highlight=False)
+    elif result.pki_created:
+        console.print(f"pki: created {result.pki_created} certificate/key file(s) in "
+                      f"{result.state_dir}", highlight=False)
     recap.raise_on_failure()
     if result.summary:
         console.print(result.summary, markup=False, highlight=False, soft_wrap=True)
     if dry_run:
         console.print(f"cluster up (dry run): {recap.changed} change(s) would be made")
+        if result.unreachable:
+            sys.stdout.flush()
+            # ansible's UNREACHABLE: the others were checked, but the answer is incomplete.
+            raise RemoteError(f"{len(result.unreachable)} host(s) unreachable, not checked: "
+                              + ", ".join(sorted(result.unreachable)), where="cluster up")
     elif recap.changed == 0:
         console.print("cluster up: converged, nothing changed (0 changed)")
     else:
