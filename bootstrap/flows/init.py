@@ -65,6 +65,7 @@ class InitContext:
         self.echo = echo
         self.dry_run = bool(params.get("dry_run"))
         self.changed = 0  # files, units and API objects this run created or changed
+        self.changed_phases: list[str] = []  # filled by run_workflow
         self.label = "init"
         self._connection = connection
         self.cert_dir = Path(params.get("cert_dir") or DEFAULT_CERT_DIR)
@@ -403,6 +404,7 @@ def init_workflow(echo: Callable[[str], None], connection: Any = None) -> Workfl
         flags=INIT_FLAGS,
         make_context=lambda params: InitContext(params, echo, connection),
         finish=finish,
+        changes=changed_count,
     )
 
 
@@ -415,4 +417,8 @@ def finish(ctx: InitContext) -> None:
     """The last line says what changed; cluster up reads it (it runs init over SSH)."""
     n = changed_count(ctx)
     verb = "would change" if ctx.dry_run else "changed"
+    if n and ctx.changed_phases:
+        shown = ctx.changed_phases[:6]
+        more = len(ctx.changed_phases) - len(shown)
+        ctx.echo(f"[{ctx.label}] {verb} in: {', '.join(shown)}" + (f" +{more} more" if more else ""))
     ctx.echo(f"[{ctx.label}] {n} {verb}" + ("" if n or ctx.dry_run else " (converged)"))

@@ -120,7 +120,10 @@ def run_mark_control_plane(ctx, clock=time.monotonic, sleep=time.sleep) -> None:
     node = _node(ctx)
     if node is None:
         kubelet = ctx.connection.run("systemctl is-active kubelet", check=False).stdout.strip()
-        wait = float(ctx.params.get("node_timeout") or 120) if kubelet == "active" else 0
+        # "activating": systemd is restarting a kubelet that started before its API
+        # server answered; it registers soon, so wait for it as for a running one.
+        starting = kubelet in ("active", "activating", "reloading")
+        wait = float(ctx.params.get("node_timeout") or 120) if starting else 0
         found = ctx.api.wait(lambda: _node(ctx) is not None, wait, clock=clock, sleep=sleep)
         if not found:
             ctx.echo(f"\t[WARNING mark-control-plane]: node {name} has not registered "

@@ -327,7 +327,7 @@ def join_phases() -> list[Phase]:
 
 
 def join_workflow(echo: Callable[[str], None], connection: Any = None) -> Workflow:
-    from bootstrap.flows.init import finish
+    from bootstrap.flows.init import changed_count, finish
 
     return Workflow(
         name="join",
@@ -336,4 +336,5 @@ def join_workflow(echo: Callable[[str], None], connection: Any = None) -> Workfl
         flags=JOIN_FLAGS,
         make_context=lambda params: JoinContext(params, echo, connection),
         finish=finish,
+        changes=changed_count,
     )

@@ -84,6 +84,10 @@ class Workflow:
     make_context: Callable[[dict[str, Any]], Any]
     # Called with the context after a full run (not after a single phase): a summary.
     finish: Callable[[Any], None] | None = None
+    # How many changes the context has counted so far; with it, a full run records
+    # in ctx.changed_phases which phases changed something (the summary names them,
+    # so a re-run that is not a no-op says where).
+    changes: Callable[[Any], int] | None = None
 
     def flag(self, name: str) -> Flag:
         for f in self.flags:
@@ -188,7 +192,9 @@ def select_by_tags(workflow: Workflow, tags: set[str] | None,
 
 def run_tree(phases: list[Phase], ctx: Any, skip: set[str] = frozenset(), prefix: str = "",
              selection: Selection | None = None, times: dict[str, float] | None = None,
-             clock: Callable[[], float] = time.monotonic) -> list[str]:
+             clock: Callable[[], float] = time.monotonic,
+             changes: Callable[[Any], int] | None = None,
+             changed_in: list[str] | None = None) -> list[str]:
     """Run ``phases`` and their children in order; returns the paths that ran.
 
     With ``selection`` (from ``select_by_tags``) only the selected phases run,
@@ -203,16 +209,20 @@ def run_tree(phases: list[Phase], ctx: Any, skip: set[str] = frozenset(), prefix
             ctx.task_tags = selection[path]
         if p.run is not None:
             start = clock()
+            before = changes(ctx) if changes is not None else 0
             p.run(ctx)
             if times is not None:
                 times[path] = clock() - start
+            if changes is not None and changed_in is not None and changes(ctx) > before:
+                changed_in.append(path)
         ran.append(path)
     return ran
 
 
 def run_workflow(workflow: Workflow, params: dict[str, Any], skip: set[str] = frozenset()) -> list[str]:
     ctx = workflow.make_context(workflow.params(params))
-    ran = run_tree(workflow.phases, ctx, skip)
+    ran = run_tree(workflow.phases, ctx, skip, changes=workflow.changes,
+                   changed_in=getattr(ctx, "changed_phases", None))
     if workflow.finish is not None:
         workflow.finish(ctx)
     return ran

@@ -159,3 +159,19 @@ def test_typo_in_declared_flags_fails_loudly():
 def test_flag_option_shapes():
     opt = Flag("cert-dir", "Where", default="/etc").option()
     assert isinstance(opt, click.Option) and opt.name == "cert_dir" and opt.default == "/etc"
+
+
+def test_run_tree_records_the_phases_that_changed_something():
+    from types import SimpleNamespace
+
+    from bootstrap.flows.workflow import Phase, run_tree
+
+    def bump(ctx):
+        ctx.n += 1
+
+    phases = [Phase("a", "", run=bump), Phase("b", "", run=lambda ctx: None),
+              Phase("c", "", phases=[Phase("d", "", run=bump)])]
+    ctx = SimpleNamespace(n=0)
+    changed: list[str] = []
+    run_tree(phases, ctx, changes=lambda c: c.n, changed_in=changed)
+    assert changed == ["a", "c/d"]
