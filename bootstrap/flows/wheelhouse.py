@@ -41,6 +41,11 @@ class Wheelhouse:
         return sorted(self.path.glob("*.whl"))
 
 
+def has_source_tree() -> bool:
+    """Run from a checkout (else pip-installed: bootstrap.flows.wheel_installed)."""
+    return (Path(__file__).resolve().parents[2] / "pyproject.toml").exists()
+
+
 def project_root() -> Path:
     root = Path(__file__).resolve().parents[2]
     if not (root / "pyproject.toml").exists():
@@ -118,9 +123,14 @@ def build_wheelhouse(
         if not any(path.glob("bootstrap-*.whl")):
             raise UserError("no bootstrap wheel in BOOTSTRAP_WHEELHOUSE", where=str(path))
         return Wheelhouse(path, __version__, _write_manifest(path))
+    base = Path(cache_dir) if cache_dir else default_cache_dir()
+    if not has_source_tree():
+        from bootstrap.flows import wheel_installed
+
+        path = wheel_installed.build(base, python=python, console=console)
+        return Wheelhouse(path, __version__, _write_manifest(path))
     root = project_root()
     python = python or sys.executable
-    base = Path(cache_dir) if cache_dir else default_cache_dir()
     path = base / __version__
     path.mkdir(parents=True, exist_ok=True)
     with open(base / f".{__version__}.lock", "w") as lock:
@@ -176,11 +186,16 @@ def peek_wheelhouse(cache_dir: str | os.PathLike | None = None) -> Wheelhouse | 
             return None
         return Wheelhouse(path, __version__,
                           hashlib.sha256(_manifest_text(path).encode()).hexdigest())
-    try:
-        root = project_root()
-    except UserError:
-        return None
     base = Path(cache_dir) if cache_dir else default_cache_dir()
+    if not has_source_tree():
+        from bootstrap.flows import wheel_installed
+
+        found = wheel_installed.current(base)
+        if found is None:
+            return None
+        return Wheelhouse(found, __version__,
+                          hashlib.sha256(_manifest_text(found).encode()).hexdigest())
+    root = project_root()
     path = base / __version__
     stamps = {base / f".{__version__}.deps": _deps_digest(root),
               base / f".{__version__}.source": source_digest(root)}
