@@ -370,3 +370,19 @@ def cli(parser: argparse.ArgumentParser, name: str, main: Main, argv: list[str] 
 
 
 __all__ = ["agent_parser", "cli", "parse_duration", "run_agent"]
+
+
+async def run_until_signal(coro_factory: Callable[[], Awaitable[object]]) -> None:
+    """Run one coroutine until SIGTERM or SIGINT cancels it (the agents with no
+    leader election or informer supervision of their own: DNS and kube-proxy)."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.create_task(coro_factory())
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, task.cancel)
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)

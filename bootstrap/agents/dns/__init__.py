@@ -10,7 +10,8 @@ from bootstrap.errors import UserError
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bootstrap.agents.dns.app import DNSApp, parser, run_until_signal
+    from bootstrap.agents.dns.app import DNSApp, parser
+    from bootstrap.api.agent import run_until_signal
     from bootstrap.api.client import Client, KubeconfigError
     from bootstrap.config.duration import parse_duration
     try:

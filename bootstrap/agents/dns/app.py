@@ -7,7 +7,6 @@ import argparse
 import asyncio
 import ipaddress
 import logging
-import signal
 import socket
 
 from aiohttp import web
@@ -181,14 +180,3 @@ class DNSApp:
             await self.factory.stop()
             for r in runners:
                 await r.cleanup()
-
-
-async def run_until_signal(coro_factory) -> None:
-    loop = asyncio.get_running_loop()
-    task = asyncio.create_task(coro_factory())
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, task.cancel)
-    try:
-        await task
-    except asyncio.CancelledError:
-        pass

@@ -18,11 +18,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=logging.DEBUG if cfg.verbosity >= 4 else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from bootstrap.agents.proxy.app import ProxyServer, run_until_signal
+    from bootstrap.agents.proxy.app import ProxyServer
     from bootstrap.agents.proxy.iptables import Runner
     from bootstrap.agents.proxy.proxier import Proxier
     from bootstrap.agents.proxy.routes import NodeRoutes
     from bootstrap.agents.proxy.rules import Options
+    from bootstrap.api.agent import run_until_signal
     if cfg.cleanup:
         runner = Runner()
         Proxier("", Options(), runner).cleanup()

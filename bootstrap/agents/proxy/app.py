@@ -8,7 +8,6 @@ import dataclasses
 import ipaddress
 import json
 import logging
-import signal
 import socket
 
 from bootstrap.agents.proxy import rules
@@ -183,14 +182,3 @@ class ProxyServer:
             self.runner.sysctl("net.bridge.bridge-nf-call-iptables", "1")
         except Exception as exc:
             log.warning("cannot set net.bridge.bridge-nf-call-iptables: %s", exc)
-
-
-async def run_until_signal(coro_factory) -> None:
-    loop = asyncio.get_running_loop()
-    task = asyncio.create_task(coro_factory())
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, task.cancel)
-    try:
-        await task
-    except asyncio.CancelledError:
-        pass
