@@ -249,7 +249,19 @@ def run_wait(ctx, clock=time.monotonic, sleep=time.sleep) -> None:
         raise UserError(f"cluster DNS on {', '.join(dns)} does not answer {name} after "
                         f"{timeout:g}s", where="cluster up wait",
                         hint="see `journalctl -u bootstrap-dns` on those hosts")
-    ctx.summary = summary(a, state.get("nodes", []))
+    ctx.summary = summary(a, state.get("nodes", []), expiring_certificates(ctx, a),
+                          str(ctx.inventory.path))
+
+
+def expiring_certificates(ctx, a: Artifacts) -> list:
+    """What expires within 30 days: the artifacts on this machine, plus the
+    kubeconfigs init/join made on the control-plane hosts (one command each)."""
+    from bootstrap.flows.cluster_certs import expiring_soon, read_host
+
+    conns = getattr(ctx, "connections", None) or {}
+    hosts = [read_host(conns[h.name]) for h in ctx.inventory.control_plane if h.name in conns]
+    # A host that cannot answer is not a reason to fail an otherwise good run.
+    return expiring_soon(a.dir, [h for h in hosts if h.reachable])
 
 
 def dns_answers(ip: str, name: str) -> bool:
@@ -269,7 +281,8 @@ def _is_ready(node: dict) -> bool:
                for c in (node.get("status") or {}).get("conditions") or [])
 
 
-def summary(a: Artifacts, nodes: list[dict]) -> str:
+def summary(a: Artifacts, nodes: list[dict], expiring: list = (),
+            inventory_path: str = "INVENTORY") -> str:
     lines = ["", "Cluster is up:"]
     for n in sorted(nodes, key=lambda n: n["metadata"]["name"]):
         labels = n["metadata"].get("labels") or {}
@@ -280,4 +293,14 @@ def summary(a: Artifacts, nodes: list[dict]) -> str:
     lines += [f"  API endpoint: {a.endpoint.url} ({a.endpoint.mode})",
               f"  admin kubeconfig: {a.admin}",
               f"  try: kubectl --kubeconfig {a.admin} get nodes -o wide"]
+    if expiring:
+        from bootstrap.flows.cluster_certs import WARN_WITHIN
+        from bootstrap.pki.expiry import short_duration
+
+        shown = ", ".join(f"{e.where}:{e.name} ({short_duration(e.residual)})"
+                          for e in expiring[:8])
+        more = f" and {len(expiring) - 8} more" if len(expiring) > 8 else ""
+        lines += [f"  WARNING: {len(expiring)} certificate(s) expire within {WARN_WITHIN.days} "
+                  f"days: {shown}{more}",
+                  f"  renew them with: bootstrap cluster renew-certs -i {inventory_path}"]
     return "\n".join(lines)

@@ -329,3 +329,35 @@ def test_hosts_are_renewed_one_at_a_time_each_restart_after_its_files(tmp_path):
     w1 = [c for h, c in log if h == "w1"]
     assert not any("certs renew" in c or "kube-apiserver" in c for c in w1)
     assert any("restart -- kube-proxy" in c for c in w1)
+
+
+def test_cluster_up_summary_warns_about_what_expires_within_30_days(tmp_path):
+    from bootstrap.flows import cluster_nodes
+
+    path, inv, root = _cluster(tmp_path, STACKED)
+    table = _table_of(tmp_path / "host")
+    conns = {h: FakeConnection(h, {"check-expiration": Result(0, table)})
+             for h in ("cp1", "cp2", "cp3", "w1")}
+    ctx = type("Ctx", (), {"inventory": inv, "pki_dir": root, "config": SHORT,
+                           "connections": conns})()
+    a = cluster_nodes.prepare_artifacts(ctx)
+    expiring = cluster_nodes.expiring_certificates(ctx, a)
+    assert {e.where for e in expiring} == {"artifacts", "cp1", "cp2", "cp3"}
+    # Only the control-plane hosts are asked (the rest of their files are in artifacts).
+    assert conns["w1"].commands == [] and len(conns["cp1"].commands) == 1
+    text = cluster_nodes.summary(a, [], expiring, str(path))
+    assert f"WARNING: {len(expiring)} certificate(s) expire within 30 days: " in text
+    assert "h), " in text and f"and {len(expiring) - 8} more" in text  # 2-day leaves: 47h
+    assert f"bootstrap cluster renew-certs -i {path}" in text
+    assert "WARNING" not in cluster_nodes.summary(a, [], [], str(path))
+
+
+def test_summary_survives_a_control_plane_host_that_cannot_answer(tmp_path):
+    from bootstrap.flows import cluster_nodes
+
+    _path, inv, root = _cluster(tmp_path, STACKED, ClusterConfig())
+    conns = {h: FakeConnection(h, {"check-expiration": Result(127, "", "not found")})
+             for h in ("cp1", "cp2", "cp3")}
+    ctx = type("Ctx", (), {"inventory": inv, "pki_dir": root, "config": ClusterConfig(),
+                           "connections": conns})()
+    assert cluster_nodes.expiring_certificates(ctx, cluster_nodes.prepare_artifacts(ctx)) == []
