@@ -304,7 +304,28 @@ def _hpa(obj: dict) -> None:
     obj.setdefault("spec", {}).setdefault("minReplicas", 1)
 
 
+def _limitrange(obj: dict) -> None:
+    """SetDefaults_LimitRangeItem: a Container item's default limit falls back to its
+    max, its default request to the default limit, then to its min."""
+    for item in (obj.get("spec") or {}).get("limits") or []:
+        if not isinstance(item, dict) or item.get("type") != "Container":
+            continue
+        default = item.setdefault("default", {})
+        request = item.setdefault("defaultRequest", {})
+        if not isinstance(default, dict) or not isinstance(request, dict):
+            continue
+        for source, target in ((item.get("max"), default), (default, request),
+                               (item.get("min"), request)):
+            for k, v in (source if isinstance(source, dict) else {}).items():
+                target.setdefault(k, v)
+        if not default:
+            del item["default"]
+        if not request:
+            del item["defaultRequest"]
+
+
 _BY_KIND: dict[str, Callable[[dict], None]] = {
+    "LimitRange": _limitrange,
     "ReplicationController": _replicationcontroller,
     "PersistentVolume": _persistentvolume,
     "StorageClass": _storageclass,

@@ -74,3 +74,60 @@ def value(q) -> int:
 def milli_value(q) -> int:
     """Quantity.MilliValue(): thousandths, rounded up."""
     return math.ceil(parse(q) * 1000)
+
+
+# Formats (resource.Format): how Quantity.String() writes a value back.
+BINARY_SI, DECIMAL_SI, DECIMAL_EXPONENT = "BinarySI", "DecimalSI", "DecimalExponent"
+_DECIMAL_SUFFIXES = {-9: "n", -6: "u", -3: "m", 0: "", 3: "k", 6: "M", 9: "G", 12: "T",
+                     15: "P", 18: "E"}
+_BINARY_SUFFIXES = ("", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei")
+
+
+def format_of(value) -> str:
+    """The format a parsed Quantity keeps: binary suffixes give BinarySI, an exponent
+    DecimalExponent, anything else (numbers included) DecimalSI."""
+    if isinstance(value, str):
+        m = _SYNTAX.fullmatch(value)
+        if m is not None and m["suffix"] in _BINARY_SUFFIXES[1:]:
+            return BINARY_SI
+        if m is not None and m["exp"] is not None:
+            return DECIMAL_EXPONENT
+    return DECIMAL_SI
+
+
+def _decimal_parts(d: Decimal) -> tuple[int, int]:
+    """(mantissa, exponent) with trailing zeros removed and the exponent brought down
+    to a multiple of 3, after rounding up to nano units (AsCanonicalBytes)."""
+    nanos = math.ceil(abs(d) * 10 ** 9) * (1 if d >= 0 else -1)
+    if nanos == 0:
+        return 0, 0
+    exponent = -9
+    while nanos % 10 == 0:
+        nanos //= 10
+        exponent += 1
+    while exponent % 3:
+        nanos *= 10
+        exponent -= 1
+    return nanos, exponent
+
+
+def to_string(d: Decimal, fmt: str = DECIMAL_SI) -> str:
+    """Quantity.String(): the canonical text of ``d`` in format ``fmt``."""
+    if fmt == BINARY_SI and not (-1024 < d < 1024) and d == d.to_integral_value():
+        amount, exponent = int(d), 0
+        while amount % 1024 == 0 and exponent < len(_BINARY_SUFFIXES) - 1:
+            amount //= 1024
+            exponent += 1
+        return f"{amount}{_BINARY_SUFFIXES[exponent]}"
+    mantissa, exponent = _decimal_parts(d)
+    if fmt == DECIMAL_EXPONENT:
+        return f"{mantissa}e{exponent}" if exponent else str(mantissa)
+    while exponent > 18:
+        mantissa *= 1000
+        exponent -= 3
+    return f"{mantissa}{_DECIMAL_SUFFIXES[exponent]}"
+
+
+def canonical(value) -> str:
+    """The text Go's API server writes back for a quantity it decoded."""
+    return to_string(parse(value), format_of(value))

@@ -38,6 +38,20 @@ class FakeStore:
         return [o for (p, ns, _), o in self.objs.items()
                 if p == plural and (namespace is None or ns == namespace)]
 
+    async def list_fresh(self, plural, namespace=None):
+        return await self.list(plural, namespace)
+
+    async def write_if_unchanged(self, plural, obj):
+        meta = obj["metadata"]
+        current = self.objs.get((plural, meta.get("namespace"), meta["name"]))
+        if current is None or current["metadata"].get("resourceVersion") != \
+                meta.get("resourceVersion"):
+            return None
+        obj = dict(obj, metadata=dict(meta, resourceVersion=str(
+            int(meta.get("resourceVersion") or 0) + 1)))
+        self.put(plural, obj)
+        return obj
+
 
 def _name(cn, orgs=()):
     attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in orgs]

@@ -14,7 +14,7 @@ import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 
-from bootstrap.agents.apiserver import podrefs, policies, webhooks
+from bootstrap.agents.apiserver import limitranger, podrefs, policies, resourcequota, webhooks
 from bootstrap.agents.apiserver.auth.authn import Store, UserInfo
 from bootstrap.agents.apiserver.serviceaccount import PROJECTED_EXPIRATION_SECONDS
 from bootstrap.api import errors
@@ -121,6 +121,7 @@ class Plugin:
 # all mutating phases run in this order, then all validating phases.
 PLUGINS = (
     Plugin("NamespaceLifecycle", validate=_validate_namespace_lifecycle),
+    Plugin("LimitRanger", mutate=limitranger.mutate, validate=limitranger.validate),
     Plugin("ServiceAccount", mutate=_mutate_service_account),
     Plugin("NodeRestriction", validate=_validate_node_restriction),
     Plugin("Priority", mutate=_mutate_priority, validate=_validate_priority),
@@ -132,24 +133,27 @@ PLUGINS = (
     Plugin("MutatingAdmissionWebhook", mutate=webhooks.mutate),
     Plugin("ValidatingAdmissionPolicy", validate=policies.validate),
     Plugin("ValidatingAdmissionWebhook", validate=webhooks.validate),
+    # Quota charges last, once every other plugin said yes.
+    Plugin("ResourceQuota", validate=resourcequota.QuotaAdmission().validate),
 )
 BY_NAME = {p.name: p for p in PLUGINS}
 # On unless --disable-admission-plugins names them (upstream's default-on set, as far as
 # we implement it; NodeRestriction is off upstream and kubeadm enables it).
-DEFAULT_ENABLED = frozenset({"NamespaceLifecycle", "ServiceAccount", "Priority",
-                             "DefaultTolerationSeconds", "CertificateApproval",
+DEFAULT_ENABLED = frozenset({"NamespaceLifecycle", "LimitRanger", "ServiceAccount",
+                             "Priority", "DefaultTolerationSeconds", "CertificateApproval",
                              "CertificateSigning", "MutatingAdmissionWebhook",
-                             "ValidatingAdmissionPolicy", "ValidatingAdmissionWebhook"})
+                             "ValidatingAdmissionPolicy", "ValidatingAdmissionWebhook",
+                             "ResourceQuota"})
 # Upstream plugins we do not implement: naming one is accepted with a warning, so a
 # kube-apiserver flag line works, but never silently.
 NOT_IMPLEMENTED = frozenset({
     "AlwaysAdmit", "AlwaysDeny", "AlwaysPullImages", "ClusterTrustBundleAttest",
     "CertificateSubjectRestriction", "DefaultIngressClass", "DefaultStorageClass",
     "DenyServiceExternalIPs", "EventRateLimit", "ExtendedResourceToleration",
-    "ImagePolicyWebhook", "LimitPodHardAntiAffinityTopology", "LimitRanger",
+    "ImagePolicyWebhook", "LimitPodHardAntiAffinityTopology",
     "NamespaceAutoProvision", "NamespaceExists",
     "OwnerReferencesPermissionEnforcement", "PersistentVolumeClaimResize",
-    "PodNodeSelector", "PodSecurity", "PodTolerationRestriction", "ResourceQuota",
+    "PodNodeSelector", "PodSecurity", "PodTolerationRestriction",
     "RuntimeClass", "SecurityContextDeny", "StorageObjectInUseProtection",
     "TaintNodesByCondition",
 })

@@ -56,6 +56,32 @@ class AuthStore:
             items = [o for o in items if o["metadata"].get("namespace") == namespace]
         return items
 
+    async def list_fresh(self, resource_plural: str, namespace: str | None = None
+                         ) -> list[dict]:
+        """A quorum list from etcd, for admission plugins that must not miss an object
+        the cache has not seen yet (upstream's live lookups)."""
+        res = _BY_PLURAL[resource_plural]
+        items, _, _, _ = await self.store.list(res, namespace)
+        return items
+
+    async def write_if_unchanged(self, resource_plural: str, obj: dict) -> dict | None:
+        """Write ``obj`` back if its resourceVersion is still the stored one (ResourceQuota
+        admission charging usage); None when someone wrote first."""
+        res = _BY_PLURAL[resource_plural]
+        md = obj["metadata"]
+
+        async def replace(current: dict) -> dict:
+            return obj
+        try:
+            _, new = await self.store.guaranteed_update(
+                res, md.get("namespace"), md["name"], replace,
+                precondition_rv=md.get("resourceVersion"))
+        except errors.APIError as exc:
+            if exc.code in (404, 409):
+                return None
+            raise
+        return new
+
 
 def _read(path: str | None) -> bytes | None:
     return Path(path).read_bytes() if path else None

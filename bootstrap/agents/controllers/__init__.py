@@ -96,9 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--terminated-pod-gc-threshold", type=int,
                    default=d.terminated_pod_gc_threshold,
                    help="Terminated pods kept before podgc deletes the oldest (0: off)")
+    g.add_argument("--resource-quota-sync-period", type=_duration,
+                   default=d.resource_quota_sync_period, metavar="DURATION",
+                   help="How often every quota's usage is recounted in full (5m)")
     for field in ("gc", "namespace", "serviceaccount", "deployment", "replicaset", "rc",
                   "statefulset", "daemonset", "job", "cron-job", "endpoint",
-                  "service-endpoint"):
+                  "service-endpoint", "resource-quota"):
         attr = f"concurrent_{field.replace('-', '_')}_syncs"
         g.add_argument(f"--concurrent-{field}-syncs", type=int, default=getattr(d, attr),
                        dest=attr)

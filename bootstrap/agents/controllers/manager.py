@@ -68,6 +68,8 @@ CONTROLLERS: dict[str, Entry] = {
     "csrsigning": _e("csrsigning", "CSRSigningController", "certificate-controller"),
     "csrapproving": _e("csrapproving", "CSRApprovingController", "certificate-controller"),
     "csrcleaner": _e("csrcleaner", "CSRCleanerController", "certificate-controller"),
+    "resourcequota": _e("resourcequota", "ResourceQuotaController",
+                        "resourcequota-controller"),
     "bootstrapsigner": _e("bootstrapsigner", "BootstrapSigner", "bootstrap-signer"),
     "tokencleaner": _e("tokencleaner", "TokenCleaner", "token-cleaner"),
 }
@@ -82,7 +84,7 @@ NOT_IMPLEMENTED = frozenset({
     "attachdetach", "clusterrole-aggregation", "cloud-node-lifecycle", "endpointslicemirroring",
     "ephemeral-volume", "horizontalpodautoscaling", "legacy-serviceaccount-token-cleaner",
     "persistentvolume-binder", "persistentvolume-expander", "persistentvolumeclaim-protection",
-    "persistentvolume-protection", "resourceclaim", "resourcequota",
+    "persistentvolume-protection", "resourceclaim",
     "route", "service", "serviceaccount-token", "service-cidr-controller",
     "storage-version-migrator-controller", "storageversion-garbage-collector", "ttl",
     "validatingadmissionpolicy-status", "volumeattributesclass-protection",
@@ -126,6 +128,8 @@ class Options:
     concurrent_cron_job_syncs: int = 5
     concurrent_endpoint_syncs: int = 5
     concurrent_service_endpoint_syncs: int = 5
+    concurrent_resource_quota_syncs: int = 5
+    resource_quota_sync_period: float = 300.0
 
 
 def parse_controllers(spec: str, known: dict[str, Any] | None = None,

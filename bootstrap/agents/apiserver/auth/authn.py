@@ -86,6 +86,13 @@ class Store(Protocol):
 
     async def list(self, resource_plural: str, namespace: str | None = None) -> list[dict]: ...
 
+    # Admission's LimitRanger and ResourceQuota also read past the cache and write quota
+    # status back (server.AuthStore).
+    async def list_fresh(self, resource_plural: str,
+                         namespace: str | None = None) -> list[dict]: ...
+
+    async def write_if_unchanged(self, resource_plural: str, obj: dict) -> dict | None: ...
+
 
 def _with_authenticated(groups: Sequence[str]) -> list[str]:
     out = list(dict.fromkeys(groups))

@@ -370,6 +370,10 @@ _CONTROLLER_ROLES: dict[str, list[dict]] = {
                      "kubernetes.io/kubelet-serving"]),
         _rule(["create"], ["authorization.k8s.io"], ["subjectaccessreviews"]), _EVENTS],
     "root-ca-cert-publisher": [_rule(["create", "update"], [""], ["configmaps"]), _EVENTS],
+    # Quota counts anything, so it may list and watch everything.
+    "resourcequota-controller": [
+        _rule(["list", "watch"], ["*"], ["*"]),
+        _rule(["update"], [""], ["resourcequotas/status"]), _EVENTS],
 }
 
 # Namespaced controller roles (namespace_policy.go): (namespace, name) -> rules.
