@@ -7,10 +7,12 @@ Names, namespaces, labels and RBAC subjects follow kubeadm
 from __future__ import annotations
 
 import base64
+import dataclasses
 from datetime import datetime, timedelta
 
 import yaml
 
+from bootstrap import __version__
 from bootstrap.config.cluster import dump_cluster_config
 from bootstrap.config.model import ClusterConfig
 
@@ -42,10 +44,15 @@ def config_map(name: str, namespace: str, data: dict[str, str]) -> dict:
             "data": data}
 
 
-def kubeadm_config(config: ClusterConfig) -> dict:
-    """kubeadm-config: the ClusterConfiguration later joins and upgrades read back."""
+def kubeadm_config(config: ClusterConfig, version: str | None = None) -> dict:
+    """kubeadm-config: the ClusterConfiguration later joins and upgrades read back.
+
+    kubernetesVersion records the bootstrap version the control plane runs
+    (``v0.1.0``), as kubeadm records the Kubernetes version it installed: by
+    default the toolkit's own install, after ``upgrade apply`` its target."""
+    recorded = dataclasses.replace(config, kubernetes_version=f"v{version or __version__}")
     return config_map("kubeadm-config", KUBE_SYSTEM,
-                      {"ClusterConfiguration": dump_cluster_config(config)})
+                      {"ClusterConfiguration": dump_cluster_config(recorded)})
 
 
 def kubelet_config(kubelet_yaml: str) -> dict:

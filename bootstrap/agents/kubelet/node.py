@@ -18,15 +18,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from bootstrap import component_version
 from bootstrap.api.errors import APIError
 from bootstrap.api.quantity import value as int_value
 
 log = logging.getLogger(__name__)
 
-# The kubelet reports the API version it implements with our own build after '+':
-# clients (kubectl version skew warnings, the API server's node checks) compare the
-# major.minor, which is 1.32 because that is the API surface served and tested.
-KUBELET_VERSION = "v1.32.0-bootstrap.0.1.0"
+# The kubelet reports the API version it implements with the bootstrap install it
+# runs from after "-bootstrap." (bootstrap.component_version): clients compare the
+# major.minor (1.32, the API surface served and tested); upgrades read our own part.
+KUBELET_VERSION = component_version()
 NODES = ("", "v1", "nodes")
 LEASES = ("coordination.k8s.io", "v1", "leases")
 NODE_LEASE_NS = "kube-node-lease"

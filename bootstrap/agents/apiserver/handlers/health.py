@@ -6,12 +6,15 @@ import asyncio
 
 from aiohttp import web
 
+from bootstrap import KUBE_API_VERSION, component_version
 from bootstrap.api import errors
 
 from . import common, openapi
 
+# gitVersion names the bootstrap install this API server runs from (upgrades read it).
 VERSION = {
-    "major": "1", "minor": "32", "gitVersion": "v1.32.0-bootstrap",
+    "major": KUBE_API_VERSION.split(".")[0], "minor": KUBE_API_VERSION.split(".")[1],
+    "gitVersion": component_version(),
     "gitCommit": "0000000000000000000000000000000000000000", "gitTreeState": "clean",
     "buildDate": "2026-01-01T00:00:00Z", "goVersion": "go1.23.0", "compiler": "gc",
     "platform": "linux/amd64",
