@@ -54,6 +54,8 @@ class DrainOptions:
 @dataclass
 class DrainResult:
     node: str
+    # False: the node was cordoned before this drain (whoever did it uncordons it).
+    cordoned: bool = False
     evicted: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -203,8 +205,8 @@ async def drain(client: Client, node: str, opts: DrainOptions = DrainOptions(), 
                 clock: Callable[[], float] = time.monotonic) -> DrainResult:
     """Cordon ``node`` and evict its pods; raises DrainError (node left cordoned)."""
     result = DrainResult(node)
-    log(f"node/{node} cordoned" if await cordon(client, node) else
-        f"node/{node} already cordoned")
+    result.cordoned = await cordon(client, node)
+    log(f"node/{node} cordoned" if result.cordoned else f"node/{node} already cordoned")
     try:
         listed = await client.list_all(PODS, None, field_selector=f"spec.nodeName={node}")
     except APIError as exc:
@@ -231,17 +233,22 @@ async def drain(client: Client, node: str, opts: DrainOptions = DrainOptions(), 
     return result
 
 
-def _client(kubeconfig: str) -> Client:
+def _client(kubeconfig: str, server: str | None = None) -> Client:
     from bootstrap.api.client import KubeconfigError
     try:
-        return Client.from_kubeconfig(kubeconfig)
+        client = Client.from_kubeconfig(kubeconfig)
     except KubeconfigError as exc:
         raise UserError(str(exc)) from None
+    if server:
+        # The kubeconfig's credentials against another API server of the same cluster
+        # (cluster upgrade talks to one that is not restarting).
+        client.server = server.rstrip("/")
+    return client
 
 
-def _sync(kubeconfig: str, fn) -> object:
+def _sync(kubeconfig: str, fn, server: str | None = None) -> object:
     async def go():
-        client = _client(kubeconfig)
+        client = _client(kubeconfig, server)
         try:
             return await fn(client)
         except APIError as exc:
@@ -255,13 +262,16 @@ def _sync(kubeconfig: str, fn) -> object:
 
 
 def drain_node(kubeconfig: str, node: str, opts: DrainOptions = DrainOptions(), *,
-               log: Callable[[str], None] = lambda line: None) -> DrainResult:
+               log: Callable[[str], None] = lambda line: None,
+               server: str | None = None) -> DrainResult:
     """Synchronous ``drain`` for the flows (click commands and plays are synchronous)."""
-    return _sync(kubeconfig, lambda c: drain(c, node, opts, log=log))  # type: ignore[return-value]
+    return _sync(kubeconfig, lambda c: drain(c, node, opts, log=log),  # type: ignore[return-value]
+                 server)
 
 
 def uncordon_node(kubeconfig: str, node: str, *,
-                  log: Callable[[str], None] = lambda line: None) -> bool:
-    changed = _sync(kubeconfig, lambda c: cordon(c, node, unschedulable=False))
+                  log: Callable[[str], None] = lambda line: None,
+                  server: str | None = None) -> bool:
+    changed = _sync(kubeconfig, lambda c: cordon(c, node, unschedulable=False), server)
     log(f"node/{node} uncordoned" if changed else f"node/{node} already uncordoned")
     return bool(changed)
