@@ -9,6 +9,7 @@ from rich.console import Console
 
 from bootstrap.cli import main
 from bootstrap.cli.cluster_remove_cmd import cluster_reset_cmd, remove_node_cmd
+from bootstrap.cli.cluster_upgrade_cmd import upgrade as upgrade_cmd
 from bootstrap.cli.renew_certs_cmd import renew_certs_cmd
 from bootstrap.errors import RemoteError
 from bootstrap.flows.cluster_up import cluster_up, phases_help
@@ -71,3 +72,4 @@ def up(inventory: str, config_path: str | None, tags: str | None, limit: str | N
 cluster.add_command(renew_certs_cmd)
 cluster.add_command(remove_node_cmd)
 cluster.add_command(cluster_reset_cmd)
+cluster.add_command(upgrade_cmd)
