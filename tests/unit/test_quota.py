@@ -293,3 +293,25 @@ async def test_controller_counts_usage_and_replenishes():
         (stored,) = client.objects("resourcequotas")
         assert stored["status"]["used"]["pods"] == "0"
         assert stored["status"]["used"]["requests.cpu"] == "0"
+
+
+async def test_live_lookup_asks_etcd_once_per_namespace_while_the_cache_is_empty():
+    from bootstrap.agents.apiserver.livelookup import LiveLookup
+
+    class Store(FakeStore):
+        fresh = 0
+
+        async def list(self, plural, namespace=None):
+            return []  # the cache has not seen anything yet
+
+        async def list_fresh(self, plural, namespace=None):
+            Store.fresh += 1
+            return await FakeStore.list(self, plural, namespace)
+    now = [0.0]
+    lookup = LiveLookup("resourcequotas", clock=lambda: now[0])
+    store = Store([("resourcequotas", resource_quota({"pods": "1"}))])
+    assert len(await lookup.list(store, "ns")) == 1
+    assert len(await lookup.list(store, "ns")) == 1 and Store.fresh == 1
+    now[0] = 31.0
+    await lookup.list(store, "ns")
+    assert Store.fresh == 2

@@ -17,6 +17,8 @@ from decimal import Decimal
 
 from bootstrap.api import errors, quantity
 
+from .livelookup import LiveLookup
+
 ANNOTATION = "kubernetes.io/limit-ranger"
 PODS = ("", "v1", "pods")
 PVCS = ("", "v1", "persistentvolumeclaims")
@@ -32,11 +34,11 @@ def _applies(a) -> bool:
     return not ((a.old or {}).get("metadata") or {}).get("deletionTimestamp")
 
 
+_LOOKUP = LiveLookup("limitranges")
+
+
 async def _limit_ranges(a) -> list[dict]:
-    items = await a.store.list("limitranges", a.namespace)
-    if not items:
-        # One created a moment ago may not be in the cache yet (upstream's live lookup).
-        items = await a.store.list_fresh("limitranges", a.namespace)
+    items = await _LOOKUP.list(a.store, a.namespace)
     return sorted(items, key=lambda lr: lr["metadata"]["name"])
 
 

@@ -25,6 +25,8 @@ import weakref
 
 from bootstrap.api import errors, quota
 
+from .livelookup import LiveLookup
+
 RETRIES = 3
 
 
@@ -32,6 +34,7 @@ class QuotaAdmission:
     def __init__(self) -> None:
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = \
             weakref.WeakValueDictionary()
+        self._lookup = LiveLookup("resourcequotas")
 
     def _lock(self, namespace: str) -> asyncio.Lock:
         lock = self._locks.get(namespace)
@@ -49,10 +52,7 @@ class QuotaAdmission:
             return
         lock = self._lock(a.namespace)
         async with lock:
-            quotas = await a.store.list("resourcequotas", a.namespace)
-            if not quotas:
-                # A quota created a moment ago may not be cached yet (live lookup).
-                quotas = await a.store.list_fresh("resourcequotas", a.namespace)
+            quotas = await self._lookup.list(a.store, a.namespace)
             done: set[str] = set()
             for attempt in range(RETRIES + 1):
                 pending = [rq for rq in quotas if rq["metadata"]["name"] not in done]
