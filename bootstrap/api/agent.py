@@ -90,9 +90,18 @@ def parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f'strconv.ParseBool: parsing "{text}": invalid syntax')
 
 
+def add_version_flag(p: argparse.ArgumentParser) -> None:
+    """``--version``: upstream's "Kubernetes v1.32.0" with the install's own version."""
+    from bootstrap import component_version
+
+    p.add_argument("--version", action="version", version=f"Kubernetes {component_version()}",
+                   help="Print version information and quit")
+
+
 def agent_parser(prog: str, description: str, *, secure_port: int,
                  leader_elect_default: bool = True) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=description)
+    add_version_flag(p)
     p.add_argument("--kubeconfig", help="Path to a kubeconfig file (in-cluster config "
                    "when empty)")
     p.add_argument("--master", help="The address of the API server (overrides the "

@@ -107,3 +107,29 @@ def test_unit_install_and_switch_touch_only_execstart():
     assert moved.replace("/opt/bootstrap/0.2.0/bin/", "/opt/bootstrap/current/bin/") == UNIT
     assert V.switch_unit(moved, "0.1.0").count("/opt/bootstrap/0.1.0/bin/bootstrap-apiserver") == 1
     assert V.unit_install("[Service]\nExecStart=/usr/bin/etcd --name x\n") is None
+
+
+def test_every_agent_reports_its_install_with_version(capsys):
+    from bootstrap.agents.apiserver.flags import _parser as apiserver
+    from bootstrap.agents.dns.app import parser as dns
+    from bootstrap.agents.kubelet.config import parser as kubelet
+    from bootstrap.agents.proxy.config import parser as proxy
+    from bootstrap.api.agent import agent_parser
+
+    parsers = [apiserver(), dns(), kubelet(), proxy(),
+               agent_parser("bootstrap-scheduler", "x", secure_port=10259)]
+    for p in parsers:
+        with pytest.raises(SystemExit) as done:
+            p.parse_args(["--version"])
+        assert done.value.code == 0
+        assert capsys.readouterr().out.strip() == f"Kubernetes {component_version()}"
+
+
+def test_version_endpoints_name_the_install():
+    from bootstrap import __version__
+    from bootstrap.agents.apiserver.handlers.health import VERSION
+    from bootstrap.agents.kubelet.node import KUBELET_VERSION
+
+    assert VERSION["gitVersion"] == KUBELET_VERSION == component_version()
+    assert str(V.parse(VERSION["gitVersion"])) == str(V.parse(__version__))
+    assert (VERSION["major"], VERSION["minor"]) == ("1", "32")

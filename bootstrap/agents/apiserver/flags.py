@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from bootstrap.agents.apiserver import admission
 from bootstrap.api import tlsconfig
-from bootstrap.api.agent import parse_duration
+from bootstrap.api.agent import add_version_flag, parse_duration
 
 
 class FlagError(Exception):
@@ -89,6 +89,7 @@ def _bool(v: str) -> bool:
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="bootstrap-apiserver", add_help=True,
                 description="Kubernetes-compatible API server on etcd.")
+    add_version_flag(p)
     a = p.add_argument
     a("--etcd-servers", required=True, help="comma-separated etcd client URLs")
     a("--etcd-cafile")

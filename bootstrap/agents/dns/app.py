@@ -17,6 +17,7 @@ from bootstrap.agents.dns.records import SERVICE_NAME_LABEL, Index, service_reco
 from bootstrap.agents.dns.registration import Registration
 from bootstrap.agents.dns.resolve import Resolver
 from bootstrap.agents.dns.server import DNSHandler, DNSServer, Metrics
+from bootstrap.api.agent import add_version_flag
 from bootstrap.api.informer import SharedInformerFactory
 from bootstrap.config.duration import parse_duration
 from bootstrap.errors import UserError
@@ -55,6 +56,7 @@ def host_port(value: str, where: str, default_port: int | None = None) -> tuple[
 
 def parser() -> argparse.ArgumentParser:
     p = _Parser(prog="bootstrap-dns", description="cluster DNS for Services and Pods")
+    add_version_flag(p)
     p.add_argument("--kubeconfig", required=True)
     p.add_argument("--cluster-domain", default="cluster.local")
     p.add_argument("--listen", action="append", default=[],

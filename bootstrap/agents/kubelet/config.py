@@ -15,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+from bootstrap.api.agent import add_version_flag
 from bootstrap.config.duration import parse_duration
 from bootstrap.errors import UserError
 
@@ -78,6 +79,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="bootstrap-kubelet",
         description="The node agent: runs the pods bound to this node through the CRI.")
+    add_version_flag(p)
     a = p.add_argument
     a("--kubeconfig", help="kubeconfig of the kubelet's API identity "
                            "(written by TLS bootstrap when missing)")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+from bootstrap.api.agent import add_version_flag
 from bootstrap.config.duration import parse_duration
 from bootstrap.errors import UserError
 
@@ -177,6 +178,7 @@ class _Parser(argparse.ArgumentParser):
 def parser() -> argparse.ArgumentParser:
     p = _Parser(prog="bootstrap-kube-proxy",
                                 description="kube-proxy: Services as iptables rules")
+    add_version_flag(p)
     p.add_argument("--config", help="KubeProxyConfiguration file")
     p.add_argument("--kubeconfig", help="kubeconfig (overrides clientConnection.kubeconfig)")
     p.add_argument("--hostname-override", help="node name (default: the hostname)")
