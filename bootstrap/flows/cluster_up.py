@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bootstrap.config.cluster import load_cluster_config
 from bootstrap.config.inventory import load_inventory
+from bootstrap.config.kubespray_vars import EffectiveConfig, effective_config
 from bootstrap.engine import Play, Recap, run_play
 from bootstrap.errors import RemoteError, UserError
 from bootstrap.flows import cluster_nodes, etcd_stage, node_vars
@@ -185,7 +185,10 @@ def cluster_up(inventory_path: str, *, config_path: str | None = None, tags: str
                console=None, connect: Callable | None = None, skip_phases: str | None = None,
                wait_timeout: float | None = None) -> UpResult:
     inventory = load_inventory(inventory_path)
-    config = load_cluster_config(config_path)
+    # kubespray's variables are the configuration; the --config file's fields win.
+    effective = effective_config(inventory, config_path)
+    _refuse_unwired(effective)
+    config = effective.config
     workflow = up_workflow()
     selection = select_by_tags(workflow, _split(tags))  # a bad tag fails before any host
     for path in parse_skip(workflow, _split_list(skip_phases)):
@@ -206,11 +209,13 @@ def cluster_up(inventory_path: str, *, config_path: str | None = None, tags: str
         return _run(inventory, config, workflow, selection, limit_set, work, dry_run=dry_run,
                     diff=diff, console=console, connect=connect, wait_timeout=wait_timeout,
                     result=UpResult(recap=Recap(dry_run=dry_run), pki_created=0,
-                                    state_dir=state, scratch=dry_run))
+                                    state_dir=state, scratch=dry_run),
+                    effective_warnings=effective.warnings)
 
 
 def _run(inventory, config, workflow, selection, limit_set, state: Path, *, dry_run, diff,
-         console, connect, wait_timeout, result: UpResult) -> UpResult:
+         console, connect, wait_timeout, result: UpResult,
+         effective_warnings: list[str]) -> UpResult:
     # Certificates name the API endpoint (load balancer, 127.0.0.1 for the localhost one);
     # etcd stays as configured (bootstrap's own, even when the hosts see it as external).
     endpoint = node_vars.api_endpoint(inventory)
@@ -247,7 +252,7 @@ def _run(inventory, config, workflow, selection, limit_set, state: Path, *, dry_
         finally:
             result.recap = ctx.recap
         result.phase_times = times
-        result.warnings = list(getattr(inventory, "warnings", []))
+        result.warnings = [*getattr(inventory, "warnings", []), *effective_warnings]
         result.summary = ctx.summary
         return result
     finally:
@@ -268,9 +273,25 @@ def _connect(connect: Callable | None, hosts: list, *, dry_run: bool
             {n: c for n, c in got.items() if isinstance(c, RemoteError)})
 
 
+# Settings effective_config reads that the hosts' units and init/join do not take yet:
+# a value other than bootstrap's is refused rather than silently not applied.
+_UNWIRED = {"localAPIEndpoint.bindPort": ("kube_apiserver_port", 6443),
+            "kubeConfigDir": ("kube_config_dir", "/etc/kubernetes")}
+
+
+def _refuse_unwired(eff: EffectiveConfig) -> None:
+    for path, (var, supported) in _UNWIRED.items():
+        setting = eff.sources.get(path)
+        if setting is not None and setting.value != supported:
+            raise UserError(f"{var} = {setting.value!r}: cluster up supports only {supported!r}",
+                            where=setting.source, hint=f"remove {var} or set it to {supported}")
+
+
 def cluster_vars(config) -> dict:
     """Vars every role sees, from the cluster config (above inventory vars)."""
-    out = {"cluster_name": config.cluster_name}
+    # kube_cert_dir (kubespray's, e.g. /etc/kubernetes/ssl): the pki role links it to
+    # kubeadm's /etc/kubernetes/pki, where bootstrap keeps the files.
+    out = {"cluster_name": config.cluster_name, "kube_cert_dir": config.certificates_dir}
     if config.etcd.local is not None:
         out["etcd_data_dir"] = config.etcd.local.data_dir
         out["etcd_extra_args"] = dict(config.etcd.local.extra_args)
