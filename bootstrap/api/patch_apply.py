@@ -12,6 +12,7 @@ Semantics follow the apiserver's fieldmanager on top of structured-merge-diff:
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import orjson
@@ -32,6 +33,10 @@ from bootstrap.api.managedfields import (
 
 APPLY = "Apply"
 UPDATE = "Update"
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+# Only kubectl's own server-side manager keeps the client-side annotation in step
+# (upstream's lastAppliedUpdater / lastAppliedManager); others opt out by name.
+KUBECTL_SSA_MANAGER = "kubectl"
 
 
 def _api_version(gvk) -> str:
@@ -55,6 +60,46 @@ def _entry(manager: str, operation: str, api_version: str, paths: set[Path], sub
     if subresource:
         e["subresource"] = subresource
     return e
+
+
+def go_json(value: Any) -> str:
+    """encoding/json's output for an unstructured object: sorted keys, compact, HTML
+    characters escaped, a trailing newline (what kubectl writes into the annotation)."""
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    for ch, esc in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"),
+                    ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
+        text = text.replace(ch, esc)
+    return text + "\n"
+
+
+def _last_applied(live: dict | None) -> dict | None:
+    raw = (((live or {}).get("metadata") or {}).get("annotations") or {}).get(LAST_APPLIED)
+    if not raw:
+        return None
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def _allowed_by_last_applied(live: dict, gvk) -> set[Path]:
+    """Fields the client-side annotation names whose live value it still matches:
+    kubectl's server-side apply may take them over without a conflict."""
+    last = _last_applied(live)
+    if last is None:
+        return set()
+    return {p for p in field_set(last, gvk) if not _values_differ(last, live, p)}
+
+
+def _fingerprint(entries: list[dict]) -> list[str]:
+    return sorted(orjson.dumps({k: v for k, v in e.items() if k != "time"},
+                               option=orjson.OPT_SORT_KEYS).decode() for e in entries)
+
+
+def _without_managed(obj: dict) -> dict:
+    return {**obj, "metadata": {k: v for k, v in (obj.get("metadata") or {}).items()
+                                if k != "managedFields"}}
 
 
 def _manager_label(e: dict) -> str:
@@ -220,6 +265,7 @@ def apply(live: dict | None, applied: dict, gvk, field_manager: str, force: bool
                                  f"kind: {applied.get('kind', '')}, expected: {gvk[2]}")
     if (applied.get("metadata") or {}).get("managedFields"):
         raise errors.bad_request("metadata.managedFields must be nil")
+    original = applied
     if reset_fields is None:
         reset_fields = default_reset_fields(gvk, subresource, applied)
     applied = {k: v for k, v in applied.items() if k not in reset_fields}
@@ -241,6 +287,14 @@ def apply(live: dict | None, applied: dict, gvk, field_manager: str, force: bool
         for p in sorted(applied_set & s, key=path_string):
             if _values_differ(live or {}, merged, p):
                 conflicts.append((e, p))
+    if conflicts and not force and field_manager == KUBECTL_SSA_MANAGER and live:
+        # Taking over from client-side apply: what the last-applied annotation set and
+        # nobody changed since is not contested.
+        allowed = _allowed_by_last_applied(live, gvk)
+        if all(p in allowed for _, p in conflicts):
+            force = True
+        else:
+            conflicts = [(e, p) for e, p in conflicts if p not in allowed]
     if conflicts and not force:
         raise conflict_error(conflicts)
 
@@ -269,8 +323,24 @@ def apply(live: dict | None, applied: dict, gvk, field_manager: str, force: bool
     for key in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp", "generation"):
         if live and key in (live.get("metadata") or {}):
             merged["metadata"][key] = live["metadata"][key]
+    if field_manager == KUBECTL_SSA_MANAGER and _last_applied(live) is not None:
+        # Keep a later client-side apply computing the right patch.
+        ann = {k: v for k, v in ((original.get("metadata") or {}).get("annotations")
+                                 or {}).items() if k != LAST_APPLIED}
+        config = {**original, "metadata": {**(original.get("metadata") or {})}}
+        if ann:
+            config["metadata"]["annotations"] = ann
+        else:
+            config["metadata"].pop("annotations", None)
+        merged["metadata"]["annotations"] = {**(merged["metadata"].get("annotations") or {}),
+                                             LAST_APPLIED: go_json(config)}
     if applied_set:
         new_entries.append(_entry(field_manager, APPLY, api_version, applied_set, subresource, now))
+    if live is not None and _fingerprint(new_entries) == _fingerprint(entries) and \
+            _without_managed(merged) == _without_managed(live):
+        # Nothing changed: the object stays as it was, timestamps included, so the
+        # store writes nothing and resourceVersion stays (upstream's no-op apply).
+        new_entries = entries
     merged["metadata"]["managedFields"] = new_entries
     if not new_entries:
         merged["metadata"].pop("managedFields")

@@ -244,3 +244,57 @@ def test_update_owns_new_lists_but_not_lists_whose_items_changed():
     es = entries(out)
     assert fin in mf.from_fields_v1(es[("creator", "Update")]["fieldsV1"])
     assert mf.from_fields_v1(es[("other", "Update")]["fieldsV1"]) == {fin + (("v", '"x.io/b"'),)}
+
+
+# -- taking over from client-side apply, and no-op applies -------------------------
+
+def _client_side_applied(data: dict) -> dict:
+    """A ConfigMap as `kubectl apply` (client-side) leaves it."""
+    applied = cfg(data)
+    live = copy.deepcopy(applied)
+    live["metadata"]["annotations"] = {patch_apply.LAST_APPLIED: patch_apply.go_json(applied)}
+    return patch_apply.track_update(None, live, CM, "kubectl-client-side-apply", now=NOW)
+
+
+def test_go_json_matches_encoding_json():
+    assert patch_apply.go_json({"b": [1, "<&>"], "a": {"é": None}}) == \
+        '{"a":{"é":null},"b":[1,"\\u003c\\u0026\\u003e"]}\n'
+
+
+def test_kubectl_takes_over_unchanged_client_side_fields():
+    live = _client_side_applied({"mode": "one"})
+    out = patch_apply.apply(live, cfg({"mode": "two"}), CM, "kubectl", now=NOW)
+    assert out["data"] == {"mode": "two"}
+    assert ("kubectl", "Apply") in entries(out)
+    # The annotation follows kubectl's server-side apply, without itself inside.
+    last = patch_apply.orjson.loads(out["metadata"]["annotations"][patch_apply.LAST_APPLIED])
+    assert last == cfg({"mode": "two"})
+    # Any other manager still conflicts with the client-side owner.
+    with pytest.raises(APIError) as err:
+        patch_apply.apply(live, cfg({"mode": "two"}), CM, "other", now=NOW)
+    assert err.value.code == 409
+    assert patch_apply.LAST_APPLIED in out["metadata"]["annotations"]
+    other = patch_apply.apply(live, cfg({"mode": "two"}), CM, "other", force=True, now=NOW)
+    assert other["metadata"]["annotations"] == live["metadata"]["annotations"]
+
+
+def test_fields_changed_since_the_client_side_apply_still_conflict():
+    live = _client_side_applied({"mode": "one"})
+    edited = copy.deepcopy(live)
+    edited["data"]["mode"] = "edited"
+    edited = patch_apply.track_update(live, edited, CM, "kubectl-edit", now=NOW)
+    with pytest.raises(APIError) as err:
+        patch_apply.apply(edited, cfg({"mode": "two"}), CM, "kubectl", now=NOW)
+    assert err.value.code == 409 and "kubectl-edit" in err.value.message
+
+
+def test_an_apply_that_changes_nothing_returns_the_live_object():
+    first = patch_apply.apply(None, cfg({"a": "1"}), CM, "m", now=NOW)
+    first["metadata"]["resourceVersion"] = "7"
+    again = patch_apply.apply(first, cfg({"a": "1"}), CM, "m", now="2027-01-01T00:00:00Z")
+    assert again == first
+    changed = patch_apply.apply(first, cfg({"a": "2"}), CM, "m", now="2027-01-01T00:00:00Z")
+    assert entries(changed)[("m", "Apply")]["time"] == "2027-01-01T00:00:00Z"
+    # A second manager applying the same value becomes a co-owner: a change.
+    shared = patch_apply.apply(first, cfg({"a": "1"}), CM, "n", now="2027-01-01T00:00:00Z")
+    assert ("n", "Apply") in entries(shared) and shared != first
