@@ -125,14 +125,15 @@ def existing_paths(conn, paths: list[str]) -> list[str]:
 
 
 def mounts_under(mountinfo: str, prefixes: tuple[str, ...]) -> list[str]:
-    """Mount points at or below any of ``prefixes``, deepest first."""
+    """Mount points below any of ``prefixes``, deepest first (kubeadm's rule: a disk
+    mounted at /var/lib/kubelet itself stays mounted)."""
     points = []
     for line in mountinfo.splitlines():
         parts = line.split()
         if len(parts) < 5:
             continue
         mp = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), parts[4])
-        if any(mp == p.rstrip("/") or mp.startswith(p) for p in prefixes):
+        if any(mp.startswith(p) for p in prefixes):
             points.append(mp)
     return sorted(set(points), key=lambda p: (-p.count("/"), p))
 
@@ -503,6 +504,12 @@ def run_cleanup_node(ctx: ResetContext) -> None:
         st.units.pop("kubelet")
     _remove_pods(ctx, st)
     _stop_units(ctx, st)
+    if not ctx.dry_run:
+        # Read again: removing the pods took their veths and namespaces, and kube-proxy
+        # may have rewritten its rules until it stopped; iptables-restore is all or nothing.
+        fresh = ctx.scan()
+        fresh.unit_files, fresh.paths = st.unit_files, st.paths
+        st = fresh
     _network(ctx, st)
     if st.unit_files:
         names = " ".join(shlex.quote(f) for f in st.unit_files)
