@@ -18,9 +18,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from bootstrap import __version__
 from bootstrap.config.cluster import dump_cluster_config
 from bootstrap.errors import UserError
-from bootstrap.flows import apiobjects, node_vars
+from bootstrap.flows import apiobjects, node_vars, versions
 from bootstrap.pki import kubeconfig as kc
 from bootstrap.pki.certs import CLIENT_AUTH, CertSpec, cert_to_pem
 from bootstrap.pki.store import require_ca
@@ -188,10 +189,17 @@ def run_workers(ctx) -> None:
         _kubeadm_play(ctx, "bootstrap join", workers, join_args, discovery=True)
 
 
+def _agents_bin() -> str:
+    # The install the agents phase put on the hosts (this toolkit's version): units
+    # name their install, so `bootstrap upgrade` moves them one at a time.
+    return versions.agents_bin(__version__)
+
+
 def run_node_agents(ctx) -> None:
     a = _artifacts(ctx)
     hosts = _k8s_hosts(ctx)
     ctx.play("kube-proxy", hosts, ["kube-proxy"], vars={
+        "agents_bin": _agents_bin(),
         "kube_proxy_kubeconfig_local": str(a.kube_proxy),
         "pod_subnet": ctx.config.networking.pod_subnet})
 
@@ -212,6 +220,7 @@ def run_dns(ctx) -> None:
     a = _artifacts(ctx)
     hosts = ctx.hosts(h.name for h in dns_hosts(ctx.inventory))
     ctx.play("cluster DNS", hosts, ["dns"], vars={
+        "agents_bin": _agents_bin(),
         "dns_kubeconfig_local": str(a.dns),
         "cluster_domain": ctx.config.networking.dns_domain})
 

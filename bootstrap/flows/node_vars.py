@@ -17,10 +17,13 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import os
+import sys
 from dataclasses import dataclass
 
 from bootstrap.config.model import APIServer, ClusterConfig, Etcd, ExternalEtcd
 from bootstrap.errors import UserError
+from bootstrap.flows import versions
 
 API_PORT = 6443
 LOCAL_LB_ADDRESS = "127.0.0.1"
@@ -110,10 +113,22 @@ def host_config(config: ClusterConfig, inventory, endpoint: Endpoint) -> Cluster
     return out
 
 
+def running_agents_bin(prefix: str | None = None) -> str:
+    """The agents' bin dir of the install this toolkit runs from, when it runs from
+    one (/opt/bootstrap/<version>, also through /opt/bootstrap/current): units name
+    their install, so an upgrade moves them one at a time and a later init/join
+    from the same install rewrites nothing. Elsewhere (a checkout): current."""
+    real = os.path.realpath(prefix or sys.prefix)
+    if os.path.dirname(real) == versions.PREFIX and os.path.basename(real) != "current":
+        return f"{real}/bin"
+    return f"{versions.PREFIX}/current/bin"
+
+
 def control_plane_vars(config: ClusterConfig, advertise_address: str) -> dict:
     """Vars of roles/control-plane for one host."""
     net = config.networking
     out = {
+        "agents_bin": running_agents_bin(),
         "cluster_name": config.cluster_name,
         "apiserver_advertise_address": advertise_address,
         "service_subnet": net.service_subnet,
@@ -143,6 +158,7 @@ def node_vars(config: ClusterConfig, node_name: str, node_ip: str) -> dict:
     """Vars of roles/kubelet and roles/kube-proxy for one host."""
     net = config.networking
     return {
+        "agents_bin": running_agents_bin(),
         "cluster_name": config.cluster_name,
         "kubelet_hostname": node_name,
         "kube_proxy_hostname": node_name,

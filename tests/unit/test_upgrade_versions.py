@@ -133,3 +133,16 @@ def test_version_endpoints_name_the_install():
     assert VERSION["gitVersion"] == KUBELET_VERSION == component_version()
     assert str(V.parse(VERSION["gitVersion"])) == str(V.parse(__version__))
     assert (VERSION["major"], VERSION["minor"]) == ("1", "32")
+
+
+def test_units_name_the_install_the_toolkit_runs_from(tmp_path, monkeypatch):
+    from bootstrap.flows import node_vars
+
+    assert node_vars.running_agents_bin("/work/main/.venv") == "/opt/bootstrap/current/bin"
+    assert node_vars.running_agents_bin("/opt/bootstrap/0.3.1") == "/opt/bootstrap/0.3.1/bin"
+    # Through the link, the install it points at.
+    link = tmp_path / "current"
+    link.symlink_to("/opt/bootstrap/0.3.1")
+    monkeypatch.setattr(node_vars.os.path, "realpath", lambda p: "/opt/bootstrap/0.3.1"
+                        if p == str(link) else p)
+    assert node_vars.running_agents_bin(str(link)) == "/opt/bootstrap/0.3.1/bin"
