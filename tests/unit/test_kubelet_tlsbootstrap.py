@@ -141,3 +141,101 @@ def test_unusable_kubeconfigs(tmp_path):
     (tmp_path / "k").write_text(yaml.safe_dump({"users": [{"name": "u", "user": {
         "client-certificate": str(tmp_path / "nope.pem")}}]}))
     assert not tb.kubeconfig_usable(tmp_path / "k")
+
+
+def _leaf(ca, hours: float, usage=CLIENT_AUTH):
+    key = tb.new_key()
+    cert = sign_leaf(CertSpec("system:node:n", ("system:nodes",), (usage,)), key.public_key(),
+                     ca.cert, ca.key, timedelta(hours=hours))
+    return cert, key
+
+
+def test_rotation_deadline_is_drawn_between_70_and_90_percent(ca):
+    cert, _ = _leaf(ca, 240)
+    start = cert.not_valid_before_utc.timestamp()
+    life = cert.not_valid_after_utc.timestamp() - start
+    assert tb.rotation_deadline(cert, 0.0) == pytest.approx(start + 0.7 * life)
+    assert tb.rotation_deadline(cert, 0.5) == pytest.approx(start + 0.8 * life)
+    assert tb.rotation_deadline(cert, 0.999999) == pytest.approx(start + 0.9 * life)
+
+
+def test_the_deadline_is_drawn_once_per_certificate(tmp_path, ca):
+    draws = iter([0.0, 0.9, 0.5])
+    mgr = tb.CertificateManager(FakeClient(), "n", tmp_path, "kubelet-client", tb.CLIENT_SIGNER,
+                                tb.CLIENT_USAGES, rand=lambda: next(draws))
+    first, _ = _leaf(ca, 10)
+    once = mgr.deadline(first)
+    assert mgr.deadline(first) == once  # asking again does not re-roll the dice
+    second, _ = _leaf(ca, 10)
+    assert mgr.deadline(second) == pytest.approx(tb.rotation_deadline(second, 0.9))
+
+
+async def test_client_cert_rotates_via_csr_at_its_deadline_on_a_fake_clock(tmp_path, ca):
+    """The manager sleeps (at most an hour at a time) until the drawn deadline, sends
+    no CSR before it, then rotates with the node's own identity and reloads."""
+    cert, key = _leaf(ca, 10)
+    tb.store_pair(tmp_path, "kubelet-client", cert_to_pem(cert), tb.key_pem(key))
+    now = [cert.not_valid_before_utc.timestamp() + 60]
+    sleeps: list[float] = []
+    seen_at: list[float] = []
+    client = FakeClient()
+    rotated = asyncio.Event()
+
+    async def fake_sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        if not client.objects(CSRS):
+            seen_at.append(now[0])
+        now[0] += seconds
+        await asyncio.sleep(0)
+
+    mgr = tb.CertificateManager(client, "n", tmp_path, "kubelet-client", tb.CLIENT_SIGNER,
+                                tb.CLIENT_USAGES, clock=lambda: now[0], rand=lambda: 0.25,
+                                sleep=fake_sleep, on_rotate=lambda p: rotated.set())
+    deadline = tb.rotation_deadline(cert, 0.25)
+    # The new certificate lives long enough that the fake clock never reaches its deadline.
+    signing = asyncio.create_task(signer(client, ca, hours=1000))
+    loop = asyncio.create_task(mgr.run())
+    try:
+        await asyncio.wait_for(rotated.wait(), 30)
+    finally:
+        loop.cancel()
+        signing.cancel()
+        await asyncio.gather(loop, signing, return_exceptions=True)
+    assert all(s <= 3600 for s in sleeps)
+    assert now[0] >= deadline and max(seen_at) < deadline
+    csrs = client.objects(CSRS)
+    assert len(csrs) == 1 and csrs[0]["spec"]["signerName"] == tb.CLIENT_SIGNER
+    new = tb.load_cert(tmp_path / "kubelet-client-current.pem")
+    assert new.serial_number != cert.serial_number
+    assert new.public_key() != cert.public_key()  # a new key for every certificate
+
+
+async def test_no_serving_certificate_yet_fails_handshakes_until_one_is_loaded(tmp_path, ca):
+    import ssl
+
+    from bootstrap.agents.kubelet import server as srv
+
+    ctx = srv.server_context(None, None, "")
+    server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0, ssl=ctx)
+    port = server.sockets[0].getsockname()[1]
+    client_ctx = ssl.create_default_context()
+    client_ctx.check_hostname = False
+    client_ctx.verify_mode = ssl.CERT_NONE
+    try:
+        with pytest.raises((ssl.SSLError, ConnectionError)):
+            _r, w = await asyncio.wait_for(
+                asyncio.open_connection("127.0.0.1", port, ssl=client_ctx), 10)
+            w.close()
+        cert, key = _leaf(ca, 1, ExtendedKeyUsageOID.SERVER_AUTH)
+        path = tb.store_pair(tmp_path, "kubelet-server", cert_to_pem(cert), tb.key_pem(key))
+        from bootstrap.agents.kubelet import _reload_serving_cert
+
+        _reload_serving_cert(ctx, path)
+        _r, w = await asyncio.wait_for(
+            asyncio.open_connection("127.0.0.1", port, ssl=client_ctx), 10)
+        peer = w.get_extra_info("ssl_object").getpeercert(binary_form=True)
+        assert x509.load_der_x509_certificate(peer).serial_number == cert.serial_number
+        w.close()
+    finally:
+        server.close()
+        await server.wait_closed()

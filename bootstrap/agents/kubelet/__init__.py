@@ -89,6 +89,11 @@ def _reload_client_cert(client, path: Path) -> None:
         ctx.load_cert_chain(str(path), str(path))
 
 
+def _reload_serving_cert(ctx, path: Path) -> None:
+    """New handshakes present the rotated serving certificate."""
+    ctx.load_cert_chain(str(path), str(path))
+
+
 async def run(cfg) -> int:
     from bootstrap.agents.kubelet import server as srv
     from bootstrap.agents.kubelet import tlsbootstrap as tb
@@ -133,23 +138,32 @@ async def run(cfg) -> int:
                                     tb.CLIENT_SIGNER, tb.CLIENT_USAGES,
                                     on_rotate=lambda p: _reload_client_cert(client, p))
         spawn(mgr.run(), "client-cert-rotation")
+    serving = None
     if cfg.tls_cert_file:
         cert, key = cfg.tls_cert_file, cfg.tls_private_key_file
     elif cfg.server_tls_bootstrap:
         serving = tb.CertificateManager(client, cfg.node_name, cert_dir, "kubelet-server",
                                         tb.SERVING_SIGNER, tb.SERVING_USAGES,
-                                        dns=[cfg.node_name], ips=[node_ip])
-        cert = key = str(await serving.ensure())
-        spawn(serving.run(), "serving-cert-rotation")
+                                        dns=[cfg.node_name], ips=[node_ip],
+                                        on_rotate=lambda p: _reload_serving_cert(server_ctx, p))
+        # Requested in the background: a pending CSR (nothing approves serving
+        # certificates by default) must not hold up pods and node status.
+        have = tb.load_cert(serving.current) is not None
+        cert = key = str(serving.current) if have else None
+        if not have:
+            log.warning("no serving certificate available for the kubelet yet: requested "
+                        "one (signer %s); approve its CSR", tb.SERVING_SIGNER)
     else:
         c, k = tb.self_signed(cert_dir, cfg.node_name, [node_ip])
         cert, key = str(c), str(k)
+    server_ctx = srv.server_context(cert, key, cfg.client_ca_file)
+    if serving is not None:
+        spawn(serving.run(), "serving-cert-rotation")
     auth = srv.Auth(client, cfg.node_name, webhook_authn=cfg.webhook_authn,
                     anonymous=cfg.anonymous_auth, mode=cfg.authorization_mode)
     source = srv.PodSource(kubelet.all_pods, runtime)
     app = srv.build_app(auth, source, runtime_channel=runtime.channel)
-    runner = await srv.serve(app, cfg.address, cfg.port,
-                             srv.server_context(cert, key, cfg.client_ca_file))
+    runner = await srv.serve(app, cfg.address, cfg.port, server_ctx)
     health = await _healthz(cfg.healthz_bind_address, cfg.healthz_port)
     log.info("kubelet %s serving on %s:%d (node IP %s)", cfg.node_name, cfg.address, cfg.port,
              node_ip)

@@ -283,9 +283,13 @@ def _read(path: str, offset: int = 0) -> bytes:
         return fh.read()
 
 
-def server_context(cert_file: str, key_file: str, client_ca_file: str) -> ssl.SSLContext:
+def server_context(cert_file: str | None, key_file: str | None,
+                   client_ca_file: str) -> ssl.SSLContext:
+    """Without a certificate (a serving CSR not yet signed) every handshake fails
+    until one is loaded into this same context."""
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.load_cert_chain(cert_file, key_file)
+    if cert_file:
+        ctx.load_cert_chain(cert_file, key_file)
     if client_ca_file:
         ctx.load_verify_locations(cafile=client_ca_file)
         # Optional: bearer-token and anonymous clients present no certificate.

@@ -7,9 +7,14 @@ signed, write ``kubelet-client-<stamp>.pem`` (certificate and key) in the cert
 dir with ``kubelet-client-current.pem`` pointing at it, and a kubeconfig at
 --kubeconfig whose client-certificate and client-key both name the current
 file, as upstream. Rotation requests a new certificate with the node's own
-credentials when 80% of the lifetime has passed (upstream jitters 70-90%).
-The serving certificate (serverTLSBootstrap) goes the same way through the
-kubernetes.io/kubelet-serving signer with the node's names and IPs as SANs.
+credentials at a random point between 70% and 90% of the certificate's
+lifetime, drawn once per certificate (upstream's jitteryDuration), so nodes
+that joined together do not all renew at once. The serving certificate
+(serverTLSBootstrap) goes the same way through the
+kubernetes.io/kubelet-serving signer with the node's names and IPs as SANs;
+until one is issued the kubelet serves nothing on its port but keeps running
+(upstream: "no serving certificate available"), since nothing approves
+serving CSRs by default.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import base64
 import ipaddress
 import logging
 import os
+import random
 import secrets
 import time
 from collections.abc import Callable
@@ -40,7 +46,10 @@ CLIENT_SIGNER = "kubernetes.io/kube-apiserver-client-kubelet"
 SERVING_SIGNER = "kubernetes.io/kubelet-serving"
 CLIENT_USAGES = ["digital signature", "client auth"]
 SERVING_USAGES = ["digital signature", "server auth"]
-ROTATE_AT = 0.8
+# The rotation deadline is notBefore + (ROTATE_FROM + ROTATE_SPREAD * u) * lifetime,
+# u uniform in [0, 1): upstream's wait.Jitter(total, 0.2) - 0.3 * total.
+ROTATE_FROM = 0.7
+ROTATE_SPREAD = 0.2
 
 
 class BootstrapError(Exception):
@@ -127,11 +136,17 @@ def load_cert(path: Path) -> x509.Certificate | None:
         return None
 
 
-def rotation_due(cert: x509.Certificate, now: float) -> float:
-    """Seconds until the certificate should be rotated (0 when due)."""
+def rotation_deadline(cert: x509.Certificate, u: float) -> float:
+    """When (epoch seconds) to rotate ``cert``; ``u`` in [0, 1) picks the point in
+    the 70-90% window of its lifetime."""
     start = cert.not_valid_before_utc.timestamp()
     end = cert.not_valid_after_utc.timestamp()
-    return max(0.0, start + ROTATE_AT * (end - start) - now)
+    return start + (ROTATE_FROM + ROTATE_SPREAD * u) * (end - start)
+
+
+def rotation_due(cert: x509.Certificate, now: float, u: float = 0.5) -> float:
+    """Seconds until the certificate should be rotated (0 when due)."""
+    return max(0.0, rotation_deadline(cert, u) - now)
 
 
 def write_kubeconfig(path: Path, bootstrap_kubeconfig: Path, cert_file: Path) -> None:
@@ -214,7 +229,9 @@ class CertificateManager:
     def __init__(self, client, node: str, cert_dir: Path, prefix: str, signer: str,
                  usages: list[str], *, dns: list[str] = (), ips: list[str] = (),
                  on_rotate: Callable[[Path], None] = lambda p: None,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time,
+                 rand: Callable[[], float] = random.random,
+                 sleep: Callable[[float], object] = asyncio.sleep):
         self.client = client
         self.node = node
         self.cert_dir = cert_dir
@@ -225,14 +242,29 @@ class CertificateManager:
         self.ips = list(ips)
         self.on_rotate = on_rotate
         self.clock = clock
+        self.rand = rand
+        self.sleep = sleep
+        self._deadline: tuple[int, float] | None = None  # (serial, when), one draw per cert
 
     @property
     def current(self) -> Path:
         return self.cert_dir / f"{self.prefix}-current.pem"
 
-    async def ensure(self) -> Path:
+    def deadline(self, cert: x509.Certificate) -> float:
+        if self._deadline is None or self._deadline[0] != cert.serial_number:
+            self._deadline = (cert.serial_number, rotation_deadline(cert, self.rand()))
+            log.info("%s expires %s, rotation deadline %s", self.prefix,
+                     cert.not_valid_after_utc.isoformat(),
+                     datetime.fromtimestamp(self._deadline[1], UTC).isoformat())
+        return self._deadline[1]
+
+    def wait(self) -> float:
+        """Seconds until the current certificate is due (0: missing or due now)."""
         cert = load_cert(self.current)
-        if cert is None or rotation_due(cert, self.clock()) == 0:
+        return 0.0 if cert is None else max(0.0, self.deadline(cert) - self.clock())
+
+    async def ensure(self) -> Path:
+        if self.wait() == 0:
             path = await rotate(self.client, self.node, self.cert_dir, self.prefix, self.signer,
                                 self.usages, dns=self.dns, ips=self.ips)
             self.on_rotate(path)
@@ -240,14 +272,13 @@ class CertificateManager:
 
     async def run(self) -> None:
         while True:
-            cert = load_cert(self.current)
-            wait = rotation_due(cert, self.clock()) if cert is not None else 0
-            await asyncio.sleep(min(wait, 3600))
+            # Woken at least hourly: a clock step or a replaced file is noticed.
+            await self.sleep(min(self.wait(), 3600))
             try:
                 await self.ensure()
             except (APIError, BootstrapError, OSError) as exc:
                 log.warning("rotating %s failed: %s", self.prefix, exc)
-                await asyncio.sleep(30)
+                await self.sleep(30)
 
 
 def self_signed(cert_dir: Path, node: str, ips: list[str]) -> tuple[Path, Path]:
