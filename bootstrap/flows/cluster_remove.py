@@ -46,6 +46,8 @@ from bootstrap.remote.result import tail
 AGENTS_BIN = "/opt/bootstrap/current/bin"
 NODES = ("", "v1", "nodes")
 CONFIG_MAPS = ("", "v1", "configmaps")
+SLICES = ("discovery.k8s.io", "v1", "endpointslices")
+DNS_SLICE_OWNER = ("endpointslice.kubernetes.io/managed-by", "bootstrap-dns")
 DRAIN_TIMEOUT = 360.0   # kubespray's drain_timeout
 RESET_TIMEOUT = 900.0
 
@@ -226,6 +228,12 @@ def _remove_one(c: _Cluster, r: Removal, api, kubeconfig: str, admin, conn, forc
     if api.delete(NODES, name):
         echo(f"[remove-node] {name}: Node deleted")
         r.done.append("Node deleted")
+    # A DNS server deletes its kube-dns slice when it stops cleanly; a dead one cannot.
+    dns_slice = api.get(SLICES, f"kube-dns-{name}", apiobjects.KUBE_SYSTEM)
+    labels = ((dns_slice or {}).get("metadata") or {}).get("labels") or {}
+    if labels.get(DNS_SLICE_OWNER[0]) == DNS_SLICE_OWNER[1]:
+        api.delete(SLICES, f"kube-dns-{name}", apiobjects.KUBE_SYSTEM)
+        echo(f"[remove-node] {name}: its kube-dns EndpointSlice deleted")
     if _drop_api_endpoint(api, name):
         echo(f"[remove-node] {name}: removed from kubeadm-config's ClusterStatus")
         r.done.append("ClusterStatus updated")

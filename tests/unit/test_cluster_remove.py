@@ -75,16 +75,22 @@ class API:
                                    for n in IPS}}
         self.cm = {"data": {"ClusterStatus": yaml.safe_dump(status)}}
         self.patches = []
+        self.slices = {"kube-dns-cp3": {"metadata": {"name": "kube-dns-cp3", "labels": {
+            "endpointslice.kubernetes.io/managed-by": "bootstrap-dns"}}}}
 
     def get(self, resource, name, namespace=None):
         if resource == cr.NODES:
             return {"metadata": {"name": name}} if name in self.nodes else None
+        if resource == cr.SLICES:
+            return self.slices.get(name)
         return self.cm
 
     def list(self, resource, namespace=None, **kw):
         return [{"metadata": {"name": n}} for n in sorted(self.nodes)]
 
     def delete(self, resource, name, namespace=None):
+        if resource == cr.SLICES:
+            return self.slices.pop(name, None) is not None
         present = name in self.nodes
         self.nodes.discard(name)
         return present
@@ -171,6 +177,7 @@ def test_dead_host_is_not_contacted_and_its_member_goes_by_id(inventory, world):
     assert "cp3" not in world.conns  # no SSH to the dead host
     assert done[0].done == ["etcd member c3 removed", "Node deleted", "ClusterStatus updated"]
     assert sorted(world.etcd.members) == ["cp1", "cp10"]
+    assert world.api.slices == {}  # the dead DNS server's endpoints go too
 
 
 def test_a_wrong_member_id_matches_nothing(inventory, world):
