@@ -6,6 +6,7 @@ throwaway network namespace, as test_proxy_netns. Needs root."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import threading
 
@@ -26,7 +27,8 @@ from .test_proxy_netns import (  # noqa: F401  (netns: the fixture, used by name
     service,
 )
 
-pytestmark = [pytest.mark.timeout(180), pytest.mark.usefixtures("netns")]
+pytestmark = [pytest.mark.timeout(180), pytest.mark.usefixtures("netns"),
+              pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")]
 
 
 def _rules() -> list[str]:
