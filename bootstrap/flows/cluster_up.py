@@ -123,7 +123,7 @@ def up_phases() -> list[Phase]:
         Phase("agents", "the agents' wheelhouse in /opt/bootstrap", run=run_agents,
               roles=("agents",)),
         Phase("etcd", "etcd members with mutual TLS; new members added one at a time",
-              run=run_etcd, roles=("etcd",)),
+              run=run_etcd, roles=("etcd", "etcd-backup")),
         Phase("containerd", "containerd, the image registry and the offline images",
               run=cluster_nodes.run_containerd, roles=("containerd", "registry")),
         Phase("loadbalancer", "haproxy on 127.0.0.1 on nodes that are not control plane "
