@@ -233,8 +233,8 @@ def run(conns: dict[str, Connection], nodes: list[EtcdNode], control_plane: list
             parallel(do, list(step.commands))
         except UserError as exc:
             if i == 0:  # the check: nothing has stopped yet
-                parallel(lambda n: conns[n.host].run(f"rm -f {REMOTE_SNAPSHOT}", check=False),
-                         nodes)
+                parallel(lambda n: conns[n.host].run(f"rm -rf {REMOTE_SNAPSHOT} {CHECK_DIR}",
+                                                     check=False), nodes)
                 raise UserError("snapshot fails its integrity check: " + exc.line(),
                                 hint="nothing was stopped; restore another snapshot") from exc
             raise

@@ -82,6 +82,14 @@ def run(ctx) -> Recap:
     running = [n for n in nodes if probes[n.host].has_data]
     joining = [n for n in nodes if not probes[n.host].has_data]
 
+    recap = _members(ctx, nodes, common, running, joining)
+    # After the members: the timer snapshots a member that serves.
+    return recap.merge(ctx.play("etcd backups", ctx.hosts(n.host for n in nodes),
+                                ["etcd-backup"], vars=common))
+
+
+def _members(ctx, nodes: list[EtcdNode], common: dict, running: list[EtcdNode],
+             joining: list[EtcdNode]) -> Recap:
     if not running:
         hosts = ctx.hosts(n.host for n in nodes)
         if hosts and len(hosts) < len(nodes):

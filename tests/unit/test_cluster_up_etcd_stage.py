@@ -35,13 +35,15 @@ class Ctx:
     dry_run: bool = False
     limit: set | None = None
     console: object = None
-    plays: list = field(default_factory=list)
+    plays: list = field(default_factory=list)  # the members' plays
+    backups: list = field(default_factory=list)  # the backup timer's play
 
     def hosts(self, names):
         return [n for n in names if self.limit is None or n in self.limit]
 
     def play(self, name, hosts, roles, *, serial=None, vars=None):
-        self.plays.append({"name": name, "hosts": hosts, "roles": roles, "serial": serial,
+        target = self.backups if roles == ["etcd-backup"] else self.plays
+        target.append({"name": name, "hosts": hosts, "roles": roles, "serial": serial,
                            "vars": vars})
         return Recap(per_host={h: HostStats(ok=1) for h in hosts})
 
@@ -128,3 +130,14 @@ def test_limit_on_running_cluster_converges_only_named_member():
     ctx = Ctx(Inv(3), conns(3, with_data=("h1", "h2", "h3")), limit={"h2"})
     etcd_stage.run(ctx)
     assert [p["hosts"] for p in ctx.plays] == [["h2"]]
+
+
+def test_the_backup_timer_play_comes_after_the_members_on_every_etcd_host():
+    ctx = Ctx(Inv(3), conns(3))
+    etcd_stage.run(ctx)
+    assert [(p["name"], p["hosts"]) for p in ctx.backups] == [
+        ("etcd backups", ["h1", "h2", "h3"])]
+    assert ctx.backups[0]["vars"]["etcd_nodes"]["h2"]["client_url"] == "https://10.0.0.2:2379"
+    limited = Ctx(Inv(3), conns(3, with_data=("h1", "h2", "h3")), limit={"h2"})
+    etcd_stage.run(limited)
+    assert [p["hosts"] for p in limited.backups] == [["h2"]]

@@ -42,7 +42,7 @@ def test_names_carry_a_utc_stamp_and_sort_by_age():
 
 
 def test_the_host_timer_names_snapshots_as_the_save_command():
-    defaults = yaml.safe_load((REPO / "roles/etcd/defaults/main.yml").read_text())
+    defaults = yaml.safe_load((REPO / "roles/etcd-backup/defaults/main.yml").read_text())
     assert defaults["etcd_backup_stamp_format"] == backup.STAMP_FORMAT
     assert defaults["etcd_backup_enabled"] is False  # off unless asked for
 
@@ -328,7 +328,8 @@ def test_restore_run_a_snapshot_failing_the_trial_restore_stops_nothing():
     with pytest.raises(UserError, match="integrity check.*nothing was stopped"):
         _run(c)
     assert c.log == []
-    assert all(any(cmd == f"rm -f {etcd_restore.REMOTE_SNAPSHOT}" for cmd in conn.commands)
+    cleanup = f"rm -rf {etcd_restore.REMOTE_SNAPSHOT} {etcd_restore.CHECK_DIR}"
+    assert all(any(cmd == cleanup for cmd in conn.commands)
                for h, conn in c.conns.items() if h.startswith("h"))
 
 
@@ -357,7 +358,7 @@ def test_restore_run_needs_every_host():
 
 def _role_run(host, vars_):
     inv = inventory(1, kube_control_plane=["h1"], etcd=["h1"])
-    play = Play("etcd", ["h1"], ["etcd"], tags={"etcd-backup"}, vars={
+    play = Play("etcd backups", ["h1"], ["etcd-backup"], vars={
         "etcd_nodes": {"h1": NODES[0].as_var()}, **vars_})
     recap = run_play(play, inv, {"h1": host}, extra_vars={},
                      console=Console(file=io.StringIO(), width=200))
