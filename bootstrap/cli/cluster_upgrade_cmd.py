@@ -57,13 +57,13 @@ def upgrade(inventory: str, to: str, config_path: str | None, limit: str | None,
     result = cluster_upgrade(inventory, opts, config_path=config_path, console=console)
     if dry_run:
         console.print(f"cluster upgrade (dry run): {len(result.planned)} "
-                      "host(s) would be upgraded, nothing changed", markup=False)
+                      "host(s) would be upgraded, nothing changed", markup=False, soft_wrap=True)
     elif not result.upgraded:
         console.print(f"cluster upgrade: every host is on {result.target} (0 changed)",
-                      markup=False)
+                      markup=False, soft_wrap=True)
     else:
         console.print(f"cluster upgrade: {len(result.upgraded)} host(s) upgraded to "
                       f"{result.target} in {result.total_time:.0f}s"
                       + (f", {len(result.skipped)} already were" if result.skipped else ""),
-                      markup=False)
+                      markup=False, soft_wrap=True)
     sys.stdout.flush()
