@@ -37,11 +37,13 @@ class ShellBroken(Exception):
 
 
 class ShellSession:
-    def __init__(self, transport: paramiko.Transport, host: str, open_timeout: float):
+    def __init__(self, transport: paramiko.Transport, host: str, open_timeout: float,
+                 shell: str = "/bin/sh"):
         self.host = host
         self.chan = transport.open_session(timeout=open_timeout)
-        # exec: no extra bash in between once the login shell has started us.
-        self.chan.exec_command("exec /bin/sh")
+        # exec: no extra bash in between once the login shell has started us. ``shell``
+        # may be ``sudo -n -u root -- /bin/sh``: every command then runs as that user.
+        self.chan.exec_command(f"exec {shell}")
         self._out = bytearray()
         self._err = bytearray()
 

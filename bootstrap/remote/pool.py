@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from bootstrap.errors import RemoteError
+from bootstrap.remote.local import LocalConnection
 from bootstrap.remote.ssh import SSHConnection
 
 T = TypeVar("T")
@@ -97,8 +98,13 @@ def _open_all(hosts: list[Any], max_parallel: int, *, known_hosts: str | None = 
     return conns, errors
 
 
-def connection_for(host: Any, **kwargs: Any) -> SSHConnection:
-    """The connection an inventory host asks for."""
+def connection_for(host: Any, **kwargs: Any) -> SSHConnection | LocalConnection:
+    """The connection an inventory host asks for: ansible_connection=local runs on this
+    machine without SSH (with become through sudo), anything else is SSH."""
+    if getattr(host, "connection", "ssh") == "local":
+        become_user = (getattr(host, "become_user", None) or "root") \
+            if getattr(host, "become", False) else None
+        return LocalConnection(host.name, become_user=become_user)
     return SSHConnection(host, **kwargs)
 
 

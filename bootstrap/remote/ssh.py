@@ -12,6 +12,7 @@ commands on one connection at once.
 
 from __future__ import annotations
 
+import base64
 import errno
 import io
 import logging
@@ -152,10 +153,26 @@ class SSHConnection:
         # accept-new trusts a first-seen key; False keeps it in memory only (a dry
         # run writes nothing, known_hosts included).
         self.remember_host_keys = remember_host_keys
+        # ansible_become: every command (and file) through ``sudo -n`` as this user;
+        # None when the login user already is that user.
+        target = getattr(host, "become_user", None) or "root"
+        self.become_user: str | None = (
+            target if getattr(host, "become", False) and target != self.user else None)
+        # ProxyJump / kubespray's bastion: the TCP connection goes through this host.
+        self.jump = getattr(host, "jump_host", None)
+        self._gateway: fabric.Connection | None = None
 
     # -- connection -------------------------------------------------------
     def _where(self) -> str:
-        return f"host {self.host} ({self.user}@{self.address}:{self.port})"
+        via = f" via {self.jump.spec()}" if self.jump is not None else ""
+        return f"host {self.host} ({self.user}@{self.address}:{self.port}{via})"
+
+    def _sudo(self) -> str:
+        """The prefix that runs a command as the become user (empty without become)."""
+        if self.become_user is None:
+            return ""
+        # -n: never prompt (keys and NOPASSWD sudo only); -H: that user's HOME.
+        return f"sudo -n -H -u {shlex.quote(self.become_user)} -- "
 
     def open(self) -> SSHConnection:
         with self._lock:
@@ -164,7 +181,21 @@ class SSHConnection:
             self._fabric = self._connect()
             self._sftp = None
             self._idle = []
+        if self.become_user is not None:
+            self._check_sudo()
         return self
+
+    def _check_sudo(self) -> None:
+        # Once per connection: a refused sudo is one clear line, not a dead shell later.
+        r = self._exec(f"{self._sudo()}true", "sudo", self.connect_timeout)
+        if not r.ok:
+            reason = (r.stderr.strip().splitlines() or [f"exit {r.exit_code}"])[-1]
+            raise RemoteError(
+                f"sudo to {self.become_user} refused for user {self.user}: {reason}",
+                where=self._where(),
+                hint="allow passwordless sudo (NOPASSWD) for ansible_user, or set "
+                     "ansible_become: false",
+            )
 
     def _transport_alive(self) -> bool:
         t = self._fabric.client.get_transport() if self._fabric else None
@@ -175,19 +206,101 @@ class SSHConnection:
         # ~/.ssh/config is not consulted (kubespray's ansible.cfg does the same
         # through ansible_ssh_common_args).
         config = fabric.Config(overrides={"load_ssh_configs": False})
+        gateway = None
+        if self.jump is not None:
+            # fabric opens the jump host first and tunnels to the host through it
+            # (direct-tcpip), as ssh -J does; same host-key policy for both.
+            key = self.jump.key_file or self.key_file
+            gateway = fabric.Connection(self.jump.address, user=self.jump.user or self.user,
+                                        port=self.jump.port, config=config,
+                                        connect_kwargs=self._connect_kwargs(key))
+            self._host_key_policy(gateway.client)
+            self._gateway = gateway
+        fconn = fabric.Connection(self.address, user=self.user, port=self.port, config=config,
+                                  connect_kwargs=self._connect_kwargs(self.key_file),
+                                  gateway=gateway)
+        self._host_key_policy(fconn.client)
+        client = fconn.client
+        try:
+            fconn.open()
+        except paramiko.BadHostKeyException:
+            self._close_clients(fconn)
+            raise RemoteError(
+                f"host key mismatch for {_host_key_name(self.address, self.port)}",
+                where=self._where(),
+                hint=f"if the host was rebuilt, remove its line from {self.known_hosts}",
+            ) from None
+        except paramiko.AuthenticationException as exc:
+            self._close_clients(fconn)
+            key = self.key_file or "default keys"
+            raise RemoteError(
+                f"authentication refused for user {self.user} with {key}: {exc}",
+                where=self._where(),
+                hint="check ansible_user and ansible_ssh_private_key_file",
+            ) from None
+        except TimeoutError:
+            self._close_clients(fconn)
+            raise RemoteError(
+                f"connection timed out after {self.connect_timeout:g}s",
+                where=self._where(),
+                hint="is the host up and reachable?",
+            ) from None
+        except paramiko.ssh_exception.NoValidConnectionsError as exc:
+            self._close_clients(fconn)
+            reasons = {str(e.strerror or e) for e in exc.errors.values()}
+            raise RemoteError(
+                f"cannot connect: {'; '.join(sorted(reasons))}",
+                where=self._where(),
+                hint="is sshd running and the address right?",
+            ) from None
+        except paramiko.SSHException as exc:
+            self._close_clients(fconn)
+            msg = str(exc)
+            hint = None
+            if "not found in known_hosts" in msg:
+                msg = "host key not in known_hosts (strict policy)"
+                hint = f"add it to {self.known_hosts} or use accept-new"
+            elif "banner" in msg or "No existing session" in msg:
+                msg = "no SSH greeting (the port answered, but not as an SSH server)"
+                hint = "is sshd running and listening on that port?"
+            raise RemoteError(msg, where=self._where(), hint=hint) from None
+        except OSError as exc:
+            self._close_clients(fconn)
+            raise RemoteError(
+                f"cannot connect: {exc.strerror or exc}", where=self._where()
+            ) from None
+        transport = client.get_transport()
+        if transport is not None:
+            # Keeps idle connections through NAT/conntrack during long waits.
+            transport.set_keepalive(30)
+            # Each command is a few small packets; with Nagle on, the second
+            # waits for a delayed ACK (~40 ms a command).
+            try:
+                transport.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except (OSError, AttributeError):
+                pass
+        return fconn
+
+    def _close_clients(self, fconn: fabric.Connection) -> None:
+        fconn.client.close()
+        if self._gateway is not None:
+            self._gateway.close()
+            self._gateway = None
+
+    def _connect_kwargs(self, key_file: str | None) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
             # Here, not as fabric's connect_timeout, which rounds to whole seconds.
             "timeout": self.connect_timeout,
-            "look_for_keys": self.key_file is None,
+            "look_for_keys": key_file is None,
             "allow_agent": False,
             "banner_timeout": self.connect_timeout,
             "auth_timeout": self.connect_timeout,
         }
-        if self.key_file:
-            kwargs["key_filename"] = self.key_file
-        fconn = fabric.Connection(self.address, user=self.user, port=self.port, config=config,
-                                  connect_kwargs=kwargs)
-        client = fconn.client
+        if key_file:
+            kwargs["key_filename"] = key_file
+        return kwargs
+
+    def _host_key_policy(self, client: paramiko.SSHClient) -> None:
         if self.policy == "ignore":
             client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
         else:
@@ -203,65 +316,6 @@ class SSHConnection:
             else:
                 client.set_missing_host_key_policy(
                     _AcceptNew(self.known_hosts if self.remember_host_keys else None))
-        try:
-            fconn.open()
-        except paramiko.BadHostKeyException:
-            client.close()
-            raise RemoteError(
-                f"host key mismatch for {_host_key_name(self.address, self.port)}",
-                where=self._where(),
-                hint=f"if the host was rebuilt, remove its line from {self.known_hosts}",
-            ) from None
-        except paramiko.AuthenticationException as exc:
-            client.close()
-            key = self.key_file or "default keys"
-            raise RemoteError(
-                f"authentication refused for user {self.user} with {key}: {exc}",
-                where=self._where(),
-                hint="check ansible_user and ansible_ssh_private_key_file",
-            ) from None
-        except TimeoutError:
-            client.close()
-            raise RemoteError(
-                f"connection timed out after {self.connect_timeout:g}s",
-                where=self._where(),
-                hint="is the host up and reachable?",
-            ) from None
-        except paramiko.ssh_exception.NoValidConnectionsError as exc:
-            client.close()
-            reasons = {str(e.strerror or e) for e in exc.errors.values()}
-            raise RemoteError(
-                f"cannot connect: {'; '.join(sorted(reasons))}",
-                where=self._where(),
-                hint="is sshd running and the address right?",
-            ) from None
-        except paramiko.SSHException as exc:
-            client.close()
-            msg = str(exc)
-            hint = None
-            if "not found in known_hosts" in msg:
-                msg = "host key not in known_hosts (strict policy)"
-                hint = f"add it to {self.known_hosts} or use accept-new"
-            elif "banner" in msg or "No existing session" in msg:
-                msg = "no SSH greeting (the port answered, but not as an SSH server)"
-                hint = "is sshd running and listening on that port?"
-            raise RemoteError(msg, where=self._where(), hint=hint) from None
-        except OSError as exc:
-            client.close()
-            raise RemoteError(
-                f"cannot connect: {exc.strerror or exc}", where=self._where()
-            ) from None
-        transport = client.get_transport()
-        if transport is not None:
-            # Keeps idle connections through NAT/conntrack during long waits.
-            transport.set_keepalive(30)
-            # Each command is a few small packets; with Nagle on, the second
-            # waits for a delayed ACK (~40 ms a command).
-            try:
-                transport.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except (OSError, AttributeError):
-                pass
-        return fconn
 
     def _transport(self) -> paramiko.Transport:
         if self._fabric is None or not self._transport_alive():
@@ -285,7 +339,15 @@ class SSHConnection:
             if check and not result.ok:
                 raise RemoteCommandError(self.host, cmd, result)
             return result
-        full = "sh -c " + shlex.quote(with_env(cmd, env))
+        result = self._exec(self._sudo() + "sh -c " + shlex.quote(with_env(cmd, env)), cmd,
+                            timeout, input)
+        if check and not result.ok:
+            raise RemoteCommandError(self.host, cmd, result)
+        return result
+
+    def _exec(self, full: str, cmd: str, timeout: float | None,
+              input: str | bytes | None = None) -> Result:
+        """``full`` on its own exec channel (commands with stdin, the sudo check)."""
         try:
             chan = self._transport().open_session(timeout=self.connect_timeout)
         except paramiko.SSHException as exc:
@@ -300,8 +362,6 @@ class SSHConnection:
             raise RemoteError(f"lost connection running `{cmd}`: {exc}", where=self._where()) from None
         finally:
             chan.close()
-        if check and not result.ok:
-            raise RemoteCommandError(self.host, cmd, result)
         return result
 
     def _run_in_shell(self, script: str, cmd: str, timeout: float | None) -> Result:
@@ -310,7 +370,8 @@ class SSHConnection:
                 session = self._idle.pop() if self._idle else None
             if session is None or not session.alive:
                 try:
-                    session = ShellSession(self._transport(), self.host, self.connect_timeout)
+                    session = ShellSession(self._transport(), self.host, self.connect_timeout,
+                                           shell=self._sudo() + "/bin/sh")
                 except (OSError, paramiko.SSHException) as exc:
                     raise RemoteError(f"cannot open a channel: {exc}", where=self._where()) from None
             try:
@@ -382,6 +443,9 @@ class SSHConnection:
             self._put_stream(fh, remote_path, mode)
 
     def _put_stream(self, stream, path: str, mode: int) -> None:
+        if self.become_user is not None:
+            self._put_as_become_user(stream, path, mode)
+            return
         parent, base = os.path.split(path)
         tmp = f"{parent or '.'}/.{base}.{uuid.uuid4().hex[:8]}.tmp"
         with self._sftp_lock:
@@ -404,8 +468,33 @@ class SSHConnection:
                 reason = exc.strerror or errno.errorcode.get(exc.errno or 0) or str(exc)
                 raise RemoteError(f"cannot write {path}: {reason}", where=self._where()) from None
 
+    def _put_as_become_user(self, stream, path: str, mode: int) -> None:
+        # SFTP runs as the login user: upload to a private temp file, then move it
+        # into place as the become user (owned by it, mode set, atomically renamed).
+        staged = f"/tmp/.bootstrap-{uuid.uuid4().hex}.tmp"
+        parent, base = os.path.split(path)
+        final_tmp = f"{parent or '.'}/.{base}.{uuid.uuid4().hex[:8]}.tmp"
+        with self._sftp_lock:
+            sftp = self._sftp_client()
+            try:
+                sftp.putfo(stream, staged, confirm=False)
+                sftp.chmod(staged, 0o600)
+            except OSError as exc:
+                reason = exc.strerror or errno.errorcode.get(exc.errno or 0) or str(exc)
+                raise RemoteError(f"cannot stage {path} in /tmp: {reason}",
+                                  where=self._where()) from None
+        q = shlex.quote
+        r = self.run(f"mkdir -p {q(parent or '.')} && install -m {mode:04o} {q(staged)} "
+                     f"{q(final_tmp)} && mv -f {q(final_tmp)} {q(path)}; rc=$?; "
+                     f"rm -f {q(staged)} {q(final_tmp)}; exit $rc", check=False)
+        if not r.ok:
+            reason = (r.stderr.strip().splitlines() or [f"exit {r.exit_code}"])[-1]
+            raise RemoteError(f"cannot write {path}: {reason}", where=self._where())
+
     def get(self, path: str) -> bytes:
         """Read a remote file; a missing file raises ``FileNotFoundError``."""
+        if self.become_user is not None:
+            return self._get_as_become_user(path)
         with self._sftp_lock:
             sftp = self._sftp_client()
             try:
@@ -416,6 +505,16 @@ class SSHConnection:
                 raise FileNotFoundError(errno.ENOENT, f"{self.host}: no such file", path) from None
             except OSError as exc:
                 raise RemoteError(f"cannot read {path}: {exc}", where=self._where()) from None
+
+    def _get_as_become_user(self, path: str) -> bytes:
+        q = shlex.quote(path)
+        r = self.run(f"if [ -e {q} ]; then base64 < {q}; else exit 3; fi", check=False)
+        if r.exit_code == 3:
+            raise FileNotFoundError(errno.ENOENT, f"{self.host}: no such file", path)
+        if not r.ok:
+            reason = (r.stderr.strip().splitlines() or [f"exit {r.exit_code}"])[-1]
+            raise RemoteError(f"cannot read {path}: {reason}", where=self._where())
+        return base64.b64decode(r.stdout)
 
     def close(self) -> None:
         with self._lock:
@@ -428,6 +527,9 @@ class SSHConnection:
             if self._fabric is not None:
                 self._fabric.close()
                 self._fabric = None
+            if self._gateway is not None:
+                self._gateway.close()
+                self._gateway = None
 
     def __enter__(self) -> SSHConnection:
         return self
