@@ -20,12 +20,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bootstrap.api import errors, meta
+from bootstrap.api import discovery, errors, meta
 from bootstrap.api.client import PATCH_TYPES, ResourceRef, _resource
 from bootstrap.api.patch import json_patch, merge_patch
 from bootstrap.api.patch_apply import apply as server_side_apply
 from bootstrap.api.patch_strategic import PatchError, strategic_merge_patch
-from bootstrap.api.resources import Resource, by_gvr
+from bootstrap.api.resources import CATALOGUE, Resource, by_gvr
 from bootstrap.api.selectors import parse_field_selector, parse_label_selector
 
 PODS = by_gvr("", "v1", "pods")
@@ -64,13 +64,37 @@ class FakeClient:
         self._oldest = 0           # history before this revision was compacted
         self._watchers: list[asyncio.Queue] = []
         self._errors: list[list] = []  # [verb, plural, name, error, times]
+        # Resources served beyond the static catalogue (a CRD's), listed by discovery.
+        self.served: list[Resource] = []
 
     # test helpers ------------------------------------------------------------------
+
+    def serve(self, *resources: Resource) -> None:
+        """Serve custom resources: discovery lists them from now on."""
+        self.served.extend(resources)
+
+    def unserve(self, resource: Resource) -> None:
+        self.served = [r for r in self.served if r.gvr != resource.gvr]
+
+    async def request(self, method: str, path: str, **kwargs) -> Any:
+        """Raw requests: only discovery (/api, /apis), from CATALOGUE plus ``served``."""
+        self.requests.append(FakeRequest(method.lower(), path, None, None))
+        for entry in self._errors:  # fail("get", "/apis", error) breaks discovery
+            if entry[0] == method.lower() and entry[1] == path and entry[4]:
+                entry[4] -= 1
+                raise entry[3]
+        if method != "GET" or path not in ("/api", "/apis"):
+            raise errors.APIError(404, "NotFound",
+                                  "the server could not find the requested resource")
+        every = [r for r in CATALOGUE if r.stored] + self.served
+        return discovery.document([r for r in every if bool(r.group) == (path == "/apis")])
 
     def seed(self, *objs: dict) -> None:
         """Store objects as if they had been created (no request is recorded)."""
         for obj in objs:
-            res = _resource_of(obj)
+            group, _, version = obj.get("apiVersion", "").rpartition("/")
+            res = next((r for r in self.served if r.gvk == (group, version, obj.get("kind"))),
+                       None) or _resource_of(obj)
             self._create(res, copy.deepcopy(obj), obj.get("metadata", {}).get("namespace"))
 
     def objects(self, plural: str, namespace: str | None = None) -> list[dict]:

@@ -348,6 +348,13 @@ class SharedInformerFactory:
     def informers(self) -> list[Informer]:
         return list(self._informers.values())
 
+    async def remove(self, resource: ResourceRef, namespace: str | None = None) -> None:
+        """Stop and forget the unfiltered informer of a resource that is no longer
+        served (a deleted CustomResourceDefinition's), so it stops re-listing."""
+        inf = self._informers.pop((_resource(resource).gvr, namespace, None, None), None)
+        if inf is not None:
+            await inf.stop()
+
     def start(self) -> None:
         """Start every informer not yet started (call again after asking for more)."""
         for inf in self._informers.values():

@@ -20,19 +20,36 @@ no second copy of the graph is kept. Items are queued as
 
 Every write carries the cached resourceVersion (a stale cache is a 409 and a
 retry) or a UID precondition, so reconciles are safe to repeat.
+
+Besides the static catalogue, every deletable resource the server's discovery
+lists (custom resources, aggregated APIs) is watched too, re-read every
+RESOURCE_RESYNC seconds and soon after a CustomResourceDefinition or APIService
+changes (upstream's GarbageCollector.Sync over discovery); a resource no longer
+served is dropped.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
+import aiohttp
+
+from bootstrap.api import discovery
 from bootstrap.api.cache import OWNER_UID, index_by_owner_uid, meta_key, split_key
 from bootstrap.api.controller import Controller
 from bootstrap.api.errors import APIError
-from bootstrap.api.resources import CATALOGUE, Resource, by_api_version
+from bootstrap.api.resources import CATALOGUE, Resource, by_api_version, by_gvr
 
 UID = "uid"
 ORPHAN = "orphan"
 FOREGROUND = "foregroundDeletion"
 SOLID, DANGLING, WAITING, UNKNOWN = "solid", "dangling", "waiting", "unknown"
+RESOURCE_RESYNC = 30.0  # upstream's discovery re-read period
+DELETABLE = {"delete", "list", "watch"}
+# What makes new resources appear: a change here re-reads discovery soon.
+_SERVING_KINDS = (("apiextensions.k8s.io", "v1", "customresourcedefinitions"),
+                  ("apiregistration.k8s.io", "v1", "apiservices"))
 
 
 def index_by_uid(obj: dict) -> list[str]:
@@ -71,22 +88,81 @@ class GarbageCollector(Controller):
 
     def __init__(self, client, factory, recorder=None):
         super().__init__(client, factory, recorder)
-        self.resources = collected_resources()
-        self._by_name = {r.qualified: r for r in self.resources}
+        self.resources: list[Resource] = []
+        self._by_name: dict[str, Resource] = {}
         self.informers = {}
-        for res in self.resources:
-            inf = factory.informer(res)
-            inf.add_indexers({OWNER_UID: index_by_owner_uid, UID: index_by_uid})
-            inf.add_handler(on_add=lambda o, r=res: self._changed(r, None, o),
-                            on_update=lambda old, new, r=res: self._changed(r, old, new),
-                            on_delete=lambda o, r=res: self._deleted(r, o))
-            self.informers[res.qualified] = inf
+        self._discovered: set[str] = set()  # qualified names found through discovery
+        self._rediscover = asyncio.Event()
+        for res in collected_resources():
+            self._monitor(res)
+        for gvr in _SERVING_KINDS:
+            res = by_gvr(*gvr)
+            if res is not None and res.qualified in self.informers:
+                self.informers[res.qualified].add_handler(
+                    on_add=lambda o: self._rediscover.set(),
+                    on_update=lambda old, new: self._rediscover.set(),
+                    on_delete=lambda o: self._rediscover.set())
+
+    def _monitor(self, res: Resource) -> None:
+        inf = self.factory.informer(res)
+        inf.add_indexers({OWNER_UID: index_by_owner_uid, UID: index_by_uid})
+        inf.add_handler(on_add=lambda o, r=res: self._changed(r, None, o),
+                        on_update=lambda old, new, r=res: self._changed(r, old, new),
+                        on_delete=lambda o, r=res: self._deleted(r, o))
+        self.resources.append(res)
+        self._by_name[res.qualified] = res
+        self.informers[res.qualified] = inf
 
     @classmethod
     def from_options(cls, client, factory, recorder, options):
         ctrl = cls(client, factory, recorder)
         ctrl.workers = options.concurrent_gc_syncs
         return ctrl
+
+    # resources found at run time -----------------------------------------------------
+
+    async def sync_resources(self) -> None:
+        """Watch every deletable served resource beyond the catalogue; forget those
+        no longer served."""
+        try:
+            found = {r.qualified: r for r in
+                     await discovery.extra_resources(self.client, DELETABLE)}
+        except (APIError, aiohttp.ClientError, TimeoutError) as exc:
+            self.log.warning("discovery failed, keeping the resources known: %s", exc)
+            return
+        added = [r for q, r in found.items() if q not in self.informers]
+        for res in added:
+            self._monitor(res)
+            self._discovered.add(res.qualified)
+            self.log.info("garbage collecting %s", res.qualified)
+        for q in self._discovered - set(found):
+            res = self._by_name.pop(q)
+            self.resources.remove(res)
+            del self.informers[q]
+            self._discovered.discard(q)
+            await self.factory.remove(res)
+            self.log.info("stopped garbage collecting %s", q)
+        if added:
+            self.factory.start()
+
+    async def _resync_resources(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(RESOURCE_RESYNC):
+                    await self._rediscover.wait()
+            self._rediscover.clear()
+            await asyncio.sleep(1.0)  # let the server finish serving what just changed
+            await self.sync_resources()
+
+    async def run(self, workers: int | None = None) -> None:
+        await self.sync_resources()
+        task = asyncio.create_task(self._resync_resources(), name="gc-discovery")
+        try:
+            await super().run(workers)
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     # keys and lookups --------------------------------------------------------------
 
@@ -158,6 +234,8 @@ class GarbageCollector(Controller):
     # reconcile ---------------------------------------------------------------------
 
     async def reconcile(self, key: str) -> float | None:
+        if key.partition("|")[0] not in self._by_name:
+            return None  # a resource no longer served
         res, ns, name = self._parse(key)
         obj = self.informers[res.qualified].get(name, ns)
         if obj is None:

@@ -7,7 +7,10 @@ with live lists: what remains (graceful pods, objects held by finalizers) is
 reported in the NamespaceContentRemaining / NamespaceFinalizersRemaining
 conditions and the namespace is looked at again. A kind whose deletion fails
 shows in NamespaceDeletionContentFailure. Conditions follow upstream's
-status_condition_utils (types, reasons, messages).
+status_condition_utils (types, reasons, messages). Besides the static catalogue,
+the namespaced resources the server's discovery lists (custom resources,
+aggregated APIs) are emptied too; while discovery fails the namespace is kept
+(NamespaceDeletionDiscoveryFailure), so no custom object outlives it unseen.
 """
 
 from __future__ import annotations
@@ -15,6 +18,9 @@ from __future__ import annotations
 import copy
 import time
 
+import aiohttp
+
+from bootstrap.api import discovery
 from bootstrap.api.controller import Controller
 from bootstrap.api.errors import APIError
 from bootstrap.api.resources import CATALOGUE, Resource, by_gvr
@@ -47,9 +53,13 @@ def namespaced_resources() -> list[Resource]:
 
 
 def conditions_for(failures: list[str], remaining: dict[str, int],
-                   by_finalizer: dict[str, int]) -> dict[str, tuple[str, str, str]]:
+                   by_finalizer: dict[str, int], discovery_error: str = ""
+                   ) -> dict[str, tuple[str, str, str]]:
     """type -> (status, reason, message) for the five deletion conditions."""
     out = {t: ("False", *OK[t]) for t in CONDITION_TYPES}
+    if discovery_error:
+        out["NamespaceDeletionDiscoveryFailure"] = (
+            "True", "DiscoveryFailed", f"Discovery failed for some groups: {discovery_error}")
     if failures:
         out["NamespaceDeletionContentFailure"] = (
             "True", "ContentDeletionFailed",
@@ -112,20 +122,27 @@ class NamespaceController(Controller):
             return None
         if FINALIZER not in ((ns.get("spec") or {}).get("finalizers") or []):
             return None
-        failures, remaining, by_finalizer, wait = await self._delete_content(key)
-        ns = await self._set_conditions(ns, conditions_for(failures, remaining, by_finalizer))
-        if failures or remaining:
+        try:
+            extra = [r for r in await discovery.extra_resources(self.client, {"list", "delete"})
+                     if r.namespaced]
+            discovery_error = ""
+        except (APIError, aiohttp.ClientError, TimeoutError) as exc:
+            extra, discovery_error = [], str(exc) or type(exc).__name__
+        failures, remaining, by_finalizer, wait = await self._delete_content(key, extra)
+        ns = await self._set_conditions(ns, conditions_for(failures, remaining, by_finalizer,
+                                                           discovery_error))
+        if failures or remaining or discovery_error:
             return min(MAX_RECHECK, max(wait, 1.0)) if wait else RECHECK
         await self._finalize(ns)
         return None
 
-    async def _delete_content(self, namespace: str):
+    async def _delete_content(self, namespace: str, extra: list[Resource] = ()):
         failures: list[str] = []
         remaining: dict[str, int] = {}
         by_finalizer: dict[str, int] = {}
         wait = 0.0
         now = self.clock()
-        for res in namespaced_resources():
+        for res in [*namespaced_resources(), *extra]:
             try:
                 items = (await self.client.list(res, namespace)).get("items") or []
             except APIError as exc:
