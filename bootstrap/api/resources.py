@@ -34,6 +34,10 @@ class Resource:
     # A served CustomResourceDefinition version: the CRD and version the custom
     # strategy reads its schema, subresources and columns from (None for built-ins).
     custom: object = field(default=None, compare=False, hash=False, repr=False)
+    # The apiVersion objects are stored at when another served version of the same
+    # kind is the storage version (autoscaling/v1 HPAs are stored as autoscaling/v2,
+    # events.k8s.io/v1 Events as core v1); empty: stored at this version.
+    stored_as: str = ""
 
     def __post_init__(self):
         if not self.list_kind:
@@ -51,6 +55,11 @@ class Resource:
     @property
     def gvr(self) -> tuple[str, str, str]:
         return (self.group, self.version, self.plural)
+
+    @property
+    def storage_api_version(self) -> str:
+        """The apiVersion this resource's objects have in etcd."""
+        return self.stored_as or getattr(self.custom, "storage_api_version", "") or self.gv
 
     @property
     def etcd_prefix(self) -> str:
@@ -85,11 +94,12 @@ class Resource:
 
 
 def _r(group, version, kind, plural, namespaced, short=(), sub=(), cats=(), singular=None,
-       verbs=ALL_VERBS, stored=True) -> Resource:
+       verbs=ALL_VERBS, stored=True, stored_as="", prefix="") -> Resource:
     return Resource(group=group, version=version, kind=kind, plural=plural,
                     singular=singular or kind.lower(), namespaced=namespaced,
                     short_names=tuple(short), verbs=tuple(verbs), subresources=tuple(sub),
-                    categories=tuple(cats), stored=stored)
+                    categories=tuple(cats), stored=stored, stored_as=stored_as,
+                    storage_prefix=prefix)
 
 
 _ALL = ("all",)
@@ -160,6 +170,12 @@ CATALOGUE: list[Resource] = [
     # autoscaling/v2
     _r("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", True,
        ("hpa",), ("status",), _ALL),
+    # autoscaling/v1: the same objects, converted (bootstrap.api.conversion)
+    _r("autoscaling", "v1", "HorizontalPodAutoscaler", "horizontalpodautoscalers", True,
+       ("hpa",), ("status",), _ALL, stored_as="autoscaling/v2"),
+    # events.k8s.io/v1: core Events under another field layout, same etcd keys
+    _r("events.k8s.io", "v1", "Event", "events", True, ("ev",), stored_as="v1",
+       prefix="/registry/events"),
     # networking.k8s.io/v1
     _r("networking.k8s.io", "v1", "Ingress", "ingresses", True, ("ing",), ("status",)),
     _r("networking.k8s.io", "v1", "IngressClass", "ingressclasses", False),

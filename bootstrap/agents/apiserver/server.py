@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 
 ETCD_START_TIMEOUT = 20.0
 SYSTEM_USER = UserInfo(name="system:apiserver", groups=[MASTERS, "system:authenticated"])
-_BY_PLURAL = {r.plural: r for r in CATALOGUE if r.stored}
+# The storage version of each plural (core Events, not events.k8s.io's view of them).
+_BY_PLURAL = {r.plural: r for r in reversed(CATALOGUE) if r.stored and not r.stored_as}
 
 
 class AuthStore:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from bootstrap.api import conversion
 from bootstrap.api.resources import Resource
 
 from . import common
@@ -16,15 +17,20 @@ def _include_object(request: web.Request) -> str:
 def to_table(objs: list[dict], res: Resource, request: web.Request,
              list_meta: dict | None) -> dict:
     from bootstrap.api import tables
+    if res.stored_as:
+        # Columns are written once per kind, for the storage version (upstream prints
+        # the internal type, whatever version was asked for).
+        objs = [conversion.convert(o, res.stored_as) for o in objs]
     return tables.to_table(objs, res, include_object=_include_object(request),
                            list_meta=list_meta)
 
 
 def served_as(res: Resource, obj: dict) -> dict:
-    """A custom object read at another served version than it is stored in: the same
-    JSON with apiVersion rewritten (conversion strategy None)."""
-    if res.custom is not None and obj.get("apiVersion") != res.gv:
-        return dict(obj, apiVersion=res.gv)
+    """An object read from the watch cache (at its storage version) as the version
+    asked for: converted for built-ins served at several versions, apiVersion
+    rewritten for custom resources (conversion strategy None)."""
+    if obj.get("apiVersion") != res.gv and (res.custom is not None or res.stored_as):
+        return conversion.convert(obj, res.gv)
     return obj
 
 
@@ -47,7 +53,7 @@ def object_response(request: web.Request, res: Resource, obj: dict, status: int 
 
 def list_response(request: web.Request, res: Resource, items: list[dict], rv: int,
                   cont: str | None, remaining: int | None) -> web.Response:
-    if res.custom is not None:
+    if res.custom is not None or res.stored_as:
         items = [served_as(res, o) for o in items]
     want = common.wants(request)
     if want.startswith("Table"):

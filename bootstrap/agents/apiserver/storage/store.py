@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 
 import orjson
 
-from bootstrap.api import errors
+from bootstrap.api import conversion, errors
 from bootstrap.api.resources import CATALOGUE, Resource
 
 from . import encryption
@@ -81,8 +81,13 @@ class Store:
     def decoder(self, res: Resource) -> Callable[[str, bytes, int], dict]:
         tr = self.transformer(res)
 
+        converts = res.storage_api_version != res.gv
+
         def decode(key: str, value: bytes, rev: int) -> dict:
             obj = orjson.loads(tr.decrypt(value, key))
+            if converts:
+                # Read at another served version than the storage one.
+                obj = conversion.convert(obj, res.gv)
             obj.setdefault("metadata", {})["resourceVersion"] = str(rev)
             return obj
         return decode
@@ -90,10 +95,10 @@ class Store:
     def encode(self, res: Resource, key: str, obj: dict) -> bytes:
         meta = obj.get("metadata", {})
         rv = meta.pop("resourceVersion", None)
-        stored_as = getattr(res.custom, "storage_api_version", "")
-        if stored_as and obj.get("apiVersion") != stored_as:
-            # conversion None: every served version is stored as the storage version.
-            obj = dict(obj, apiVersion=stored_as)
+        stored_as = res.storage_api_version
+        if obj.get("apiVersion") != stored_as:
+            # Every served version of a kind is stored as its storage version.
+            obj = conversion.convert(obj, stored_as)
         try:
             data = orjson.dumps(obj)
         finally:
@@ -104,9 +109,11 @@ class Store:
     # -- lifecycle --------------------------------------------------------------
     async def start(self, *, compact: bool = True) -> None:
         for res in CATALOGUE:
-            if res.stored:
+            # One cache per etcd prefix, decoding at the storage version.
+            if res.stored and res.storage_api_version == res.gv and \
+                    res.etcd_prefix not in self.caches:
                 cache = WatchCache(res, self.etcd, self.decoder(res))
-                self.caches[res.plural + "." + res.group] = cache
+                self.caches[res.etcd_prefix] = cache
                 cache.start()
         await asyncio.gather(*(c.ready.wait() for c in self.caches.values()))
         if compact:
@@ -118,7 +125,7 @@ class Store:
         await asyncio.gather(*(c.stop() for c in self.caches.values()))
 
     def cache(self, res: Resource) -> WatchCache:
-        cache = self.caches.get(res.plural + "." + res.group)
+        cache = self.caches.get(res.etcd_prefix)
         if cache is None:
             # A resource that stopped being served (its CRD went away) mid-request.
             raise errors.APIError(404, "NotFound",
@@ -128,7 +135,7 @@ class Store:
     async def add_resource(self, res: Resource) -> None:
         """Start the watch cache of a resource served from now on (a CRD's storage
         version; every served version of one CRD shares it, keyed by plural.group)."""
-        key = res.plural + "." + res.group
+        key = res.etcd_prefix
         if key in self.caches:
             return
         cache = WatchCache(res, self.etcd, self.decoder(res))
@@ -137,7 +144,7 @@ class Store:
         await cache.ready.wait()
 
     async def remove_resource(self, res: Resource) -> None:
-        cache = self.caches.pop(res.plural + "." + res.group, None)
+        cache = self.caches.pop(res.etcd_prefix, None)
         if cache is not None:
             for watcher in list(cache.watchers):
                 watcher.push(None)  # ends the stream; the client's re-watch gets 404

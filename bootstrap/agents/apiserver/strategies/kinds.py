@@ -54,6 +54,41 @@ class CreateOnUpdate(Strategy):
     allow_create_on_update = True
 
 
+class EventStrategy(CreateOnUpdate):
+    """Event times in Go's layouts (MicroTime with microseconds, Time in seconds, UTC),
+    as upstream re-serialises whatever RFC 3339 a client sent: kubectl events parses
+    eventTime with the exact MicroTime layout."""
+
+    _MICRO = ("eventTime",)
+    _SECONDS = ("firstTimestamp", "lastTimestamp", "deprecatedFirstTimestamp",
+                "deprecatedLastTimestamp")
+
+    def normalize(self, obj: dict) -> None:
+        for key in self._MICRO:
+            obj[key] = _go_time(obj.get(key), "%Y-%m-%dT%H:%M:%S.%fZ")
+        series = obj.get("series")
+        if isinstance(series, dict) and "lastObservedTime" in series:
+            series["lastObservedTime"] = _go_time(series.get("lastObservedTime"),
+                                                  "%Y-%m-%dT%H:%M:%S.%fZ")
+        for key in self._SECONDS:
+            obj[key] = _go_time(obj.get(key), "%Y-%m-%dT%H:%M:%SZ")
+        for key in (*self._MICRO, *self._SECONDS):
+            if obj.get(key) is None:
+                obj.pop(key, None)
+
+
+def _go_time(value, layout: str):
+    if not isinstance(value, str) or not value:
+        return value
+    try:
+        parsed = meta.parse_time(value)
+    except ValueError:
+        return value  # validation reports it
+    if parsed.tzinfo is None:
+        return value
+    return parsed.astimezone(UTC).strftime(layout)
+
+
 class JobStrategy(StatusOwned):
     def before_validate(self, obj: dict, user) -> None:
         # The generated selector is keyed on the uid, set just before this runs.
@@ -197,12 +232,15 @@ STRATEGIES: dict[tuple[str, str, str], type[Strategy]] = {
     ("", "v1", "ReplicationController"): ReplicationControllerStrategy,
     ("", "v1", "PersistentVolume"): _status_owned(phase="Pending"),
     ("autoscaling", "v2", "HorizontalPodAutoscaler"): _status_owned(desiredReplicas=0),
+    ("autoscaling", "v1", "HorizontalPodAutoscaler"): _status_owned(currentReplicas=0,
+                                                                    desiredReplicas=0),
     ("networking.k8s.io", "v1", "Ingress"): StatusOwned,
     ("storage.k8s.io", "v1", "VolumeAttachment"): _status_owned(attached=False),
     ("flowcontrol.apiserver.k8s.io", "v1", "FlowSchema"): StatusOwned,
     ("flowcontrol.apiserver.k8s.io", "v1", "PriorityLevelConfiguration"): StatusOwned,
     ("admissionregistration.k8s.io", "v1", "ValidatingAdmissionPolicy"): StatusOwned,
-    ("", "v1", "Event"): CreateOnUpdate,
+    ("", "v1", "Event"): EventStrategy,
+    ("events.k8s.io", "v1", "Event"): EventStrategy,
     ("", "v1", "ResourceQuota"): StatusOwned,
     ("", "v1", "PersistentVolumeClaim"): StatusOwned,
     ("apps", "v1", "Deployment"): Scalable,
