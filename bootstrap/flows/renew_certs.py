@@ -112,7 +112,9 @@ def plan_renewal(inventory, pki_root: Path) -> list[HostRenewal]:
             if bucket:
                 r.files.setdefault(bucket, []).append(f)
         if name in cps:
-            r.kubeconfigs = list(HOST_KUBECONFIGS)
+            # kubeadm makes super-admin.conf on the init host only, never on a join.
+            first = name == inventory.control_plane[0].name
+            r.kubeconfigs = [k for k in HOST_KUBECONFIGS if first or k != "super-admin.conf"]
         out.append(r)
     return out
 

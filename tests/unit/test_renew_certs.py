@@ -229,6 +229,9 @@ def test_plan_orders_hosts_and_names_what_each_restarts(tmp_path):
     assert all("/nodes/cp1/" in f["src"] for fs in cp1.files.values() for f in fs)
     assert cp1.restarts() == ["etcd", "kube-apiserver", "kube-controller-manager",
                               "kube-scheduler", "kube-proxy", "bootstrap-dns"]
+    assert "super-admin.conf" in cp1.kubeconfigs  # made by init, on the first host only
+    assert plan["cp2"].kubeconfigs == ["admin.conf", "controller-manager.conf",
+                                       "scheduler.conf"]
     assert plan["w1"].files == {} and plan["w1"].kubeconfigs == []
     assert plan["w1"].restarts() == ["kube-proxy"]
 
