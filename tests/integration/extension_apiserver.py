@@ -162,6 +162,8 @@ class ExtensionServer:
         if not parts or parts[0] != "flunders":
             return _status(404, "NotFound", "the server could not find the requested resource")
         name = parts[1] if len(parts) > 1 else ""
+        if parts[2:] == ["attach"] and request.method == "GET":
+            return await self._attach(request, user)
         watch = request.query.get("watch", "").lower() in ("1", "true")
         only = request.query.get("fieldSelector", "")
         only = only[len("metadata.name="):] if only.startswith("metadata.name=") else ""
@@ -219,6 +221,16 @@ class ExtensionServer:
             return items[0]
         return {"kind": "FlunderList", "apiVersion": GV,
                 "metadata": {"resourceVersion": str(self.rv)}, "items": items}
+
+    async def _attach(self, request: web.Request, user: str) -> web.StreamResponse:
+        """A WebSocket subresource: greets the caller by name, then echoes."""
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await ws.send_str(f"hello {user}")
+        async for msg in ws:
+            if msg.type == web.WSMsgType.TEXT:
+                await ws.send_str(f"echo {msg.data}")
+        return ws
 
     async def _watch(self, request: web.Request, ns: str, only: str) -> web.StreamResponse:
         q: asyncio.Queue = asyncio.Queue()

@@ -5,6 +5,7 @@ the ways it must fail closed."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import socket
@@ -14,6 +15,7 @@ import urllib.error
 import urllib.request
 from datetime import timedelta
 
+import aiohttp
 import pytest
 from kubernetes import client, config, watch
 
@@ -135,6 +137,36 @@ def test_available_and_discovered(agg):
     assert run(kc, "api-versions").stdout.count(f"{GROUP}/{VERSION}") == 1
 
 
+def test_extension_servers_can_read_how_to_trust_us(agg):
+    """kube-system/extension-apiserver-authentication, readable through the
+    extension-apiserver-authentication-reader Role, as metrics-server reads it."""
+    kc = agg.admin
+    cm = json.loads(run(kc, "get", "configmap", "extension-apiserver-authentication", "-n",
+                        "kube-system", "-o", "json").stdout)["data"]
+    assert cm["client-ca-file"] == (agg.base / "pki" / "ca.crt").read_text()
+    assert cm["requestheader-client-ca-file"] == \
+        (agg.base / "pki" / "front-proxy-ca.crt").read_text()
+    assert json.loads(cm["requestheader-allowed-names"]) == ["front-proxy-client"]
+    assert json.loads(cm["requestheader-username-headers"]) == ["X-Remote-User"]
+    assert json.loads(cm["requestheader-group-headers"]) == ["X-Remote-Group"]
+    assert json.loads(cm["requestheader-extra-headers-prefix"]) == ["X-Remote-Extra-"]
+    run(kc, "create", "serviceaccount", "wardle-server", "-n", NS)
+    sa = f"system:serviceaccount:{NS}:wardle-server"
+    can = run(kc, "auth", "can-i", "get", "configmap/extension-apiserver-authentication",
+              "-n", "kube-system", f"--as={sa}", check=False)
+    assert can.stdout.strip() == "no"
+    run(kc, "create", "rolebinding", "wardle-auth-reader", "-n", "kube-system",
+        "--role=extension-apiserver-authentication-reader",
+        f"--serviceaccount={NS}:wardle-server")
+    assert eventually(lambda: run(kc, "auth", "can-i", "get",
+                                  "configmap/extension-apiserver-authentication", "-n",
+                                  "kube-system", f"--as={sa}", check=False
+                                  ).stdout.strip() == "yes")
+    other = run(kc, "auth", "can-i", "get", "configmap/kube-root-ca.crt", "-n",
+                "kube-system", f"--as={sa}", check=False)
+    assert other.stdout.strip() == "no"
+
+
 def test_kubectl_crud_through_the_proxy(agg):
     kc = agg.admin
     flunder = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Flunder",
@@ -177,6 +209,21 @@ def test_python_client_list_and_watch_stream(agg, api):
             w.stop()
     t.join(30)
     assert seen == [("ADDED", "before"), ("ADDED", "during")]
+
+
+def test_upgraded_connections_are_relayed_with_our_identity(agg):
+    async def talk() -> list[str]:
+        url = (agg.server.url.replace("https", "wss")
+               + f"{PREFIX}/namespaces/{NS}/flunders/one/attach")
+        async with aiohttp.ClientSession() as session, session.ws_connect(
+                url, ssl=agg.ssl_context(),
+                headers={"X-Remote-User": "mallory"}) as ws:
+            got = [(await ws.receive_str())]
+            await ws.send_str("ping")
+            got.append(await ws.receive_str())
+            return got
+
+    assert asyncio.run(talk()) == ["hello kubernetes-admin", "echo ping"]
 
 
 def test_identity_headers_come_from_authentication_only(agg):

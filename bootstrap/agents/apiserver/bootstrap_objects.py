@@ -1,8 +1,9 @@
 """Objects every cluster has, created at start when absent (idempotent, race-safe).
 
 System namespaces, the default RBAC policy, and the ``default/kubernetes``
-Service (its Endpoints and EndpointSlice are endpoints.py's), and the system
-PriorityClasses. Creates that race
+Service (its Endpoints and EndpointSlice are endpoints.py's), the system
+PriorityClasses, and kube-system/extension-apiserver-authentication (authtrust.py,
+kept in step with the flags). Creates that race
 with another server end in AlreadyExists, which is the same outcome.
 """
 
@@ -14,6 +15,7 @@ from bootstrap.api import errors
 from bootstrap.api.resources import by_gvr
 from bootstrap.api.validation_kinds import SYSTEM_PRIORITY_CLASSES
 
+from . import authtrust
 from .auth.defaults import AUTOUPDATE, default_rbac_objects
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,7 @@ async def ensure(server) -> None:
             "apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
             "metadata": {"name": pc["name"]}, "value": pc["value"],
             "globalDefault": pc["globalDefault"], "description": pc["description"]})
+    await authtrust.publish(server)
 
 
 async def _kubernetes_service(server) -> None:

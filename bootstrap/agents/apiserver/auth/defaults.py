@@ -386,6 +386,13 @@ _NAMESPACED_CONTROLLER_ROLES: dict[tuple[str, str], list[dict]] = {
         _rule(["delete", "get", "list", "watch"], [""], ["secrets"]), _EVENTS],
 }
 CONTROLLER_ROLE_PREFIX = "system:controller:"
+# Namespaced roles that are not a controller's (namespace_policy.go), unbound:
+# add-ons bind them (an extension API server reads how to trust the aggregator).
+_NAMESPACED_ROLES: dict[tuple[str, str], list[dict]] = {
+    ("kube-system", "extension-apiserver-authentication-reader"): [
+        _rule(["get", "list", "watch"], [""], ["configmaps"],
+              names=["extension-apiserver-authentication"])],
+}
 
 
 def _controller_objects() -> list[dict]:
@@ -404,6 +411,9 @@ def _controller_objects() -> list[dict]:
                     "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
                                 "name": name},
                     "subjects": [subject("ServiceAccount", sa, "kube-system")]})
+    for (ns, name), rules in _NAMESPACED_ROLES.items():
+        out.append({"apiVersion": RBAC_API, "kind": "Role",
+                    "metadata": {**_meta(name), "namespace": ns}, "rules": rules})
     return out
 
 
