@@ -20,7 +20,7 @@ from bootstrap.errors import UserError
 
 # Command modules, imported for their side effect of adding commands to ``main``.
 # Only commands that work are listed here.
-COMMAND_MODULES: list[str] = ["init_cmd", "certs_cmd", "token_cmd", "sandbox_cmd", "config_cmd", "inventory_cmd", "cluster_cmd", "etcd_cmd", "image_cmd", "join_cmd", "version_cmd", "reset_cmd", "upgrade_cmd"]
+COMMAND_MODULES: list[str] = ["init_cmd", "certs_cmd", "token_cmd", "sandbox_cmd", "config_cmd", "inventory_cmd", "cluster_cmd", "etcd_cmd", "image_cmd", "join_cmd", "version_cmd", "reset_cmd", "upgrade_cmd", "kubeconfig_cmd", "csr_cmd"]
 
 
 _VERBOSITY = re.compile(r"^(?:-v|--v)(?:=?(\d+))?$")
