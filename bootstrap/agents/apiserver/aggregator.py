@@ -178,7 +178,9 @@ class Aggregator:
         loop = asyncio.get_running_loop()
         s = self._sessions.get(loop)
         if s is None or s.closed:
-            s = self._sessions[loop] = aiohttp.ClientSession(auto_decompress=False)
+            # No pool limit: every proxied watch holds a connection for its lifetime.
+            s = self._sessions[loop] = aiohttp.ClientSession(
+                auto_decompress=False, connector=aiohttp.TCPConnector(limit=0))
         return s
 
     def ssl_context(self, obj: dict, *, verify: bool = True) -> ssl.SSLContext:
@@ -250,8 +252,15 @@ class Aggregator:
                 if k.lower() not in _HOP:
                     resp.headers.add(k, v)
             await resp.prepare(request)
-            async for chunk in upstream.content.iter_any():
-                await resp.write(chunk)
+            try:
+                async for chunk in upstream.content.iter_any():
+                    await resp.write(chunk)
+            except (aiohttp.ClientError, ssl.SSLError, TimeoutError) as exc:
+                # The status is sent already: end the stream where the extension did.
+                log.info("proxied response from %s ended early: %s", url, exc)
+                if request.transport is not None:
+                    request.transport.close()
+                return resp
             await resp.write_eof()
             return resp
 
