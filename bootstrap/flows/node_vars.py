@@ -91,8 +91,12 @@ def host_config(config: ClusterConfig, inventory, endpoint: Endpoint) -> Cluster
     """The cluster config ``bootstrap init``/``join`` get on the hosts.
 
     controlPlaneEndpoint is the endpoint; the load balancer's names are in the
-    API server certificates' SANs; with a separate etcd group the API servers
-    use it as kubeadm's external etcd (the certificates cluster up copied).
+    API server certificates' SANs. Unless every control-plane host runs a member
+    and the members are exactly those hosts (stacked: each API server uses its
+    own at 127.0.0.1), the API servers use the whole member list as kubeadm's
+    external etcd (the certificates cluster up copied): etcd on its own hosts,
+    or mixed (members on some control-plane hosts and on workers, as in
+    kubespray's inventory example), where cluster up's etcd stage runs them all.
     """
     sans = list(config.api_server.cert_sans)
     if endpoint.mode == "localhost-lb":
@@ -103,7 +107,7 @@ def host_config(config: ClusterConfig, inventory, endpoint: Endpoint) -> Cluster
         config, control_plane_endpoint=endpoint.address,
         api_server=APIServer(cert_sans=tuple(dict.fromkeys(sans)),
                              extra_args=dict(config.api_server.extra_args)))
-    if config.etcd.local is not None and inventory.topology == "external":
+    if config.etcd.local is not None and inventory.topology != "stacked":
         from bootstrap.flows.plan import etcd_nodes
 
         out = dataclasses.replace(out, etcd=Etcd(local=None, external=ExternalEtcd(
