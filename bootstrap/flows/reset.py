@@ -118,7 +118,10 @@ def unit_states(conn, names: list[str]) -> dict[str, tuple[str, str]]:
 
 def existing_paths(conn, paths: list[str]) -> list[str]:
     """Those of ``paths`` (globs allowed) that exist, expanded."""
-    plain = " ".join(p if "*" in p else shlex.quote(p) for p in paths)
+    # A glob's last part stays unquoted so the shell expands it; unmatched, it stays
+    # literal and the -e test drops it.
+    plain = " ".join(shlex.quote(p.rsplit("/", 1)[0]) + "/" + p.rsplit("/", 1)[1] if "*" in p
+                     else shlex.quote(p) for p in paths)
     r = conn.run(f"for p in {plain}; do if [ -e \"$p\" ] || [ -L \"$p\" ]; then "
                  f"echo \"$p\"; fi; done", check=False)
     return _lines(r.stdout)
@@ -305,7 +308,8 @@ def scan(conn, *, python: str, cri_endpoint: str = CRI_ENDPOINT,
               and p.removeprefix("marker:") in st.marker_files]
     data_dir = (st.etcd.data_dir if st.etcd else None) or etcd_data_dir
     if data_dir:
-        paths.append(data_dir)
+        # Its contents, as kubeadm cleans it: the directory may be the etcd package's.
+        paths.append(f"{data_dir.rstrip('/')}/*")
     if "docker-registry" in {u.name for u in mine}:
         paths.append("/var/lib/docker-registry")
     st.paths = existing_paths(conn, paths)

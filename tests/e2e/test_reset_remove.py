@@ -48,7 +48,9 @@ ip -o link show | grep -E ': cni0[:@]|master cni0' | sed 's/^/interface: /'
 ls /var/run/netns 2>/dev/null | grep '^cni-' | sed 's/^/netns: /'
 awk '{print $5}' /proc/self/mountinfo | grep -E '^/var/lib/kubelet|^/(var/)?run/netns/cni-' \
   | sed 's/^/mount: /'
-for p in /etc/kubernetes /var/lib/kubelet /var/lib/etcd /var/lib/kube-proxy /var/log/pods \
+# /var/lib/etcd itself may be the etcd package's (empty); its contents are ours.
+[ -n "$(ls -A /var/lib/etcd 2>/dev/null)" ] && echo "file: /var/lib/etcd/*"
+for p in /etc/kubernetes /var/lib/kubelet /var/lib/kube-proxy /var/log/pods \
          /etc/cni/net.d/10-bootstrap.conflist /var/lib/cni/networks/bootstrap \
          /etc/etcd/bootstrap.env; do
   [ -e $p ] && echo "file: $p"

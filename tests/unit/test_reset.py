@@ -107,7 +107,7 @@ class Host:
         c.respond(r"^ip -j link show", full(json.dumps([
             {"ifname": "lo"}, {"ifname": "cni0"}, {"ifname": "veth1", "master": "cni0"}])))
         c.respond(r"^ip route show proto 200", full("10.244.1.0/24 via 10.0.0.2\n"))
-        c.respond(r"^for p in", full("/etc/kubernetes\n/var/lib/kubelet\n/var/lib/etcd\n"
+        c.respond(r"^for p in", full("/etc/kubernetes\n/var/lib/kubelet\n/var/lib/etcd/member\n"
                                      "/etc/cni/net.d/10-bootstrap.conflist\n"))
         c.respond(r"^rm -rf", on_rm)
 
@@ -143,7 +143,7 @@ def test_reset_removes_the_member_first_then_everything_in_order():
                  "umount -l /run/netns/cni-1234", "ip netns delete cni-1234",
                  "iptables-restore --noflush", "ip link delete veth1", "ip link delete cni0",
                  "ip route flush proto 200", "rm -f /etc/systemd/system/kubelet.service",
-                 "rm -rf -- /etc/kubernetes /var/lib/kubelet /var/lib/etcd "
+                 "rm -rf -- /etc/kubernetes /var/lib/kubelet /var/lib/etcd/member "
                  "/etc/cni/net.d/10-bootstrap.conflist"):
         assert want in joined, want
     assert "ip netns delete other" not in joined  # not a pod namespace
@@ -197,7 +197,9 @@ def test_the_only_member_is_not_removed_but_its_data_goes():
     run(host, lines)
     assert not any("member remove" in c for c in host.changes())
     assert any("only etcd member" in ln for ln in lines)
-    assert any("/var/lib/etcd" in c and c.startswith("rm -rf") for c in host.changes())
+    assert any("/var/lib/etcd/member" in c and c.startswith("rm -rf") for c in host.changes())
+    scan = next(c for c in host.conn.commands if c.startswith("for p in"))
+    assert " /var/lib/etcd/*;" in scan
 
 
 def test_a_member_already_removed_is_left_alone():
