@@ -395,6 +395,11 @@ def _unless_configured(path: str, fn: Callable[[ResetContext], None]):
 
 def run_preflight(ctx: ResetContext) -> None:
     ctx.echo("[preflight] Running pre-flight checks")
+    uid = ctx.connection.run("id -u", check=False).stdout.strip()
+    if uid != "0" and not ctx.dry_run:
+        raise UserError(f"[preflight] IsPrivilegedUser: reset changes units, mounts and "
+                        f"iptables and must run as root (uid {uid or 'unknown'})",
+                        hint="run it with sudo, or pass --dry-run to see what it would do")
     st = ctx.before
     if st.empty():
         ctx.echo("[reset] Nothing to reset: nothing of bootstrap's is left on this host")

@@ -81,6 +81,7 @@ class Host:
             self.cleaned = True
             return Result(0, "", "")
 
+        c.respond(r"^id -u$", Result(0, "0\n", ""))
         c.respond(r"^grep -qs", full("/etc/systemd/system/kubelet.service\n"
                                      "/etc/systemd/system/kube-apiserver.service\n"
                                      "/etc/systemd/system/etcd.service\n"))
@@ -112,7 +113,7 @@ class Host:
         c.respond(r"^rm -rf", on_rm)
 
     def changes(self) -> list[str]:
-        reads = ("grep -qs", "systemctl show", "cat ", "test -S", "command -v", "ip -j link",
+        reads = ("id -u", "grep -qs", "systemctl show", "cat ", "test -S", "command -v", "ip -j link",
                  "ip route show", "for p in", "ls -1")
         return [c for c in self.conn.commands
                 if not c.startswith(reads) and "member list" not in c
@@ -209,6 +210,14 @@ def test_a_member_already_removed_is_left_alone():
     run(host, lines)
     assert not any("member remove" in c for c in host.changes())
     assert any("not in the cluster any more" in ln for ln in lines)
+
+
+def test_a_user_other_than_root_is_refused_before_anything_is_read():
+    host, lines = Host(), []
+    host.conn.respond(r"^id -u$", Result(0, "1000\n", ""))
+    with pytest.raises(UserError, match="IsPrivilegedUser.*uid 1000"):
+        run(host, lines)
+    assert host.conn.commands == ["id -u"]
 
 
 def test_confirmation_no_aborts_before_any_change():
