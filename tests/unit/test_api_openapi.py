@@ -94,18 +94,76 @@ def test_paths_shape_for_namespaced_and_subresources():
 def test_review_kinds_are_create_only():
     d = doc("apis/authorization.k8s.io/v1")
     path = d["paths"]["/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"]
-    assert set(path) == {"post"}
+    assert set(path) - {"parameters"} == {"post"}
 
 
 def test_v2_document():
     d = orjson.loads(openapi.openapi_v2_document())
     assert d["swagger"] == "2.0"
     assert d["definitions"]["io.k8s.apimachinery.pkg.util.intstr.IntOrString"]["type"] == "string"
-    assert d["definitions"]["io.k8s.api.apps.v1.Deployment"]["properties"]["spec"]["allOf"][0]["$ref"] == \
-        "#/definitions/io.k8s.api.apps.v1.DeploymentSpec"
+    # Swagger 2.0 keeps description beside the $ref, as upstream (no allOf)
+    spec = d["definitions"]["io.k8s.api.apps.v1.Deployment"]["properties"]["spec"]
+    assert spec["$ref"] == "#/definitions/io.k8s.api.apps.v1.DeploymentSpec"
+    assert spec["description"].startswith("Specification of the desired behavior")
     patch_op = d["paths"]["/api/v1/namespaces/{namespace}/configmaps/{name}"]["patch"]
     assert any(p["name"] == "fieldValidation" for p in patch_op["parameters"])
     assert patch_op["parameters"][0]["in"] == "body"
+    assert patch_op["operationId"] == "patchCoreV1NamespacedConfigMap"
+    assert patch_op["description"] == "partially update the specified ConfigMap"
+
+
+def test_v2_operations_have_upstreams_parameters_and_descriptions():
+    d = orjson.loads(openapi.openapi_v2_document())
+    coll = d["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments"]
+    assert [p["name"] for p in coll["parameters"]] == ["namespace", "pretty"]
+    listing = coll["get"]
+    assert listing["operationId"] == "listAppsV1NamespacedDeployment"
+    assert listing["description"] == "list or watch objects of kind Deployment"
+    assert [p["name"] for p in listing["parameters"]] == [
+        "allowWatchBookmarks", "continue", "fieldSelector", "labelSelector", "limit",
+        "resourceVersion", "resourceVersionMatch", "sendInitialEvents", "timeoutSeconds",
+        "watch"]
+    assert {p["name"]: p["type"] for p in listing["parameters"]}["limit"] == "integer"
+    assert coll["post"]["description"] == "create a Deployment"
+    assert set(coll["post"]["responses"]) == {"200", "201", "202", "401"}
+    item = d["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]
+    assert item["delete"]["description"] == "delete a Deployment"
+    assert [p["name"] for p in item["delete"]["parameters"]] == [
+        "body", "dryRun", "gracePeriodSeconds", "orphanDependents", "propagationPolicy"]
+    assert d["paths"]["/apis/apps/v1/deployments"]["get"]["operationId"] == \
+        "listAppsV1DeploymentForAllNamespaces"
+    ids = [op["operationId"] for path in d["paths"].values() for k, op in path.items()
+           if k != "parameters"]
+    assert len(ids) == len(set(ids))  # unique across versions (HPA v1 and v2)
+    rbac = d["paths"]["/apis/rbac.authorization.k8s.io/v1/clusterroles"]["get"]
+    assert rbac["operationId"] == "listRbacAuthorizationV1ClusterRole"
+    assert rbac["tags"] == ["rbac_authorization_v1"]
+
+
+def test_v2_protobuf_is_gnostics_document():
+    from bootstrap.api import openapi_pb
+    doc = openapi_pb.parse(openapi.openapi_v2_protobuf())
+    assert doc.swagger == "2.0"
+    defs = {n.name: n.value for n in doc.definitions.additional_properties}
+    dep = defs["io.k8s.api.apps.v1.Deployment"]
+    assert list(dep.type.value) == ["object"]
+    ext = {e.name: orjson.loads(e.value.yaml) for e in dep.vendor_extension}
+    assert ext["x-kubernetes-group-version-kind"] == [
+        {"group": "apps", "kind": "Deployment", "version": "v1"}]
+    props = {p.name: p.value for p in dep.properties.additional_properties}
+    assert props["spec"]._ref == "#/definitions/io.k8s.api.apps.v1.DeploymentSpec"
+    labels = {p.name: p.value for p in defs[
+        "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"].properties.additional_properties}
+    assert labels["labels"].additional_properties.schema.type.value == ["string"]
+    paths = {p.name: p.value for p in doc.paths.path}
+    post = paths["/api/v1/namespaces/{namespace}/pods"].post
+    assert post.operation_id == "createCoreV1NamespacedPod"
+    kinds = [p.parameter.WhichOneof("oneof") for p in post.parameters]
+    assert kinds[0] == "body_parameter" and set(kinds[1:]) == {"non_body_parameter"}
+    query = post.parameters[1].parameter.non_body_parameter.query_parameter_sub_schema
+    assert (query.name, getattr(query, "in")) == ("dryRun", "query")
+    codes = {r.name for r in post.responses.response_code}
+    assert codes == {"200", "201", "202", "401"}
 
 
 def test_warm_builds_every_served_document():

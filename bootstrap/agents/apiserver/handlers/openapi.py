@@ -11,21 +11,46 @@ from . import common
 _NOT_FOUND = "the server could not find the requested resource"
 
 
-def _bytes(request: web.Request, body: bytes, etag: str) -> web.Response:
+# What kube-openapi's v2 handler offers: JSON and the protobuf, asked for under either
+# name; an Accept naming none of them is 406. The answer is always labelled with the
+# ".v1.0" name: Go's mime parser (client-go reads every Content-Type) rejects the "@".
+_PB_TYPES = ("application/com.github.proto-openapi.spec.v2@v1.0+protobuf",
+             "application/com.github.proto-openapi.spec.v2.v1.0+protobuf")
+_PB_RETURNED = _PB_TYPES[1]
+
+
+def _bytes(request: web.Request, body: bytes, etag: str,
+           content_type: str = common.JSON) -> web.Response:
     if request.headers.get("If-None-Match") == f'"{etag}"':
         return web.Response(status=304, headers={"ETag": f'"{etag}"'})
-    headers = {"ETag": f'"{etag}"'}
+    headers = {"ETag": f'"{etag}"', "Content-Type": content_type}
     if request.query.get("hash"):
         # Hash-addressed documents never change: clients may cache them for good.
         headers["Cache-Control"] = "public, immutable"
-    return web.Response(body=body, content_type=common.JSON, headers=headers)
+    return web.Response(body=body, headers=headers)
+
+
+def _v2_type(accept: str) -> str | None:
+    """The v2 representation an Accept header asks for first (None: nothing we have)."""
+    if not accept.strip():
+        return common.JSON
+    for part in accept.split(","):
+        media = part.split(";")[0].strip().lower()
+        if media in _PB_TYPES:
+            return media
+        if media in (common.JSON, "application/*", "*/*"):
+            return common.JSON
+    return None
 
 
 def handle(request: web.Request, parts: list[str]) -> web.Response:
     if parts == ["openapi", "v2"]:
-        accept = request.headers.get("Accept", "")
-        if "protobuf" in accept and "json" not in accept and "*/*" not in accept:
-            raise errors.not_acceptable(["application/json"])
+        wanted = _v2_type(request.headers.get("Accept", ""))
+        if wanted is None:
+            raise errors.not_acceptable(["application/json", _PB_TYPES[0]])
+        if wanted != common.JSON:
+            return _bytes(request, openapi.openapi_v2_protobuf(),
+                          openapi.openapi_v2_protobuf_hash(), _PB_RETURNED)
         return _bytes(request, openapi.openapi_v2_document(), openapi.openapi_v2_hash())
     if parts == ["openapi", "v3"]:
         return common.json_response(openapi.openapi_v3_index())
