@@ -48,10 +48,10 @@ def up(inventory: str, config_path: str | None, tags: str | None, limit: str | N
         # Said on every dry run: nothing was kept, and the real run makes its own.
         console.print(f"pki: dry run: {result.pki_created} certificate/key file(s) would be "
                       f"created in {result.state_dir}; generated in a temporary directory, "
-                      "now removed", highlight=False)
+                      "now removed", highlight=False, soft_wrap=True)
     elif result.pki_created:
         console.print(f"pki: created {result.pki_created} certificate/key file(s) in "
-                      f"{result.state_dir}", highlight=False)
+                      f"{result.state_dir}", highlight=False, soft_wrap=True)
     recap.raise_on_failure()
     if result.summary:
         console.print(result.summary, markup=False, highlight=False, soft_wrap=True)
