@@ -237,7 +237,9 @@ def _run(inventory, config, workflow, selection, limit_set, state: Path, *, dry_
             result.unreachable = {n: e.line() for n, e in unreachable.items()}
             if console is not None:
                 for line in result.unreachable.values():
-                    console.print(f"[red]unreachable:[/] {line}", markup=True, highlight=False)
+                    # One line each (soft_wrap): scripts grep for the host.
+                    console.print(f"[red]unreachable:[/] {line}", markup=True, highlight=False,
+                                  soft_wrap=True)
                 console.print("dry run: continuing with the reachable hosts")
             # The plays leave unreachable hosts out, as --limit would.
             limit_set = {h.name for h in hosts} - set(unreachable)
