@@ -176,6 +176,8 @@ _NAME_RULES: dict[str, Callable[[str], list[str]]] = {
     "ClusterRoleBinding": path_segment_name,
     # Kubelet CSR names carry base64url hashes; upstream accepts any name here.
     "CertificateSigningRequest": no_name_check,
+    # <version>.<group>, and "v1." for the core group (kube-aggregator's rule).
+    "APIService": path_segment_name,
 }
 
 # Kinds whose requests are never stored and carry no meaningful metadata.

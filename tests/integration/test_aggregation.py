@@ -66,7 +66,10 @@ def _apiservice(group: str, service: str | None = SVC, ca: bytes | None = None,
 
 
 def _condition(kc, name: str) -> dict:
-    obj = json.loads(run(kc, "get", "apiservice", name, "-o", "json").stdout)
+    out = run(kc, "get", "apiservice", name, "-o", "json", check=False)
+    if out.returncode != 0:
+        return {}  # not created yet
+    obj = json.loads(out.stdout)
     return next((c for c in (obj.get("status") or {}).get("conditions") or []
                  if c["type"] == "Available"), {})
 
@@ -135,6 +138,41 @@ def test_available_and_discovered(agg):
     doc = json.loads(run(kc, "get", "--raw", PREFIX).stdout)
     assert doc["resources"][0]["name"] == "flunders"
     assert run(kc, "api-versions").stdout.count(f"{GROUP}/{VERSION}") == 1
+
+
+def test_local_group_versions_have_local_apiservices(agg):
+    kc = agg.admin
+    out = run(kc, "get", "apiservices").stdout
+    rows = {line.split()[0]: line.split()[1:3] for line in out.splitlines()[1:]}
+    for name in ("v1.", "v1.apps", "v1.rbac.authorization.k8s.io",
+                 "v1.apiextensions.k8s.io", "v2.autoscaling"):
+        assert rows.get(name) == ["Local", "True"], (name, out)
+    assert rows[f"{VERSION}.{GROUP}"] == [f"{NS}/{SVC}", "True"]
+    apps = json.loads(run(kc, "get", "apiservice", "v1.apps", "-o", "json").stdout)
+    assert apps["spec"] == {"group": "apps", "version": "v1", "groupPriorityMinimum": 17800,
+                            "versionPriority": 15}
+    assert apps["metadata"]["labels"] == {"kube-aggregator.kubernetes.io/automanaged":
+                                          "onstart"}
+    cond = _condition(kc, "v1.apps")
+    assert (cond["reason"], cond["message"]) == ("Local",
+                                                 "Local APIServices are always available")
+    # A CRD's group-version gets one while it is served, labelled "true".
+    crd = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+           "metadata": {"name": "things.local.example.com"},
+           "spec": {"group": "local.example.com", "scope": "Cluster",
+                    "names": {"plural": "things", "singular": "thing", "kind": "Thing"},
+                    "versions": [{"name": "v1", "served": True, "storage": True,
+                                  "schema": {"openAPIV3Schema": {"type": "object"}}}]}}
+    _apply(kc, crd)
+    _wait_condition(kc, "v1.local.example.com", "True", "Local")
+    mine = json.loads(run(kc, "get", "apiservice", "v1.local.example.com", "-o",
+                          "json").stdout)
+    assert mine["metadata"]["labels"] == {"kube-aggregator.kubernetes.io/automanaged": "true"}
+    assert (mine["spec"]["groupPriorityMinimum"], mine["spec"]["versionPriority"]) == (1000,
+                                                                                        100)
+    run(kc, "delete", "crd", "things.local.example.com")
+    assert eventually(lambda: run(kc, "get", "apiservice", "v1.local.example.com",
+                                  check=False).returncode != 0, 60)
 
 
 def test_extension_servers_can_read_how_to_trust_us(agg):

@@ -159,3 +159,19 @@ def test_resolve_picks_a_ready_address_and_names_the_service():
     ep = asyncio.run(services.resolve(store, "ns", "api", 443))
     assert ep == services.Endpoint("fd00::5", 8443, "api.ns.svc")
     assert ep.url("/apis/x/v1") == "https://[fd00::5]:8443/apis/x/v1"
+
+
+def test_every_static_group_version_has_a_priority():
+    from bootstrap.api.resources import CATALOGUE
+    served = {(r.group, r.version) for r in CATALOGUE if r.custom is None}
+    assert served <= set(aggregator.LOCAL_PRIORITIES), \
+        "add the new group-version to LOCAL_PRIORITIES (upstream's apiVersionPriorities)"
+    for gpm, vp in aggregator.LOCAL_PRIORITIES.values():
+        assert 0 < gpm <= 20000 and 0 < vp <= 1000  # what validation accepts
+
+
+def test_the_core_apiservice_name_is_valid():
+    local = {"metadata": {"name": "v1."}, "spec": {"group": "", "version": "v1",
+                                                  "groupPriorityMinimum": 18000,
+                                                  "versionPriority": 1}}
+    assert apiservice_errors(local) == []

@@ -20,6 +20,11 @@ group-version to an extension API server:
 * discovery: the extension's APIResourceList, fetched over the verified
   connection, joins /apis, /apis/<group> and aggregated discovery, so kubectl
   finds the extension's resources. Every process fetches for itself.
+* registration (primary process, upstream's autoregister and crdregistration
+  controllers): every group-version served here gets a local APIService
+  (``v1.``, ``v1.apps``, ..., label ``kube-aggregator.kubernetes.io/automanaged``
+  ``onstart``), and each served CRD group-version one labelled ``true`` that goes
+  when the CRD stops serving it. A user's own APIService of that name is left alone.
 """
 
 from __future__ import annotations
@@ -50,6 +55,26 @@ MAX_DISCOVERY_BYTES = 4 * 1024 * 1024
 # The identity of the availability check (upstream's, with system:masters so the
 # extension's own authorization never hides a live server).
 CHECK_USER, CHECK_GROUPS = "system:kube-aggregator", ("system:masters",)
+
+AUTOMANAGED = "kube-aggregator.kubernetes.io/automanaged"
+# Upstream's apiVersionPriorities for the group-versions served here
+# (pkg/controlplane/apiserver/aggregator.go and kube-apiserver's additions).
+LOCAL_PRIORITIES: dict[tuple[str, str], tuple[int, int]] = {
+    ("", "v1"): (18000, 1), ("apps", "v1"): (17800, 15),
+    ("events.k8s.io", "v1"): (17750, 15), ("authentication.k8s.io", "v1"): (17700, 15),
+    ("authorization.k8s.io", "v1"): (17600, 15), ("autoscaling", "v1"): (17500, 15),
+    ("autoscaling", "v2"): (17500, 30), ("batch", "v1"): (17400, 15),
+    ("certificates.k8s.io", "v1"): (17300, 15), ("networking.k8s.io", "v1"): (17200, 15),
+    ("policy", "v1"): (17100, 15), ("rbac.authorization.k8s.io", "v1"): (17000, 15),
+    ("storage.k8s.io", "v1"): (16800, 15), ("apiextensions.k8s.io", "v1"): (16700, 15),
+    ("admissionregistration.k8s.io", "v1"): (16700, 15),
+    ("scheduling.k8s.io", "v1"): (16600, 15), ("coordination.k8s.io", "v1"): (16500, 15),
+    ("node.k8s.io", "v1"): (16300, 15), ("discovery.k8s.io", "v1"): (16200, 15),
+    ("flowcontrol.apiserver.k8s.io", "v1"): (16100, 21),
+    ("apiregistration.k8s.io", "v1"): (18000, 15),  # the aggregator's own group
+}
+# crdregistration: CRDs rank below built-ins; versions sort kube-like at equal priority.
+CRD_PRIORITY = (1000, 100)
 
 # Headers of one hop (RFC 9110 section 7.6.1), never forwarded either way.
 _HOP = {"connection", "keep-alive", "proxy-connection", "proxy-authenticate",
@@ -143,6 +168,7 @@ class Aggregator:
         self._sessions: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
         self._tasks: list[asyncio.Task] = []
         self._wake = asyncio.Event()
+        self._onstart_done: set[str] = set()  # created (or found) once: left alone after
 
     # -- the routing table, read live from the watch cache -------------------------
     def _all(self) -> list[dict]:
@@ -267,7 +293,7 @@ class Aggregator:
     # -- availability and discovery ------------------------------------------------
     def start(self) -> None:
         self._tasks.append(asyncio.create_task(self._run(), name="apiservice-availability"))
-        for plural in (PLURAL, "services", "endpointslices"):
+        for plural in (PLURAL, "services", "endpointslices", "customresourcedefinitions"):
             self._tasks.append(asyncio.create_task(self._watch(plural)))
 
     async def stop(self) -> None:
@@ -281,7 +307,7 @@ class Aggregator:
             await s.close()
 
     def _references(self, obj: dict, plural: str) -> bool:
-        if plural == PLURAL:
+        if plural in (PLURAL, "customresourcedefinitions"):
             return True
         md = obj.get("metadata") or {}
         name = md.get("name") if plural == "services" else \
@@ -312,8 +338,58 @@ class Aggregator:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(RESYNC):
                     await self._wake.wait()
+                    # A burst (a CRD and its serving, a Service and its slices) is
+                    # one pass, after the other controllers have seen it too.
+                    await asyncio.sleep(0.5)
+
+    def wanted_local(self) -> dict[str, tuple[str, str, str, tuple[int, int]]]:
+        """name -> (group, version, automanaged label, priorities) of the local
+        APIServices: the static group-versions, then the CRDs' served ones."""
+        out: dict[str, tuple[str, str, str, tuple[int, int]]] = {}
+        for r in resources.CATALOGUE:
+            if r.custom is None and (r.group, r.version) in LOCAL_PRIORITIES:
+                out.setdefault(f"{r.version}.{r.group}", (r.group, r.version, "onstart",
+                                                          LOCAL_PRIORITIES[(r.group, r.version)]))
+        for r in resources.custom_resources():
+            out.setdefault(f"{r.version}.{r.group}", (r.group, r.version, "true",
+                                                      CRD_PRIORITY))
+        return out
+
+    async def register_local(self) -> None:
+        """Create the local APIServices that are missing; remove CRD ones no longer
+        served. Only objects we manage are touched."""
+        ctx = self.server.system_ctx()
+        wanted = self.wanted_local()
+        have = {o["metadata"]["name"]: o for o in self._all()}
+        for name, (group, version, managed, (gpm, vp)) in wanted.items():
+            if managed == "onstart" and name in self._onstart_done:
+                continue  # upstream syncs these at start only: a deletion sticks
+            if name in have:
+                self._onstart_done.add(name)
+                continue
+            obj = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "APIService",
+                   "metadata": {"name": name, "labels": {AUTOMANAGED: managed}},
+                   "spec": {"group": group, "version": version,
+                            "groupPriorityMinimum": gpm, "versionPriority": vp}}
+            try:
+                await self.server.registry.create(self.res, None, obj, ctx)
+            except errors.APIError as exc:
+                if exc.code != 409:
+                    raise
+            if managed == "onstart":
+                self._onstart_done.add(name)
+        for name, obj in have.items():
+            if name not in wanted and ((obj["metadata"].get("labels") or {}).get(
+                    AUTOMANAGED) == "true") and remote_spec(obj) is None:
+                try:
+                    await self.server.registry.delete(self.res, None, name, ctx)
+                except errors.APIError as exc:
+                    if exc.code != 404:
+                        raise
 
     async def sync_all(self) -> None:
+        if self.server.primary:
+            await self.register_local()
         items = self._all()
         await asyncio.gather(*(self._sync(o) for o in items))
         live = {(o["spec"].get("group", ""), o["spec"].get("version", "")) for o in items
