@@ -209,7 +209,7 @@ def test_kubectl_crud_through_the_proxy(agg):
     kc = agg.admin
     flunder = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Flunder",
                "metadata": {"name": "one", "namespace": NS}, "spec": {"reference": "ref-1"}}
-    out = run(kc, "create", "--validate=false", "-f", "-", stdin=json.dumps(flunder)).stdout
+    out = run(kc, "create", "-f", "-", stdin=json.dumps(flunder)).stdout
     assert "flunder.wardle.example.com/one created" in out
     table = run(kc, "get", "fl", "-n", NS).stdout
     assert table.splitlines()[0].split() == ["NAME", "REFERENCE"]
