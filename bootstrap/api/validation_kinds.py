@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 
+from bootstrap.api import validation_quota
 from bootstrap.api.errors import (
     FieldError,
     duplicate,
@@ -398,6 +399,8 @@ CREATE_CHECKS = {
     "ClusterRoleBinding": _rbac_binding,
     "Lease": _lease,
     "PriorityClass": _priorityclass,
+    "ResourceQuota": validation_quota.resource_quota,
+    "LimitRange": validation_quota.limit_range,
 }
 
 

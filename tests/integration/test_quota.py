@@ -185,3 +185,12 @@ def test_wrong_user_and_bad_input(env):
         "apiVersion": "v1", "kind": "LimitRange", "metadata": {"name": "bad"},
         "spec": {"limits": [{"type": "Container", "max": {"cpu": "x1"}}]}}))
     assert bad_lr.returncode != 0 and "quantities must match" in bad_lr.stderr
+    negative = run(env.admin, "create", "quota", "neg", "-n", NS, "--hard=pods=-1",
+                   check=False)
+    assert 'ResourceQuota "neg" is invalid: spec.hard[pods]: Invalid value: "-1": must ' \
+           'be greater than or equal to 0' in negative.stderr
+    inverted = run(env.admin, "create", "-n", NS, "-f", "-", check=False, stdin=json.dumps({
+        "apiVersion": "v1", "kind": "LimitRange", "metadata": {"name": "inverted"},
+        "spec": {"limits": [{"type": "Container", "min": {"cpu": "2"}, "max": {"cpu": "1"}}]}}))
+    assert 'spec.limits[0].min[cpu]: Invalid value: "2": min value 2 is greater than max ' \
+           'value 1' in inverted.stderr

@@ -315,3 +315,37 @@ async def test_live_lookup_asks_etcd_once_per_namespace_while_the_cache_is_empty
     now[0] = 31.0
     await lookup.list(store, "ns")
     assert Store.fresh == 2
+
+
+def test_resource_quota_validation():
+    from bootstrap.api import validation_quota as v
+    errs = [f"{e.field}: {e.body}" for e in v.resource_quota({"spec": {
+        "hard": {"pods": "-1", "foo": "1", "secrets": "1.5", "count/deployments.apps": "2"},
+        "scopes": ["BestEffort", "NotBestEffort"]}})]
+    assert 'spec.hard[pods]: Invalid value: "-1": must be greater than or equal to 0' in errs
+    assert 'spec.hard[foo]: Invalid value: "foo": must be a standard resource for quota' in errs
+    assert 'spec.hard[secrets]: Invalid value: "1500m": must be an integer' in errs
+    assert 'spec.scopes: Invalid value: []core.ResourceQuotaScope{"BestEffort", ' \
+           '"NotBestEffort"}: conflicting scopes' in errs
+    assert not v.resource_quota({"spec": {"hard": {"pods": "3", "requests.cpu": "1"},
+                                          "scopes": ["NotTerminating"]}})
+
+
+def test_limit_range_validation():
+    from bootstrap.api import validation_quota as v
+    lr = {"kind": "LimitRange", "spec": {"limits": [
+        {"type": "Container", "min": {"cpu": "2"}, "max": {"cpu": "1"}},
+        {"type": "Container", "maxLimitRequestRatio": {"memory": "500m"}},
+        {"type": "Pod", "default": {"cpu": "1"}},
+        {"type": "PersistentVolumeClaim"}]}}
+    defaults.apply_defaults(lr, ("", "v1", "LimitRange"))
+    errs = [f"{e.field}: {e.body}" for e in v.limit_range(lr)]
+    assert 'spec.limits[0].min[cpu]: Invalid value: "2": min value 2 is greater than max ' \
+           'value 1' in errs
+    assert 'spec.limits[1].type: Duplicate value: "Container"' in errs
+    assert 'spec.limits[1].maxLimitRequestRatio[memory]: Invalid value: "500m": ratio 500m ' \
+           'is less than 1' in errs
+    assert "spec.limits[2].default: Forbidden: may not be specified when `type` is 'Pod'" \
+        in errs
+    assert "spec.limits[3].limits: Required value: either minimum or maximum storage value " \
+           "is required, but neither was provided" in errs

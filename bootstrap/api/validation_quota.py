@@ -1,0 +1,173 @@
+"""ResourceQuota and LimitRange validation (upstream's ValidateResourceQuota and
+ValidateLimitRange), with upstream's paths and messages. Quantity syntax was checked
+when the body was decoded; these are the semantic rules, after defaulting."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from bootstrap.api import quantity, quota
+from bootstrap.api.errors import FieldError, duplicate, forbidden_field, invalid_value, required
+
+_STANDARD_QUOTA = frozenset({
+    "pods", "services", "replicationcontrollers", "resourcequotas", "secrets", "configmaps",
+    "persistentvolumeclaims", "services.nodeports", "services.loadbalancers", "cpu", "memory",
+    "ephemeral-storage", "requests.cpu", "requests.memory", "requests.storage",
+    "requests.ephemeral-storage", "limits.cpu", "limits.memory", "limits.ephemeral-storage"})
+_INTEGER = frozenset({"pods", "services", "replicationcontrollers", "resourcequotas",
+                      "secrets", "configmaps", "persistentvolumeclaims", "services.nodeports",
+                      "services.loadbalancers"})
+_COMPUTE = frozenset({"cpu", "memory", "ephemeral-storage", "requests.cpu", "requests.memory",
+                      "requests.ephemeral-storage", "limits.cpu", "limits.memory",
+                      "limits.ephemeral-storage"})
+# Which standard resources each scope may limit (IsResourceQuotaScopeValidForResource).
+_SCOPE_RESOURCES = {
+    "BestEffort": frozenset({"pods", "count/pods"}),
+    **{s: frozenset({"pods", "count/pods"}) | _COMPUTE
+       for s in ("Terminating", "NotTerminating", "NotBestEffort", "PriorityClass",
+                 "CrossNamespacePodAffinity")},
+}
+_CONFLICTS = ({"BestEffort", "NotBestEffort"}, {"Terminating", "NotTerminating"})
+_OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
+
+
+def _hugepages(name: str) -> bool:
+    return name.startswith(("hugepages-", "requests.hugepages-"))
+
+
+def _value(v) -> Decimal | None:
+    try:
+        return quantity.parse(v)
+    except quantity.QuantityError:
+        return None
+
+
+def _text(v) -> str:
+    try:
+        return quantity.canonical(v)
+    except quantity.QuantityError:
+        return str(v)
+
+
+def _quota_list(raw, path: str, out: list[FieldError]) -> None:
+    for name, v in (raw or {}).items() if isinstance(raw, dict) else ():
+        p = f"{path}[{name}]"
+        if "/" not in name and name not in _STANDARD_QUOTA and not _hugepages(name):
+            out.append(invalid_value(p, name, "must be a standard resource for quota"))
+        q = _value(v)
+        if q is None:
+            continue
+        if q < 0:
+            out.append(invalid_value(p, _text(v), "must be greater than or equal to 0"))
+        if (name in _INTEGER or quota._extended(name)) and (q * 1000) % 1000:
+            out.append(invalid_value(p, _text(v), "must be an integer"))
+
+
+def _scopes_text(scopes: list) -> str:
+    return "[]core.ResourceQuotaScope{" + ", ".join(f'"{s}"' for s in scopes) + "}"
+
+
+def resource_quota(obj: dict) -> list[FieldError]:
+    out: list[FieldError] = []
+    spec = obj.get("spec") or {}
+    _quota_list(spec.get("hard"), "spec.hard", out)
+    status = obj.get("status") or {}
+    _quota_list(status.get("hard"), "status.hard", out)
+    _quota_list(status.get("used"), "status.used", out)
+    scopes = spec.get("scopes") or []
+    hard = [k for k in (spec.get("hard") or {}) if k in _STANDARD_QUOTA or k == "count/pods"]
+    for scope in scopes:
+        if scope not in _SCOPE_RESOURCES:
+            out.append(FieldError("FieldValueInvalid", "spec.scopes",
+                                  f"Invalid value: {_scopes_text(scopes)}: unsupported scope"))
+            continue
+        if any(k not in _SCOPE_RESOURCES[scope] for k in hard):
+            out.append(FieldError("FieldValueInvalid", "spec.scopes",
+                                  f"Invalid value: {_scopes_text(scopes)}: unsupported scope "
+                                  f"applied to resource"))
+    for pair in _CONFLICTS:
+        if pair <= set(scopes):
+            out.append(FieldError("FieldValueInvalid", "spec.scopes",
+                                  f"Invalid value: {_scopes_text(scopes)}: conflicting scopes"))
+    selector = spec.get("scopeSelector") or {}
+    for i, req in enumerate(selector.get("matchExpressions") or []):
+        path = f"spec.scopeSelector.matchExpressions[{i}]"
+        if req.get("scopeName") not in _SCOPE_RESOURCES:
+            out.append(invalid_value(f"{path}.scopeName", req.get("scopeName"),
+                                     "unsupported scope"))
+        op = req.get("operator")
+        if op not in _OPERATORS:
+            out.append(invalid_value(f"{path}.operator", op, "not a valid selector operator"))
+        elif op in ("In", "NotIn") and not req.get("values"):
+            out.append(required(f"{path}.values",
+                                "must be at least one value when `operator` is 'In' or "
+                                "'NotIn' for scope selector"))
+        elif op in ("Exists", "DoesNotExist") and req.get("values"):
+            out.append(invalid_value(f"{path}.values", req.get("values"),
+                                     "must be no value when `operator` is 'Exist' or "
+                                     "'DoesNotExist' for scope selector"))
+    return out
+
+
+def _milli(v) -> int:
+    return quantity.milli_value(v)
+
+
+def limit_range(obj: dict) -> list[FieldError]:
+    out: list[FieldError] = []
+    seen: set[str] = set()
+    for i, item in enumerate((obj.get("spec") or {}).get("limits") or []):
+        if not isinstance(item, dict):
+            continue
+        base = f"spec.limits[{i}]"
+        kind = item.get("type", "")
+        if kind in seen:
+            out.append(duplicate(f"{base}.type", kind))
+        seen.add(kind)
+        lists = {k: item.get(k) if isinstance(item.get(k), dict) else {}
+                 for k in ("max", "min", "default", "defaultRequest", "maxLimitRequestRatio")}
+        if kind == "Pod":
+            for k in ("default", "defaultRequest"):
+                if lists[k]:
+                    out.append(forbidden_field(f"{base}.{k}",
+                                               "may not be specified when `type` is 'Pod'"))
+                    lists[k] = {}
+        if kind == "PersistentVolumeClaim" and "storage" not in lists["min"] and \
+                "storage" not in lists["max"]:
+            out.append(required(f"{base}.limits", "either minimum or maximum storage value is "
+                                "required, but neither was provided"))
+        names = sorted(set().union(*(set(v) for v in lists.values())))
+        for name in names:
+            q = {k: lists[k][name] for k in lists if name in lists[k] and
+                 _value(lists[k][name]) is not None}
+            mn, mx, df, dr, ratio = (q.get(k) for k in ("min", "max", "default",
+                                                        "defaultRequest",
+                                                        "maxLimitRequestRatio"))
+
+            def bad(field: str, shown, message: str, base=base, name=name) -> None:
+                out.append(invalid_value(f"{base}.{field}[{name}]", _text(shown), message))
+            if mn is not None and mx is not None and _value(mn) > _value(mx):
+                bad("min", mn, f"min value {_text(mn)} is greater than max value {_text(mx)}")
+            if dr is not None and mn is not None and _value(mn) > _value(dr):
+                bad("defaultRequest", dr, f"min value {_text(mn)} is greater than default "
+                    f"request value {_text(dr)}")
+            if dr is not None and mx is not None and _value(dr) > _value(mx):
+                bad("defaultRequest", dr, f"default request value {_text(dr)} is greater "
+                    f"than max value {_text(mx)}")
+            if dr is not None and df is not None and _value(dr) > _value(df):
+                bad("defaultRequest", dr, f"default request value {_text(dr)} is greater "
+                    f"than default limit value {_text(df)}")
+            if df is not None and mn is not None and _value(mn) > _value(df):
+                bad("default", mn, f"min value {_text(mn)} is greater than default value "
+                    f"{_text(df)}")
+            if df is not None and mx is not None and _value(df) > _value(mx):
+                bad("default", mx, f"default value {_text(df)} is greater than max value "
+                    f"{_text(mx)}")
+            if ratio is not None and _value(ratio) < 1:
+                bad("maxLimitRequestRatio", ratio, f"ratio {_text(ratio)} is less than 1")
+            if ratio is not None and mn is not None and mx is not None and _milli(mn) > 0:
+                limit = _milli(mx) / _milli(mn)
+                if _milli(ratio) / 1000 > limit:
+                    bad("maxLimitRequestRatio", ratio, f"ratio {_text(ratio)} is greater "
+                        f"than max/min = {limit:f}")
+    return out
