@@ -2,8 +2,9 @@
 
 ``host_expiration`` runs each host's own ``bootstrap certs check-expiration -o
 json`` over SSH (the installed toolkit reads the host's files, so the answer
-is the same table a person gets on that host) and reports a host it cannot
-reach or whose command fails as such instead of stopping. ``expiring_soon``
+is the same table a person gets on that host; a host without the toolkit, a
+separate etcd host, has its certificate files read instead) and reports a
+host it cannot reach or whose command fails as such instead of stopping. ``expiring_soon``
 is the cheap check ``cluster up`` prints in its summary: the artifacts on the
 control machine (CAs, every node's leaves, the kubeconfigs handed to hosts),
 plus the host-made kubeconfigs when connections are at hand.
@@ -23,6 +24,7 @@ from bootstrap.pki.expiry import ExpiryRow, rows_from_info
 from bootstrap.pki.kubeconfig import read_kubeconfig
 
 REMOTE_BOOTSTRAP = "/opt/bootstrap/current/bin/bootstrap"
+REMOTE_PKI_DIR = "/etc/kubernetes/pki"
 WARN_WITHIN = timedelta(days=30)
 # The files cluster up writes into the artifacts dir for hosts (and the user).
 ARTIFACT_KUBECONFIGS = ("admin.conf", "kube-proxy.conf", "dns.conf")
@@ -49,12 +51,47 @@ def check_command(cert_dir: str | None = None, kubeconfig_dir: str | None = None
     return shlex.join(cmd)
 
 
+def read_host_files(conn, cert_dir: str = REMOTE_PKI_DIR) -> HostExpiry:
+    """The same table from the certificate files themselves, for a host without
+    the toolkit (a separate etcd host): only ``.crt`` files cross the wire, and a
+    CA counts as externally managed when its key is absent there, as host-locally."""
+    from bootstrap.pki.catalog import CAS, LEAVES
+    from bootstrap.pki.certs import load_cert
+    from bootstrap.pki.expiry import RENEWABLE
+
+    probe = " ; ".join(f"[ -e {shlex.quote(f'{cert_dir}/{d.key}')} ] && echo {name}"
+                       for name, d in CAS.items())
+    with_keys = set(conn.run(probe, check=False, timeout=60).stdout.split())
+
+    def expires(d):
+        path = f"{cert_dir}/{d.crt}"
+        try:
+            return load_cert(conn.get(path), f"host {conn.host}: {path}").not_valid_after_utc
+        except FileNotFoundError:
+            return None
+
+    rows = []
+    for n in RENEWABLE:
+        d = LEAVES.get(n)
+        if d is None:  # a kubeconfig: only control-plane hosts have them, with the toolkit
+            rows.append(ExpiryRow(n, Path(n), None, "ca", "ca" not in with_keys))
+        else:
+            rows.append(ExpiryRow(n, Path(cert_dir) / d.crt, expires(d), d.ca,
+                                  d.ca not in with_keys))
+    cas = [ExpiryRow(n, Path(cert_dir) / d.crt, expires(d), "", n not in with_keys)
+           for n, d in CAS.items()]
+    return HostExpiry(conn.host, rows, cas)
+
+
 def read_host(conn, cmd: str | None = None) -> HostExpiry:
     """One host's table through its connection; failures become ``error``."""
     try:
         res = conn.run(cmd or check_command(), check=False, timeout=60)
-    except RemoteError as exc:
-        return HostExpiry(conn.host, error=exc.line())
+        if res.exit_code == 127:  # no toolkit there: read the files instead
+            return read_host_files(conn)
+    except (UserError, OSError) as exc:  # RemoteError is a UserError; so is a bad file
+        return HostExpiry(conn.host, error=exc.line() if isinstance(exc, UserError)
+                          else str(exc))
     if not res.ok:
         detail = (res.stderr.strip() or res.stdout.strip() or "no output").splitlines()[-1]
         return HostExpiry(conn.host, error=f"check-expiration exited {res.exit_code}: {detail}")

@@ -364,3 +364,34 @@ def test_summary_survives_a_control_plane_host_that_cannot_answer(tmp_path):
     ctx = type("Ctx", (), {"inventory": inv, "pki_dir": root, "config": ClusterConfig(),
                            "connections": conns})()
     assert cluster_nodes.expiring_certificates(ctx, cluster_nodes.prepare_artifacts(ctx)) == []
+
+
+def test_a_host_without_the_toolkit_has_its_certificate_files_read(tmp_path):
+    """A separate etcd host: no /opt/bootstrap there, only etcd's files."""
+    pki = tmp_path / "pki"
+    ensure_all(pki, SHORT, "e1", "10.0.0.9")
+    files = {f"/etc/kubernetes/pki/{rel}": (pki / rel).read_bytes()
+             for rel in ("etcd/ca.crt", "etcd/server.crt", "etcd/peer.crt",
+                         "etcd/healthcheck-client.crt")}
+    conn = FakeConnection("e1", {"check-expiration": Result(127, "", "sh: 1: not found"),
+                                 r"\[ -e": Result(0, "")}, files=files)
+    read: list[str] = []
+    get = conn.get
+    conn.get = lambda path: (read.append(path), get(path))[1]
+    got = cluster_certs.read_host(conn)
+    assert got.reachable, got.error
+    present = {r.name: r for r in got.rows if not r.missing}
+    assert set(present) == {"etcd-server", "etcd-peer", "etcd-healthcheck-client"}
+    assert present["etcd-peer"].expires == read_cert_file(pki / "etcd/peer.crt") \
+        .not_valid_after_utc
+    assert present["etcd-peer"].externally_managed  # the etcd CA key is not on that host
+    assert [c.name for c in got.cas if not c.missing] == ["etcd-ca"]
+    # Only certificates were read: no private key leaves the host.
+    assert read and all(p.endswith(".crt") for p in read)
+
+
+def test_a_garbage_certificate_on_a_host_is_that_hosts_error(tmp_path):
+    conn = FakeConnection("e1", {"check-expiration": Result(127, "")},
+                          files={"/etc/kubernetes/pki/etcd/server.crt": b"not a cert"})
+    got = cluster_certs.read_host(conn)
+    assert not got.reachable and "cannot parse certificate" in got.error
