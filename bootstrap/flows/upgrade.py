@@ -97,7 +97,8 @@ class UpgradeContext:
         self._api = api
         self._host = host
         self._confirm = confirm
-        self.health_timeout = float(params.get("health_timeout") or DEFAULT_HEALTH_TIMEOUT)
+        given = params.get("health_timeout")
+        self.health_timeout = float(DEFAULT_HEALTH_TIMEOUT if given is None else given)
         if self.health_timeout <= 0:
             raise UserError("--health-timeout must be more than 0 seconds")
         _ = self.target  # a bad version is one line before anything is read
