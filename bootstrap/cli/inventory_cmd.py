@@ -58,6 +58,7 @@ def check(path: str, config_path: str | None) -> None:
     out.print(f"control plane: {len(inv.control_plane)}, workers: {len(inv.workers)}, "
               f"etcd members: {len(inv.etcd)}")
     out.print(f"etcd servers: {inv.etcd_servers}")
+    out.print(f"state dir: {inv.artifacts_dir} (kubespray's artifacts_dir: PKI, kubeconfigs)")
     settings = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     for column in ("SETTING", "VALUE", "FROM"):
         settings.add_column(column, no_wrap=True)

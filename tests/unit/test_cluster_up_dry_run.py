@@ -210,3 +210,13 @@ def test_dry_run_connections_do_not_record_new_host_keys(tmp_path, monkeypatch):
     with pytest.raises(RemoteError):
         SSHConnection(H(), known_hosts=str(known)).open()
     assert seen[-1] == str(known) and "h1 ssh-rsa" in known.read_text()
+
+
+def test_inventory_check_names_the_state_dir(world):
+    from bootstrap.cli import main
+
+    inv = world / "inv" / "hosts.yaml"
+    inv.write_text(INVENTORY.replace("all:\n", "all:\n  vars: {artifacts_dir: /srv/state}\n", 1))
+    out = CliRunner().invoke(main, ["inventory", "check", "-i", str(inv)])
+    assert out.exit_code == 0, out.output
+    assert "state dir: /srv/state (kubespray's artifacts_dir" in out.output
