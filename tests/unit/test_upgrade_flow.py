@@ -332,3 +332,38 @@ def test_dry_run_changes_nothing():
     assert sim.current == "/opt/bootstrap/0.1.0"
     assert any("[dryrun] Would move kube-apiserver" in ln for ln in lines)
     assert "would change" in lines[-1]
+
+
+def plan_text(sim, api, toolkit="0.2.0", target="0.2.0"):
+    from bootstrap.flows.upgrade_plan import make_plan, render
+
+    clock = Clock()
+    host = Host(sim.conn, probe=sim.probe, clock=clock, sleep=clock.sleep, env={})
+    ctx = U.UpgradeContext({"to": target}, lambda _l: None, "plan", connection=sim.conn,
+                           api=api, host=host, toolkit=toolkit)
+    return render(make_plan(ctx), "apply")
+
+
+def test_plan_lists_components_versions_etcd_and_the_command():
+    sim = SimHost()
+    _, api = cluster_api()
+    out = plan_text(sim, api)
+    assert "apiserver           0.1.0    0.1.0    0.2.0   move /opt/bootstrap/0.1.0/bin -> " \
+           "/opt/bootstrap/0.2.0/bin, restart" in out
+    assert "dns                 -        -        0.2.0   not on this host" in out
+    assert "etcd:" in out and "healthy" in out and "kubelet of cp-1:" in out
+    assert "\tbootstrap upgrade apply 0.2.0" in out
+    assert sim.restarts == [] and sim.state() is None  # reads only
+    run("apply", sim, api, [], to="0.2.0")
+    assert "up to date" in plan_text(sim, api) and "nothing to do" in plan_text(sim, api)
+
+
+def test_plan_says_what_blocks():
+    sim = SimHost(installs=("0.1.0",))
+    sim.etcd_healthy = False
+    _, api = cluster_api()
+    out = plan_text(sim, api, toolkit="0.3.0", target="0.3.0")
+    assert "BLOCKED: /opt/bootstrap/0.3.0 is not installed" in out
+    assert "needs --force: upgrade 0.1.0 -> 0.3.0 skips a minor version" in out
+    assert "needs --force: etcd is not healthy" in out
+    assert "You can now apply" not in out
