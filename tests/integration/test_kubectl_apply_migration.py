@@ -127,3 +127,23 @@ def test_server_side_apply_that_changes_nothing_writes_nothing(cluster):
         assert listed.metadata.resource_version == owned
     finally:
         api_client.close()
+
+
+def test_updates_and_patches_that_change_nothing_write_nothing(cluster):
+    kc = cluster.admin
+    run(kc, "apply", "-f", "-", stdin=_manifest("mig4"))
+    first = get_json(kc, "configmap", "mig4-cfg", "-n", "mig", "--show-managed-fields")
+    run(kc, "apply", "-f", "-", stdin=_manifest("mig4"))  # client-side, unchanged
+    run(kc, "patch", "configmap", "mig4-cfg", "-n", "mig", "--type=merge",
+        "-p", '{"data":{"mode":"one"}}')
+    api_client = config.new_client_from_config(config_file=str(kc))
+    try:
+        core = client.CoreV1Api(api_client)
+        current = core.read_namespaced_config_map("mig4-cfg", "mig")
+        current.metadata.managed_fields = None  # as a client that does not know them
+        core.replace_namespaced_config_map("mig4-cfg", "mig", current)
+    finally:
+        api_client.close()
+    again = get_json(kc, "configmap", "mig4-cfg", "-n", "mig", "--show-managed-fields")
+    assert again["metadata"]["resourceVersion"] == first["metadata"]["resourceVersion"]
+    assert again["metadata"]["managedFields"] == first["metadata"]["managedFields"]
