@@ -54,6 +54,9 @@ BUMP_UNKNOWN = 10000
 
 WAIT_ETCD = "etcd"
 WAIT_API = "api"
+# Not a wait: with the API servers down nothing writes any more, so the revision
+# read here is the newest one any client can hold.
+READ_REVISION = "revision"
 
 
 @dataclass(frozen=True)
@@ -98,7 +101,8 @@ def plan(nodes: list[EtcdNode], control_plane: dict[str, list[str]] | list[str],
         Step("checking the snapshot on every member",
              {h: check_commands(snapshot) for h in members}),
         Step("stopping the API servers, controller managers and schedulers",
-             {h: [f"systemctl stop {units}"] for h, units in running.items()}),
+             {h: [f"systemctl stop {units}"] for h, units in running.items()},
+             wait=READ_REVISION),
         Step("stopping etcd on every member", {h: ["systemctl stop etcd"] for h in members}),
         Step("restoring every member into a new data dir (new cluster token)",
              {h: [*ops.restore_commands(n, nodes, snapshot, data_dir, token, stamp),
@@ -211,10 +215,12 @@ def run(conns: dict[str, Connection], nodes: list[EtcdNode], control_plane: list
         raise UserError(f"restore needs every etcd and control-plane host; not connected: "
                         f"{', '.join(missing)}")
     first = nodes[0]
-    try:
-        old = max_revision(ops.status_on_any(conns, nodes))
-    except UserError:
-        old = None  # disaster recovery: no member answers any more
+    def newest_revision() -> int | None:
+        try:
+            return max_revision(ops.status_on_any(conns, nodes))
+        except UserError:
+            return None  # disaster recovery: no member answers any more
+    old = newest_revision()
     units = dict(zip(control_plane, parallel(lambda h: running_units(conns[h]), control_plane),
                      strict=True))
     api_hosts = [h for h in control_plane if "kube-apiserver" in units[h]]
@@ -238,7 +244,10 @@ def run(conns: dict[str, Connection], nodes: list[EtcdNode], control_plane: list
                 raise UserError("snapshot fails its integrity check: " + exc.line(),
                                 hint="nothing was stopped; restore another snapshot") from exc
             raise
-        if step.wait == WAIT_ETCD:
+        if step.wait == READ_REVISION:
+            later = newest_revision()
+            old = max(r for r in (old, later) if r is not None) if (old or later) else None
+        elif step.wait == WAIT_ETCD:
             ops.wait_healthy(conns[first.host], nodes, timeout=etcd_timeout)
             snap_rev = revision_of(conns[first.host], first)
             target = bump_target(old, snap_rev)

@@ -86,6 +86,15 @@ def ready_nodes(up: Up) -> dict[str, dict]:
     return res
 
 
+def member_cluster_id(up: Up) -> int:
+    pki = "/etc/kubernetes/pki/etcd"
+    r = up.ssh(up.hosts[0], f"ETCDCTL_API=3 etcdctl --endpoints=https://127.0.0.1:2379 "
+                            f"--cacert={pki}/ca.crt --cert={pki}/healthcheck-client.crt "
+                            f"--key={pki}/healthcheck-client.key -w json endpoint status")
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)[0]["Status"]["header"]["cluster_id"]
+
+
 def _time(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
@@ -168,12 +177,20 @@ def test_backup_timer_on_every_etcd_host(up):
     assert len(snaps) == 2, listing
     assert sorted(listing) == sorted([*snaps, *(f"{s}.sha256" for s in snaps),
                                       *(f"{s}.json" for s in snaps)])
+    # A snapshot holds every Secret: only root reads it.
+    modes = up.ssh(host, f"stat -c %a {HOST_DIR} {HOST_DIR}/{snaps[-1]} "
+                         f"{HOST_DIR}/{snaps[-1]}.sha256").stdout.split()
+    assert modes == ["700", "600", "600"], modes
     check = up.ssh(host, f"cd {HOST_DIR} && sha256sum -c {snaps[-1]}.sha256 && "
                          f"ETCDCTL_API=3 etcdctl -w json snapshot status {snaps[-1]}")
     assert check.returncode == 0, check.stdout + check.stderr
     assert json.loads(check.stdout.splitlines()[-1])["totalKey"] > 0
     journal = up.ssh(host, "journalctl -u etcd-backup.service --no-pager -o cat | tail -3")
     assert f"saved {HOST_DIR}/{snaps[-1]}" in journal.stdout
+    # Installed once: a second run over the backup tasks changes nothing.
+    out = ok(cli("cluster", "up", "-i", str(up.inventory), "--tags", "etcd-backup",
+                 timeout=600))
+    assert "nothing changed" in out, out[-3000:]
 
 
 def test_restore_of_the_whole_cluster(up, tmp_path):
@@ -184,6 +201,7 @@ def test_restore_of_the_whole_cluster(up, tmp_path):
     assert str(snap) in out
     ok(k("create", "configmap", "after-snapshot", "--from-literal=lost=yes"))
     ok(k("delete", "configmap", "before-snapshot"))
+    cluster_id = member_cluster_id(up)
     restored_at = datetime.now(UTC)
 
     out = ok(up.etcd("snapshot", "restore", str(snap), "--yes", timeout=1200))
@@ -203,6 +221,8 @@ def test_restore_of_the_whole_cluster(up, tmp_path):
         assert len([w for w in words if w.startswith("/var/lib/etcd.backup-")]) == 1
         assert "700" in words and words[-5:] == ["active"] * 5
     assert "healthy" in ok(up.etcd("status"))
+    # A new cluster token makes a new cluster ID: no old member can ever rejoin it.
+    assert member_cluster_id(up) != cluster_id
 
     # The kubelets kept running: their Leases are renewed again and every node is Ready.
     def renewed_after_restore():

@@ -333,6 +333,14 @@ def test_restore_run_a_snapshot_failing_the_trial_restore_stops_nothing():
                for h, conn in c.conns.items() if h.startswith("h"))
 
 
+def test_restore_run_reads_the_old_revision_once_the_api_servers_are_down():
+    c = Cluster(old_revision=5000)
+    c.conns["h1"].respond(r"^systemctl stop kube-apiserver", lambda cmd: (
+        c.log.append(("stop-cp", "h1")), setattr(c, "rev", 7000), Result(0))[-1])
+    out = _run(c)
+    assert out.revision > 7000 + etcd_restore.BUMP_MARGIN - 10
+
+
 def test_restore_run_leaves_units_that_did_not_run_alone():
     c = Cluster()
     c.conns["h2"].respond(r"^systemctl is-active", Result(3, "inactive\nactive\nactive\n"))
