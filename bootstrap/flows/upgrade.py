@@ -282,24 +282,19 @@ def _require_install(ctx: UpgradeContext) -> None:
 
 
 def install_from_wheelhouse(ctx: UpgradeContext, path: Path) -> None:
-    wheels = sorted(path.glob(f"bootstrap-{ctx.target}-*.whl"))
-    pips = sorted(path.glob("pip-*.whl"))
-    if not wheels or not pips:
-        raise UserError(f"no bootstrap-{ctx.target} wheel and pip wheel in the wheelhouse",
+    if not any(path.glob(f"bootstrap-{ctx.target}-*.whl")):
+        raise UserError(f"no bootstrap-{ctx.target} wheel in the wheelhouse",
                         where=str(path))
     manifest = path / "SHA256SUMS"
     if not manifest.exists():
         raise UserError("the wheelhouse has no SHA256SUMS", where=str(path))
     ctx.echo(f"[preflight] Installing {ctx.target} from {path} into "
              f"{versions.install_dir(ctx.target)}")
-    from bootstrap.flows.wheelhouse import HOST_PYTHON, PREFIX, REMOTE_WHEELHOUSE
+    from bootstrap.flows import wheelhouse
 
-    ctx.runner.play("agents", ["agents"], {
-        "agents_version": ctx.target, "agents_wheelhouse_local": str(path),
-        "agents_wheelhouse_remote": f"{REMOTE_WHEELHOUSE}/{ctx.target}",
-        "agents_wheelset": hashlib.sha256(manifest.read_bytes()).hexdigest()[:16],
-        "agents_pip_wheel": pips[-1].name, "agents_prefix_root": PREFIX,
-        "agents_python": HOST_PYTHON, "agents_switch_current": False})
+    wh = wheelhouse.Wheelhouse(path, ctx.target, hashlib.sha256(manifest.read_bytes()).hexdigest())
+    ctx.runner.play("agents", ["agents"],
+                    {**wheelhouse._role_vars(wh), "agents_switch_current": False})
 
 
 def _confirm(ctx: UpgradeContext, what: str) -> None:

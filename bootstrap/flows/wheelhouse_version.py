@@ -93,16 +93,4 @@ def version_agents_vars(version: str | None = None, *, switch_current: bool = Fa
                         cache_dir=None, console=None) -> dict:
     """roles/agents vars installing ``version`` into /opt/bootstrap/<version>."""
     wh = build_version_wheelhouse(version, cache_dir, console=console)
-    pip_wheels = sorted(p.name for p in wh.path.glob("pip-*.whl"))
-    if not pip_wheels:
-        raise UserError("the wheelhouse has no pip wheel to install with", where=str(wh.path))
-    return {
-        "agents_version": wh.version,
-        "agents_wheelhouse_local": str(wh.path),
-        "agents_wheelhouse_remote": f"{wheelhouse.REMOTE_WHEELHOUSE}/{wh.version}",
-        "agents_wheelset": wh.digest[:16],
-        "agents_pip_wheel": pip_wheels[-1],
-        "agents_prefix_root": wheelhouse.PREFIX,
-        "agents_python": wheelhouse.HOST_PYTHON,
-        "agents_switch_current": switch_current,
-    }
+    return {**wheelhouse._role_vars(wh), "agents_switch_current": switch_current}

@@ -367,3 +367,22 @@ def test_plan_says_what_blocks():
     assert "needs --force: upgrade 0.1.0 -> 0.3.0 skips a minor version" in out
     assert "needs --force: etcd is not healthy" in out
     assert "You can now apply" not in out
+
+
+def test_a_missing_target_is_installed_from_a_given_wheelhouse(tmp_path):
+    (tmp_path / "bootstrap-0.2.0-py3-none-any.whl").write_bytes(b"w")
+    (tmp_path / "pip-24.0-py3-none-any.whl").write_bytes(b"p")
+    (tmp_path / "SHA256SUMS").write_text("x  bootstrap-0.2.0-py3-none-any.whl\n")
+    digest = hashlib.sha256((tmp_path / "SHA256SUMS").read_bytes()).hexdigest()[:16]
+    sim = SimHost(installs=("0.1.0",))
+    _, api = cluster_api()
+    lines: list[str] = []
+    run("apply", sim, api, lines, to="0.2.0", wheelhouse=str(tmp_path), dry_run=True)
+    assert any(f"Installing 0.2.0 from {tmp_path}" in ln for ln in lines)
+    # roles/agents ran for 0.2.0 (its marker names this wheel set) and left `current` alone.
+    assert any(f"/opt/bootstrap/0.2.0/.installed-{digest}" in c for c in sim.conn.commands)
+    assert not any("ln -sfn" in c for c in sim.conn.commands)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(UserError, match="no bootstrap-0.2.0 wheel in the wheelhouse"):
+        run("apply", SimHost(installs=("0.1.0",)), api, [], to="0.2.0", wheelhouse=str(empty))
