@@ -98,12 +98,14 @@ def restore(path: str, inventory: str, config_path: str | None, yes: bool) -> No
     and waits for health, then starts the control plane. Everything written
     after the snapshot is lost.
     """
-    if not yes:
-        click.confirm("This stops the API servers and etcd on every member and replaces the "
-                      "cluster's data with the snapshot; everything written since is lost. "
-                      "Continue?", abort=True)
+    def confirm() -> None:
+        if not yes:
+            click.confirm("This stops the API servers and etcd on every member and replaces "
+                          "the cluster's data with the snapshot; everything written since is "
+                          "lost. Continue?", abort=True)
     out = etcd_admin.snapshot_restore(inventory, path, config_path=config_path,
-                                      progress=lambda m: click.echo(f"restore: {m}"))
+                                      progress=lambda m: click.echo(f"restore: {m}"),
+                                      confirm=confirm)
     _print_status(out.rows)
     click.echo(f"restore: done; etcd healthy at revision {out.revision}, API servers ready on "
                f"{', '.join(out.api_hosts) or 'no control-plane host'}")

@@ -79,8 +79,12 @@ def snapshot_save(inventory_path: str, path: str | None = None, *,
 
 def snapshot_restore(inventory_path: str, path: str, *, config_path: str | None = None,
                      connect: Callable | None = None,
-                     progress: Callable[[str], None] = lambda _m: None) -> etcd_restore.Outcome:
-    """Every member from the snapshot at ``path``, the control plane stopped around it."""
+                     progress: Callable[[str], None] = lambda _m: None,
+                     confirm: Callable[[], None] = lambda: None) -> etcd_restore.Outcome:
+    """Every member from the snapshot at ``path``, the control plane stopped around it.
+
+    ``confirm`` is asked once the snapshot, the inventory and the config have been
+    checked here, before any host is contacted (it raises to stop)."""
     src = Path(path)
     backup.check_checksum(src)
     backup.verify_local(src)
@@ -93,6 +97,7 @@ def snapshot_restore(inventory_path: str, path: str, *, config_path: str | None 
     control_plane = [h.name for h in inventory.control_plane]
     stamp = datetime.now(UTC).strftime(backup.STAMP_FORMAT)
     hosts = {h.name: h for h in [*etcd_hosts(inventory), *inventory.control_plane]}
+    confirm()
     conns = (connect or connect_all)(list(hosts.values()))
     try:
         return etcd_restore.run(

@@ -207,6 +207,26 @@ def test_restore_refuses_a_damaged_snapshot_before_connecting(inv_file, tmp_path
         etcd_admin.snapshot_restore(str(inv_file), str(snap), connect=connect)
 
 
+def test_restore_cli_refuses_a_damaged_snapshot_without_asking(inv_file, tmp_path):
+    snap = tmp_path / "s.db"
+    snap.write_bytes(b"damaged")
+    Path(f"{snap}.sha256").write_text("0" * 64 + "  s.db\n")
+    r = CliRunner().invoke(main, ["etcd", "snapshot", "restore", str(snap), "-i", str(inv_file)],
+                           input="y\n")
+    assert r.exit_code == 2 and "Continue?" not in r.output, r.output
+    assert r.output.strip().splitlines() == [next(
+        line for line in r.output.splitlines() if "integrity check" in line)]
+
+
+def test_restore_cli_asks_and_a_no_touches_no_host(inv_file, tmp_path, monkeypatch):
+    snap = tmp_path / "s.db"
+    snap.write_bytes(b"fine")
+    monkeypatch.setattr(etcd_admin, "connect_all", lambda hosts: pytest.fail("connected"))
+    r = CliRunner().invoke(main, ["etcd", "snapshot", "restore", str(snap), "-i", str(inv_file)],
+                           input="n\n")
+    assert "Continue?" in r.output and r.exit_code == 1 and "Aborted" in r.output
+
+
 # ------------------------------------------------------------------ the restore plan
 
 def test_restore_plan_order_and_one_token_for_every_member():
