@@ -158,12 +158,11 @@ class UpgradeContext:
             if old.target == self.target:
                 return old
             if not self.force:
+                again = (f"bootstrap upgrade apply {old.target}" if old.command == "apply"
+                         else f"bootstrap upgrade node --to {old.target}")
                 raise UserError(f"an upgrade to {old.target} was interrupted on this host",
                                 where=self.label,
-                                hint=f"finish it with `bootstrap upgrade {old.command} "
-                                     f"{'' if old.command == 'node' else old.target}`"
-                                     f"{'--to ' + old.target if old.command == 'node' else ''}"
-                                     ", or pass --force to start over")
+                                hint=f"finish it with `{again}`, or pass --force to start over")
         previous = {c.unit: self.host.unit_install(c.unit) or "" for c in self.host.units()}
         return UpgradeState(target=self.target, command=self.command, previous=previous,
                             started=now_stamp())

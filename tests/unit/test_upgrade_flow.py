@@ -386,3 +386,16 @@ def test_a_missing_target_is_installed_from_a_given_wheelhouse(tmp_path):
     empty.mkdir()
     with pytest.raises(UserError, match="no bootstrap-0.2.0 wheel in the wheelhouse"):
         run("apply", SimHost(installs=("0.1.0",)), api, [], to="0.2.0", wheelhouse=str(empty))
+
+
+def test_an_interrupted_upgrade_to_another_version_is_finished_first():
+    sim = SimHost(installs=("0.1.0", "0.2.0", "0.2.1"))
+    _, api = cluster_api()
+    sim.files[STATE_FILE] = json.dumps({"target": "0.2.1", "command": "apply",
+                                        "status": "in-progress"}).encode()
+    with pytest.raises(UserError, match=r"an upgrade to 0\.2\.1 was interrupted.*"
+                                        r"`bootstrap upgrade apply 0\.2\.1`"):
+        run("apply", sim, api, [], to="0.2.0")
+    assert sim.restarts == []
+    run("apply", sim, api, [], to="0.2.0", force=True)
+    assert sim.state()["target"] == "0.2.0" and sim.state()["status"] == "done"
