@@ -246,7 +246,7 @@ class Aggregator:
         try:
             ep = await self._endpoint(obj)
             sslctx = self.ssl_context(obj)
-        except (services.ResolveError, ssl.SSLError, ValueError) as exc:
+        except (services.ResolveError, ssl.SSLError, ValueError, OSError) as exc:
             log.warning("proxying to %s: %s", obj["metadata"]["name"], exc)
             return _unavailable("service unavailable")
         url = ep.url(request.rel_url.raw_path)
@@ -424,7 +424,8 @@ class Aggregator:
                 self._store_doc(gv, body)
                 return "True", "Passed", "all checks passed"
         except (aiohttp.ClientError, ssl.SSLError, OSError, TimeoutError, ValueError):
-            self._docs.pop(gv, None)
+            pass
+        self._docs.pop(gv, None)  # only a verified answer is merged into discovery
         try:
             status, _ = await self._get(url, self.ssl_context(obj, verify=False), None, ident)
         except TimeoutError:
