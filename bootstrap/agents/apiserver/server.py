@@ -68,20 +68,7 @@ class AuthStore:
     async def write_if_unchanged(self, resource_plural: str, obj: dict) -> dict | None:
         """Write ``obj`` back if its resourceVersion is still the stored one (ResourceQuota
         admission charging usage); None when someone wrote first."""
-        res = _BY_PLURAL[resource_plural]
-        md = obj["metadata"]
-
-        async def replace(current: dict) -> dict:
-            return obj
-        try:
-            _, new = await self.store.guaranteed_update(
-                res, md.get("namespace"), md["name"], replace,
-                precondition_rv=md.get("resourceVersion"))
-        except errors.APIError as exc:
-            if exc.code in (404, 409):
-                return None
-            raise
-        return new
+        return await self.store.compare_and_put(_BY_PLURAL[resource_plural], obj)
 
 
 def _read(path: str | None) -> bytes | None:

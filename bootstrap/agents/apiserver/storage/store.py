@@ -268,6 +268,20 @@ class Store:
         out["metadata"] = dict(meta, resourceVersion=str(resp.header.revision))
         return out
 
+    async def compare_and_put(self, res: Resource, obj: dict) -> dict | None:
+        """Write ``obj`` in one transaction if its resourceVersion is still the key's
+        mod_revision; None when it is not (or the object is gone)."""
+        meta = obj["metadata"]
+        rv = meta.get("resourceVersion")
+        if not rv or not str(rv).isdigit():
+            return None
+        key = res.key(meta.get("namespace"), meta["name"])
+        resp = await self.etcd.txn([self.etcd.cmp_mod(key, int(rv))],
+                                   [self.etcd.op_put(key, self.encode(res, key, obj))])
+        if not resp.succeeded:
+            return None
+        return dict(obj, metadata=dict(meta, resourceVersion=str(resp.header.revision)))
+
     async def guaranteed_update(self, res: Resource, ns: str | None, name: str,
                                 mutate: Callable[[dict], Awaitable[dict | None]], *,
                                 precondition_rv: str | None = None,
