@@ -24,6 +24,8 @@ from collections.abc import Callable
 
 import orjson
 
+from bootstrap.api import defaults
+
 HPA_METRICS = "autoscaling.alpha.kubernetes.io/metrics"
 HPA_CURRENT_METRICS = "autoscaling.alpha.kubernetes.io/current-metrics"
 HPA_CONDITIONS = "autoscaling.alpha.kubernetes.io/conditions"
@@ -108,8 +110,8 @@ def _hpa_v1_to_v2(obj: dict) -> dict:
             "type": "Utilization",
             "averageUtilization": spec["targetCPUUtilizationPercentage"]}}})
     metrics += [m for m in _load(annotations, HPA_METRICS) or [] if isinstance(m, dict)]
-    if metrics:
-        v2spec["metrics"] = metrics
+    # What v2's defaulting gives an HPA without metrics (upstream applies it on read).
+    v2spec["metrics"] = metrics or copy.deepcopy(list(defaults.DEFAULT_HPA_METRICS))
     behavior = _load(annotations, HPA_BEHAVIOR)
     if isinstance(behavior, dict):
         v2spec["behavior"] = behavior

@@ -3,6 +3,7 @@ pkg/apis/*/v1/defaults.go, the subset our agents and kubectl read)."""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 
 GVK = tuple[str, str, str]
@@ -300,8 +301,17 @@ def _storageclass(obj: dict) -> None:
     obj.setdefault("volumeBindingMode", "Immediate")
 
 
+# autoscaling.DefaultCPUUtilization: what an HPA without metrics scales on.
+DEFAULT_HPA_METRICS = ({"type": "Resource", "resource": {"name": "cpu", "target": {
+    "type": "Utilization", "averageUtilization": 80}}},)
+
+
 def _hpa(obj: dict) -> None:
-    obj.setdefault("spec", {}).setdefault("minReplicas", 1)
+    spec = obj.setdefault("spec", {})
+    spec.setdefault("minReplicas", 1)
+    # v2's SetDefaults; v1 keeps an absent target (it gets 80% when read as v2).
+    if obj.get("apiVersion") == "autoscaling/v2" and not spec.get("metrics"):
+        spec["metrics"] = copy.deepcopy(list(DEFAULT_HPA_METRICS))
 
 
 def _limitrange(obj: dict) -> None:

@@ -67,8 +67,15 @@ def _hpa_columns() -> list[Column]:
         return f"{ref.get('kind', '')}/{ref.get('name', '')}"
 
     def targets(o):
+        # formatHPAMetrics: "cpu: 30%/80%", the first two metrics, "+ N more...".
         metrics = _spec(o).get("metrics") or []
-        return "<unknown>" if metrics else NONE
+        statuses = _status(o).get("currentMetrics") or []
+        if not metrics:
+            return NONE
+        shown = [_hpa_metric(m, statuses[i] if i < len(statuses) else {})
+                 for i, m in enumerate(metrics)]
+        more = f" + {len(shown) - 2} more..." if len(shown) > 2 else ""
+        return ", ".join(shown[:2]) + more
     return [name_column(),
             _col("Reference", reference, d + "Spec", "scaleTargetRef"),
             _col("Targets", targets, d + "Spec", "metrics"),
@@ -79,6 +86,30 @@ def _hpa_columns() -> list[Column]:
             _col("Replicas", lambda o: _status(o).get("currentReplicas", 0), d + "Status",
                  "currentReplicas", type="integer"),
             age_column()]
+
+
+def _hpa_metric(spec: dict, status: dict) -> str:
+    kind = spec.get("type")
+    key = {"Resource": "resource", "ContainerResource": "containerResource", "Pods": "pods",
+           "Object": "object", "External": "external"}.get(kind)
+    if key is None:
+        return "<unknown type>"
+    source, current = spec.get(key) or {}, (status.get(key) or {}).get("current") or {}
+    target = source.get("target") or {}
+    if kind in ("Resource", "ContainerResource"):
+        name = source.get("name", "")
+        if target.get("averageValue") is not None:
+            return f"{name}: {current.get('averageValue', '<unknown>')}/{target['averageValue']}"
+        now = f"{current['averageUtilization']}%" if current.get(
+            "averageUtilization") is not None else "<unknown>"
+        want = f"{target['averageUtilization']}%" if target.get(
+            "averageUtilization") is not None else "<auto>"
+        return f"{name}: {now}/{want}"
+    value = target.get("averageValue") if target.get("averageValue") is not None else \
+        target.get("value")
+    got = current.get("averageValue") if current.get("averageValue") is not None else \
+        current.get("value")
+    return f"{got if got is not None else '<unknown>'}/{value}"
 
 
 def _ingress_columns() -> list[Column]:

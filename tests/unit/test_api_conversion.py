@@ -35,11 +35,13 @@ def test_hpa_v2_to_v1_and_back_loses_nothing():
     assert conversion.convert(V2, "autoscaling/v2") is V2
 
 
-def test_hpa_v1_without_target_has_no_metrics():
+def test_hpa_v1_without_target_scales_on_the_default_cpu_utilization():
     v1 = {"apiVersion": "autoscaling/v1", "kind": "HorizontalPodAutoscaler",
           "metadata": {"name": "a"}, "spec": {"maxReplicas": 2, "scaleTargetRef": {}}}
-    assert conversion.convert(v1, "autoscaling/v2")["spec"] == {
-        "maxReplicas": 2, "scaleTargetRef": {}}
+    v2 = conversion.convert(v1, "autoscaling/v2")
+    assert v2["spec"]["metrics"] == [{"type": "Resource", "resource": {"name": "cpu", "target": {
+        "type": "Utilization", "averageUtilization": 80}}}]
+    assert conversion.convert(v2, "autoscaling/v1")["spec"]["targetCPUUtilizationPercentage"] == 80
 
 
 def test_events_field_mapping():
