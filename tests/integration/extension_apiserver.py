@@ -40,6 +40,31 @@ RESOURCES = {
 }
 
 
+def openapi_v3(group: str) -> dict:
+    """The group-version's OpenAPI v3 document (only the schema kubectl explain reads)."""
+    gvk = {"group": group, "version": VERSION, "kind": "Flunder"}
+    ref = {"$ref": f"#/components/schemas/com.example.wardle.{VERSION}.Flunder"}
+    ok = {"200": {"description": "OK", "content": {"application/json": {"schema": ref}}}}
+    base = f"/apis/{group}/{VERSION}/namespaces/{{namespace}}/flunders"
+    paths = {base: {"post": {"x-kubernetes-action": "post",
+                             "x-kubernetes-group-version-kind": gvk, "responses": ok}},
+             f"{base}/{{name}}": {"get": {"x-kubernetes-action": "get",
+                                          "x-kubernetes-group-version-kind": gvk,
+                                          "responses": ok}}}
+    return {"openapi": "3.0.0", "info": {"title": "wardle", "version": VERSION}, "paths": paths,
+            "components": {"schemas": {f"com.example.wardle.{VERSION}.Flunder": {
+                "type": "object", "description": "A Flunder is a test object.",
+                "properties": {
+                    "apiVersion": {"type": "string"}, "kind": {"type": "string"},
+                    "metadata": {"type": "object"},
+                    "spec": {"type": "object", "description": "What the flunder refers to.",
+                             "properties": {"reference": {
+                                 "type": "string",
+                                 "description": "The name of another flunder."}}}},
+                "x-kubernetes-group-version-kind": [
+                    {"group": group, "version": VERSION, "kind": "Flunder"}]}}}}
+
+
 def serving_pair(pki_dir: Path, out: Path, service: str, namespace: str) -> tuple[Path, Path]:
     """A serving certificate for ``<service>.<namespace>.svc`` signed by the cluster CA."""
     ca = load_ca(pki_dir, "ca")
@@ -144,6 +169,10 @@ class ExtensionServer:
         self.seen.append(Seen(request.method, request.path_qs, list(request.headers.items()),
                               user, request.headers.getall("X-Remote-Group", []), extra))
         path = request.path
+        if path.startswith("/openapi/v3/apis/"):
+            g = path[len("/openapi/v3/apis/"):].split("/")[0]
+            if path == f"/openapi/v3/apis/{g}/{VERSION}" and g in self.groups:
+                return _json(openapi_v3(g))
         group = next((g for g in self.groups if path == f"/apis/{g}/{VERSION}"
                       or path.startswith(f"/apis/{g}/{VERSION}/")), None)
         if group is None:

@@ -205,6 +205,18 @@ def test_extension_servers_can_read_how_to_trust_us(agg):
     assert other.stdout.strip() == "no"
 
 
+def test_explain_reads_the_extensions_openapi(agg):
+    kc = agg.admin
+    index = json.loads(run(kc, "get", "--raw", "/openapi/v3").stdout)["paths"]
+    url = index[f"apis/{GROUP}/{VERSION}"]["serverRelativeURL"]
+    assert url.startswith(f"/openapi/v3/apis/{GROUP}/{VERSION}?hash=")
+    assert "api/v1" in index and "apis/apps/v1" in index  # ours are still there
+    out = run(kc, "explain", "flunders").stdout
+    assert "KIND:       Flunder" in out and "A Flunder is a test object." in out
+    out = run(kc, "explain", "flunders.spec.reference").stdout
+    assert "The name of another flunder." in out
+
+
 def test_kubectl_crud_through_the_proxy(agg):
     kc = agg.admin
     flunder = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Flunder",

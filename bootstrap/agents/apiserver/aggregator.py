@@ -20,6 +20,10 @@ group-version to an extension API server:
 * discovery: the extension's APIResourceList, fetched over the verified
   connection, joins /apis, /apis/<group> and aggregated discovery, so kubectl
   finds the extension's resources. Every process fetches for itself.
+* OpenAPI v3: with its discovery document, the extension's
+  ``/openapi/v3/apis/<group>/<version>`` is fetched over the verified connection
+  and served as ours (listed in ``/openapi/v3``), so ``kubectl explain`` knows its
+  kinds. It is fetched again when the discovery document changes.
 * registration (primary process, upstream's autoregister and crdregistration
   controllers): every group-version served here gets a local APIService
   (``v1.``, ``v1.apps``, ..., label ``kube-aggregator.kubernetes.io/automanaged``
@@ -32,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import hashlib
 import logging
 import ssl
 from urllib.parse import quote
@@ -164,6 +169,8 @@ class Aggregator:
         self.server = server
         self.res = resources.by_gvr(GROUP, VERSION, PLURAL)
         self._docs: dict[tuple[str, str], dict] = {}  # (group, version) -> APIResourceList
+        # (group, version) -> (OpenAPI v3 document bytes, its hash)
+        self._openapi: dict[tuple[str, str], tuple[bytes, str]] = {}
         self._ssl: dict[tuple[str, bool, bool], ssl.SSLContext] = {}
         self._sessions: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
         self._tasks: list[asyncio.Task] = []
@@ -198,6 +205,11 @@ class Aggregator:
     def resource_list(self, group: str, version: str) -> dict | None:
         """The extension's discovery document, when fetched and still served."""
         return self._docs.get((group, version)) if self.target(group, version) else None
+
+    def openapi_v3(self) -> dict[str, tuple[bytes, str]]:
+        """``apis/<group>/<version>`` -> (document, hash) of the served extensions."""
+        return {f"apis/{g}/{v}": doc for (g, v), doc in self._openapi.items()
+                if self.target(g, v) is not None}
 
     # -- connections ---------------------------------------------------------------
     def _session(self) -> aiohttp.ClientSession:
@@ -396,6 +408,8 @@ class Aggregator:
                 if remote_spec(o) is not None}
         for gv in set(self._docs) - live:
             del self._docs[gv]
+        for gv in set(self._openapi) - live:
+            del self._openapi[gv]
 
     async def _sync(self, obj: dict) -> None:
         spec = obj.get("spec") or {}
@@ -412,6 +426,7 @@ class Aggregator:
             ep = await self._endpoint(obj)
         except services.ResolveError as exc:
             self._docs.pop(gv, None)
+            self._openapi.pop(gv, None)
             return "False", exc.reason, exc.message
         url = ep.url(f"/apis/{gv[0]}/{gv[1]}")
         ident = identity_headers(CHECK_USER, CHECK_GROUPS, {})
@@ -421,11 +436,13 @@ class Aggregator:
         try:
             status, body = await self._get(url, self.ssl_context(obj), ep.server_name, ident)
             if 200 <= status < 300:
-                self._store_doc(gv, body)
+                if self._store_doc(gv, body) or gv not in self._openapi:
+                    await self._fetch_openapi(obj, ep, gv, ident)
                 return "True", "Passed", "all checks passed"
         except (aiohttp.ClientError, ssl.SSLError, OSError, TimeoutError, ValueError):
             pass
         self._docs.pop(gv, None)  # only a verified answer is merged into discovery
+        self._openapi.pop(gv, None)
         try:
             status, _ = await self._get(url, self.ssl_context(obj, verify=False), None, ident)
         except TimeoutError:
@@ -446,7 +463,8 @@ class Aggregator:
                 timeout=aiohttp.ClientTimeout(total=DISCOVERY_TIMEOUT)) as resp:
             return resp.status, await resp.content.read(MAX_DISCOVERY_BYTES)
 
-    def _store_doc(self, gv: tuple[str, str], body: bytes) -> None:
+    def _store_doc(self, gv: tuple[str, str], body: bytes) -> bool:
+        """Keep the extension's discovery document; True when it changed."""
         try:
             doc = orjson.loads(body)
         except orjson.JSONDecodeError:
@@ -454,9 +472,26 @@ class Aggregator:
         if isinstance(doc, dict) and doc.get("kind") == "APIResourceList" and \
                 isinstance(doc.get("resources"), list):
             doc["groupVersion"] = f"{gv[0]}/{gv[1]}"  # the extension speaks for its own only
+            changed = self._docs.get(gv) != doc
             self._docs[gv] = doc
+            return changed
+        self._docs.pop(gv, None)
+        return True
+
+    async def _fetch_openapi(self, obj: dict, ep: services.Endpoint, gv: tuple[str, str],
+                             ident) -> None:
+        """The extension's OpenAPI v3 document of its group-version, if it has one."""
+        url = ep.url(f"/openapi/v3/apis/{gv[0]}/{gv[1]}")
+        try:
+            status, body = await self._get(url, self.ssl_context(obj), ep.server_name, ident)
+            doc = orjson.loads(body) if 200 <= status < 300 else None
+        except (aiohttp.ClientError, ssl.SSLError, OSError, TimeoutError, ValueError):
+            doc = None
+        if isinstance(doc, dict) and isinstance(doc.get("components"), dict):
+            raw = orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
+            self._openapi[gv] = (raw, hashlib.sha512(raw).hexdigest().upper())
         else:
-            self._docs.pop(gv, None)
+            self._openapi.pop(gv, None)
 
     async def _write(self, obj: dict, status: str, reason: str, message: str) -> None:
         old = (obj.get("status") or {}).get("conditions") or []

@@ -86,7 +86,7 @@ async def handle(server, request: web.Request, parts: list[str]) -> web.StreamRe
                             content_type="text/plain", charset="utf-8",
                             headers={"X-Content-Type-Options": "nosniff"})
     if head == "openapi":
-        return openapi.handle(request, parts)
+        return openapi.handle(request, parts, server.aggregator)
     if not parts:
         paths = sorted({"/api", "/api/v1", "/apis", "/healthz", "/livez", "/readyz", "/metrics",
                         "/version", "/openapi/v2", "/openapi/v3"})

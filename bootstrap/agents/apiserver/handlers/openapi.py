@@ -43,7 +43,8 @@ def _v2_type(accept: str) -> str | None:
     return None
 
 
-def handle(request: web.Request, parts: list[str]) -> web.Response:
+def handle(request: web.Request, parts: list[str], remote=None) -> web.Response:
+    """``remote``: the aggregator, whose extension servers' v3 documents join ours."""
     if parts == ["openapi", "v2"]:
         wanted = _v2_type(request.headers.get("Accept", ""))
         if wanted is None:
@@ -53,9 +54,16 @@ def handle(request: web.Request, parts: list[str]) -> web.Response:
                           openapi.openapi_v2_protobuf_hash(), _PB_RETURNED)
         return _bytes(request, openapi.openapi_v2_document(), openapi.openapi_v2_hash())
     if parts == ["openapi", "v3"]:
-        return common.json_response(openapi.openapi_v3_index())
+        index = openapi.openapi_v3_index()
+        if remote is not None:
+            for path, (_, digest) in remote.openapi_v3().items():
+                index["paths"][path] = {"serverRelativeURL": f"/openapi/v3/{path}?hash={digest}"}
+        return common.json_response(index)
     if len(parts) >= 3 and parts[:2] == ["openapi", "v3"]:
         gv = "/".join(parts[2:])
+        extension = remote.openapi_v3().get(gv) if remote is not None else None
+        if extension is not None:
+            return _bytes(request, *extension)
         try:
             return _bytes(request, openapi.openapi_v3_document(gv), openapi.openapi_v3_hash(gv))
         except KeyError:
