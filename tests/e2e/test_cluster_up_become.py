@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -63,13 +64,13 @@ def listing(roots: list[Path], skip: set[Path]) -> dict[str, tuple]:
 @pytest.fixture(scope="module")
 def cluster(sandbox_factory, tmp_path_factory):
     inventory = sandbox_factory(NAME, 1)
+    work = Path(tempfile.mkdtemp(prefix="bootstrap-e2e-become-", dir="/tmp"))
     try:
         host = f"{NAME}-1"
         ok(cli("sandbox", "ssh", NAME, "1", "--", SETUP, timeout=120))
         ok(cli("sandbox", "ssh", NAME, "1", "--", DENY_ROOT, timeout=120))
         wheels = tmp_path_factory.mktemp("wheelhouse")
         freeze_wheelhouse(wheels)
-        work = Path(tempfile.mkdtemp(prefix="bootstrap-become-", dir="/tmp"))
         inv = yaml.safe_load(inventory.read_text())
         inv["all"]["hosts"][host].update(ansible_user=USER, ansible_become=True)
         (work / "hosts.yaml").write_text(yaml.safe_dump(inv))
@@ -84,6 +85,7 @@ def cluster(sandbox_factory, tmp_path_factory):
                "inventory": work / "hosts.yaml"}
     finally:
         sandbox_factory.down(NAME)
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def test_dry_run_writes_nothing_and_reports_the_unreachable_host(cluster, tmp_path):
