@@ -296,6 +296,16 @@ def test_identity_headers_come_from_authentication_only(agg):
     assert "system:masters" not in who["groups"] and "system:authenticated" in who["groups"]
     assert who["extra"] == {}
     assert not {"x-remote-extra-scopes", "x-remote-uid", "authorization"} & set(who["headers"])
+    # A bearer token authenticates here and stays here.
+    run(kc, "create", "serviceaccount", "token-user", "-n", NS)
+    run(kc, "create", "clusterrolebinding", "wardle-reader-sa", "--clusterrole=wardle-reader",
+        f"--serviceaccount={NS}:token-user")
+    token = run(kc, "create", "token", "token-user", "-n", NS).stdout.strip()
+    code, body = eventually(lambda: (r := _raw(agg, f"{PREFIX}/whoami", None, headers={
+        "Authorization": f"Bearer {token}"}))[0] == 200 and r)
+    who = json.loads(body)
+    assert who["user"] == f"system:serviceaccount:{NS}:token-user"
+    assert "authorization" not in who["headers"]
     # An impersonated user's extra travels as X-Remote-Extra-<key>, escaped; the
     # Impersonate-* headers themselves stay behind.
     code, body = _raw(agg, f"{PREFIX}/whoami", agg.ssl_context(), headers={
