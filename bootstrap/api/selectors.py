@@ -237,6 +237,18 @@ def _path(*keys: str) -> Callable[[dict], str]:
     return get
 
 
+def _either(*paths: tuple[str, ...]) -> Callable[[dict], str]:
+    getters = [_path(*p) for p in paths]
+
+    def get(obj: dict) -> str:
+        for g in getters:
+            value = g(obj)
+            if value:
+                return value
+        return ""
+    return get
+
+
 _COMMON = {
     "metadata.name": _path("metadata", "name"),
     "metadata.namespace": _path("metadata", "namespace"),
@@ -255,17 +267,17 @@ FIELD_LABELS: dict[str, dict[str, Callable[[dict], str]]] = {
         "status.podIP": _path("status", "podIP"),
         "status.nominatedNodeName": _path("status", "nominatedNodeName"),
     },
+    # Core and events.k8s.io/v1 Events share the plural; an object may be at either
+    # version (watch caches hold core), so each label reads both field names.
     "events": {
-        "involvedObject.kind": _path("involvedObject", "kind"),
-        "involvedObject.namespace": _path("involvedObject", "namespace"),
-        "involvedObject.name": _path("involvedObject", "name"),
-        "involvedObject.uid": _path("involvedObject", "uid"),
-        "involvedObject.apiVersion": _path("involvedObject", "apiVersion"),
-        "involvedObject.resourceVersion": _path("involvedObject", "resourceVersion"),
-        "involvedObject.fieldPath": _path("involvedObject", "fieldPath"),
+        **{f"{prefix}.{k}": _either(("involvedObject", k), ("regarding", k))
+           for prefix in ("involvedObject", "regarding")
+           for k in ("kind", "namespace", "name", "uid", "apiVersion", "resourceVersion",
+                     "fieldPath")},
         "reason": _path("reason"),
-        "reportingComponent": _path("reportingComponent"),
-        "source": _path("source", "component"),
+        "reportingComponent": _either(("reportingComponent",), ("reportingController",)),
+        "reportingController": _either(("reportingComponent",), ("reportingController",)),
+        "source": _either(("source", "component"), ("deprecatedSource", "component")),
         "type": _path("type"),
     },
     "secrets": {"type": _path("type")},

@@ -106,6 +106,14 @@ def test_events_k8s_io_over_core_events(kc):
     names = sorted(e["metadata"]["name"] for e in raw(
         kc, f"/apis/events.k8s.io/v1/namespaces/{NS}/events")["items"])
     assert names == ["core", "scaled"]
+    # events.k8s.io's field labels, on objects stored as core Events (etcd and cache)
+    for rv in ("", "&resourceVersion=0"):
+        picked = raw(kc, f"/apis/events.k8s.io/v1/namespaces/{NS}/events"
+                         f"?fieldSelector=regarding.name%3Dweb{rv}")["items"]
+        assert [e["metadata"]["name"] for e in picked] == ["scaled"]
+    core_picked = raw(kc, f"/api/v1/namespaces/{NS}/events?fieldSelector="
+                          "involvedObject.name%3Dp")["items"]
+    assert [e["metadata"]["name"] for e in core_picked] == ["core"]
     assert events.read_namespaced_event("scaled", NS).note == "scaled web to 2"
     table = run(kc, "get", "events.v1.events.k8s.io", "-n", NS).stdout
     assert "image pulled" in table and "scaled web to 2" in table
