@@ -66,9 +66,11 @@ def closure(root: str = ROOT) -> list[md.Distribution]:
         try:
             dist = found.get(key) or md.distribution(name)
         except md.PackageNotFoundError:
+            # pip installs the agents on the hosts, so its wheel ships too.
+            hint = (f"{sys.executable} -m ensurepip" if key == "pip"
+                    else f"pip install {ROOT} again into this environment")
             raise UserError(f"{name} is needed by the agents but is not installed",
-                            where=f"wheelhouse ({sys.prefix})",
-                            hint=f"pip install {ROOT} again into this environment") from None
+                            where=f"wheelhouse ({sys.prefix})", hint=hint) from None
         found[key] = dist
         for text in dist.requires or []:
             try:

@@ -105,3 +105,20 @@ def test_installed_mode_builds_once_and_dry_run_peeks_without_writing(tmp_path, 
     peek = wheelhouse.peek_wheelhouse(tmp_path)
     assert peek is not None and peek.digest == built.digest
     assert wheelhouse.agents_vars(cache_dir=tmp_path)["agents_pip_wheel"].startswith("pip-")
+
+
+def test_a_missing_requirement_is_one_line_naming_it(monkeypatch):
+    from bootstrap.errors import UserError
+
+    real = md.distribution
+
+    def without_pip(name):
+        if name == "pip":
+            raise md.PackageNotFoundError(name)
+        return real(name)
+
+    monkeypatch.setattr(wi.md, "distribution", without_pip)
+    with pytest.raises(UserError) as ei:
+        wi.closure()
+    assert "pip is needed by the agents but is not installed" in ei.value.line()
+    assert "ensurepip" in ei.value.line()
