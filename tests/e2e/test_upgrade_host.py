@@ -99,6 +99,12 @@ def test_the_new_install_is_beside_the_old_one_and_nothing_switched(env):
     assert env.server_version() == component_version(OLD)
     assert set(env.kubelet_versions().values()) == {component_version(OLD)}
     assert env.recorded() == f"v{OLD}"
+    # Every unit names its install, so the upgrade can move them one at a time.
+    for host in (env.cp, env.worker):
+        execs = env.sh(host, "grep -h ^ExecStart= /etc/systemd/system/kube*.service "
+                             "/etc/systemd/system/bootstrap-dns.service").stdout.split()
+        assert execs and all(e.startswith(f"ExecStart={versions.agents_bin(OLD)}/")
+                             for e in execs if e.startswith("ExecStart=")), execs
 
 
 def test_plan_names_every_component_and_what_changes(env):
