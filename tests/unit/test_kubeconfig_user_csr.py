@@ -201,3 +201,21 @@ def test_generate_csr_bad_address_writes_nothing(tmp_path):
               str(tmp_path / "k"), "--node-name", "cp-1", "--advertise-address", "not-an-ip")
     assert res.exit_code == 2 and "not an IP address" in res.output
     assert not (tmp_path / "pki").exists() and not (tmp_path / "k").exists()
+
+
+def test_the_api_servers_authenticator_sees_the_user_and_refuses_another_clusters(tmp_path, pki):
+    from bootstrap.agents.apiserver.auth.authn import Authenticator
+
+    other = tmp_path / "other"
+    assert run("init", "phase", "certs", "ca", "--cert-dir", str(other)).exit_code == 0
+    authn = Authenticator(client_ca_file=pki / "ca.crt")
+    mine = run("kubeconfig", "user", "--client-name", "jane", "--org", "dev", "--cert-dir",
+               str(pki), "--server", SERVER)
+    user = authn.authenticate_certificate(client_of(mine.output)[1])
+    assert user is not None and user.name == "jane"
+    assert set(user.groups) == {"dev", "system:authenticated"}
+    # Same name and groups, signed by another cluster's CA: not this cluster's user.
+    forged = run("kubeconfig", "user", "--client-name", "jane", "--org", "dev", "--cert-dir",
+                 str(other), "--server", SERVER)
+    assert forged.exit_code == 0, forged.output
+    assert authn.authenticate_certificate(client_of(forged.output)[1]) is None
