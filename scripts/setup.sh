@@ -12,7 +12,7 @@ APT_PACKAGES=(
   systemd dbus openssh-server openssh-client iputils-ping
   etcd-server etcd-client runc containerd containernetworking-plugins haproxy conntrack
   docker-registry busybox-static skopeo
-  curl
+  curl sudo
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
