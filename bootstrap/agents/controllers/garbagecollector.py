@@ -59,8 +59,10 @@ def index_by_uid(obj: dict) -> list[str]:
 
 def collected_resources() -> list[Resource]:
     """Every stored kind that can be watched and deleted (upstream: every deletable
-    resource discovery reports)."""
-    return [r for r in CATALOGUE if r.stored and {"watch", "delete"} <= set(r.verbs)]
+    resource discovery reports). A version served over another one's storage
+    (autoscaling/v1 HPAs, events.k8s.io Events) is the same objects: watched once."""
+    return [r for r in CATALOGUE if r.stored and not r.stored_as
+            and {"watch", "delete"} <= set(r.verbs)]
 
 
 def _finalizers(obj: dict) -> list[str]:
