@@ -11,7 +11,8 @@ as the next one expects:
 4. remove-node of a control-plane host: 2 etcd members left, both healthy;
    the host is clean, kubeadm-config forgets it; it joins again (3 members);
 5. a dead control-plane host (powered off): `--force` removes its member by ID
-   and its Node; the 2 members left are healthy.
+   and its Node; the 2 members left are healthy;
+6. `cluster reset` (after the dead host comes back) leaves nothing on any host.
 """
 
 from __future__ import annotations
@@ -212,3 +213,15 @@ def test_a_dead_control_plane_host_is_removed_by_member_id(c):
     assert sorted(m["name"] for m in members(1)) == [host_name(1), host_name(2)]
     assert len(healthy(1)) == 2 and all(h["health"] for h in healthy(1))
     assert host_name(3) not in nodes(c)
+
+
+def test_cluster_reset_leaves_nothing_on_any_host(c):
+    # The dead host comes back with its old disk; its member is long gone.
+    ok(cli("sandbox", "start", NAME, "3", timeout=180))
+    asked = cli("cluster", "reset", "-i", str(c.inventory), timeout=120)
+    assert asked.returncode != 0  # no --yes and no terminal: nothing happens
+    assert len(members(1)) == 2
+    out = ok(cli("cluster", "reset", "-i", str(c.inventory), "--yes", timeout=1200))
+    assert "cluster reset: 4 host(s) reset" in out, out
+    for i in range(1, 5):
+        assert leftovers(i) == [], i
