@@ -37,8 +37,6 @@ from bootstrap.pki.keys import (
 )
 from bootstrap.pki.store import CA, Outcome, fix_hint, require_ca
 
-API_PORT = 6443
-
 
 @dataclass(frozen=True)
 class KubeconfigDef:
@@ -79,10 +77,12 @@ def _url(host: str, port: int) -> str:
 
 
 def server_url(config: ClusterConfig, advertise_address: str, local: bool = False) -> str:
+    # As kubeadm: a controlPlaneEndpoint without a port, and the node's own API
+    # server, are reached on localAPIEndpoint.bindPort.
     if config.control_plane_endpoint and not local:
         host, port = catalog.split_host_port(config.control_plane_endpoint)
-        return _url(host, port or API_PORT)
-    return _url(advertise_address, API_PORT)
+        return _url(host, port or config.bind_port)
+    return _url(advertise_address, config.bind_port)
 
 
 def _b64(data: bytes) -> str:
