@@ -7,9 +7,13 @@ node talks to are decided in one place:
 * the API endpoint: an external load balancer from the inventory
   (kubespray's ``loadbalancer_apiserver: {address, port}``), else with several
   control-plane hosts kubespray's localhost load balancer (haproxy on every
-  node that is not control plane, 127.0.0.1:6443, and the API servers'
-  certificates name 127.0.0.1 and localhost), else the one control-plane
-  host's address;
+  node that is not control plane, 127.0.0.1:``loadbalancer_apiserver_port``
+  (6443 unless set), and the API servers' certificates name 127.0.0.1 and
+  localhost), else the one control-plane host's address;
+* the API servers' own port, the cluster config's ``bind_port`` (kubeadm's
+  localAPIEndpoint.bindPort, kubespray's ``kube_apiserver_port``): what they
+  listen on, what the balancers forward to, and the port of an endpoint that
+  names none, as kubespray's ``loadbalancer_apiserver.port | default(kube_apiserver_port)``;
 * the kube-dns Service IP: the tenth address of the service subnet, as kubeadm.
 """
 
@@ -25,6 +29,8 @@ from bootstrap.config.model import APIServer, ClusterConfig, Etcd, ExternalEtcd
 from bootstrap.errors import UserError
 from bootstrap.flows import versions
 
+# kube-apiserver's default secure port, and kubespray's loadbalancer_apiserver_port
+# default; a cluster's API servers listen on its ClusterConfig.bind_port.
 API_PORT = 6443
 LOCAL_LB_ADDRESS = "127.0.0.1"
 PKI = "/etc/kubernetes/pki"
@@ -55,7 +61,8 @@ class Endpoint:
         return f"https://{self.address}"
 
 
-def api_endpoint(inventory) -> Endpoint:
+def api_endpoint(inventory, bind_port: int = API_PORT) -> Endpoint:
+    """``bind_port``: the API servers' port (ClusterConfig.bind_port)."""
     lb = _inventory_var(inventory, "loadbalancer_apiserver")
     if lb:
         if not isinstance(lb, dict) or not lb.get("address"):
@@ -63,7 +70,7 @@ def api_endpoint(inventory) -> Endpoint:
                             where=str(inventory.path),
                             hint="e.g. loadbalancer_apiserver: {address: 10.0.0.10, port: 6443}")
         try:
-            port = int(lb.get("port") or API_PORT)
+            port = int(lb.get("port") or bind_port)
         except (TypeError, ValueError):
             raise UserError(f"loadbalancer_apiserver.port {lb.get('port')!r} is not a number",
                             where=str(inventory.path)) from None
@@ -73,9 +80,10 @@ def api_endpoint(inventory) -> Endpoint:
         raise UserError("no kube_control_plane hosts", where=str(inventory.path),
                         hint="put at least one host in the kube_control_plane group")
     if len(cps) > 1:
+        # The balancer's own port, distinct from the API servers' (as kubespray).
         port = int(_inventory_var(inventory, "loadbalancer_apiserver_port") or API_PORT)
         return Endpoint("localhost-lb", LOCAL_LB_ADDRESS, port)
-    return Endpoint("single", cps[0].node_ip, API_PORT)
+    return Endpoint("single", cps[0].node_ip, bind_port)
 
 
 def _inventory_var(inventory, name: str):
@@ -140,7 +148,7 @@ def control_plane_vars(config: ClusterConfig, advertise_address: str) -> dict:
         "dns_domain": net.dns_domain,
         "apiserver_service_account_issuer": f"https://kubernetes.default.svc.{net.dns_domain}",
         "apiserver_extra_args": dict(config.api_server.extra_args),
-        "apiserver_port": getattr(config, "bind_port", API_PORT),
+        "apiserver_port": config.bind_port,
     }
     cm = getattr(config, "controller_manager", None)
     if cm is not None:
@@ -173,8 +181,9 @@ def node_vars(config: ClusterConfig, node_name: str, node_ip: str) -> dict:
     }
 
 
-def lb_servers(inventory) -> list[dict]:
-    return [{"name": h.name, "address": h.node_ip, "port": API_PORT}
+def lb_servers(inventory, bind_port: int = API_PORT) -> list[dict]:
+    """The balancers' backends: every API server on its bind port."""
+    return [{"name": h.name, "address": h.node_ip, "port": bind_port}
             for h in inventory.control_plane]
 
 
