@@ -69,7 +69,7 @@ def _token(path: Path, now: float) -> str:
 def prepare_artifacts(ctx, now: float | None = None) -> Artifacts:
     inv, pki = ctx.inventory, ctx.pki_dir
     art = Path(pki).parent
-    endpoint = node_vars.api_endpoint(inv)
+    endpoint = node_vars.api_endpoint(inv, ctx.config.bind_port)
     hcfg = node_vars.host_config(ctx.config, inv, endpoint)
     cfg_path = art / "kubeadm-config.yaml"
     _write_if_changed(cfg_path, dump_cluster_config(hcfg))
@@ -78,11 +78,9 @@ def prepare_artifacts(ctx, now: float | None = None) -> Artifacts:
     # Nodes discover the cluster at the endpoint they will use; the user's admin.conf
     # points at an address this machine reaches (the localhost balancer is the nodes').
     server = endpoint.url if endpoint.mode != "localhost-lb" else \
-        f"https://{first.node_ip}:{node_vars.API_PORT}"
+        node_vars.Endpoint("single", first.node_ip, hcfg.bind_port).url
     discovery = art / "discovery.conf"
-    _write_if_changed(discovery, apiobjects.cluster_info_kubeconfig(
-        endpoint.url if endpoint.mode != "localhost-lb" else
-        f"https://{first.node_ip}:{node_vars.API_PORT}", cert_to_pem(ca.cert)))
+    _write_if_changed(discovery, apiobjects.cluster_info_kubeconfig(server, cert_to_pem(ca.cert)))
     kube_proxy = art / "kube-proxy.conf"
     dns = art / "dns.conf"
     admin = art / "admin.conf"
@@ -136,7 +134,7 @@ def run_loadbalancer(ctx) -> None:
     cps = {h.name for h in ctx.inventory.control_plane}
     hosts = [h for h in _k8s_hosts(ctx) if h not in cps]
     ctx.play("localhost load balancer", hosts, ["haproxy"], vars={
-        "lb_servers": node_vars.lb_servers(ctx.inventory),
+        "lb_servers": node_vars.lb_servers(ctx.inventory, ctx.config.bind_port),
         "loadbalancer_apiserver_port": a.endpoint.port})
 
 
