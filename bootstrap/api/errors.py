@@ -208,6 +208,30 @@ def too_old_resource_version(requested: int, oldest: int) -> APIError:
     return gone(f"too old resource version: {requested} ({oldest})")
 
 
+def too_large_resource_version(requested: int, current: int, retry_after: int = 0) -> APIError:
+    """504 for a resourceVersion newer than storage's revision (storage's
+    NewTooLargeResourceVersionError): clients holding revisions from before an etcd
+    restore get it, and informers list again from scratch when they do."""
+    details: dict[str, Any] = {"causes": [{"reason": "ResourceVersionTooLarge",
+                                           "message": "Too large resource version"}]}
+    if retry_after:
+        details["retryAfterSeconds"] = retry_after
+    return APIError(504, "Timeout",
+                    f"Timeout: Too large resource version: {requested}, current: {current}",
+                    details)
+
+
+def is_too_large_resource_version(exc: APIError) -> bool:
+    """client-go's isTooLargeResourceVersionError: the ResourceVersionTooLarge cause, or
+    (servers before 1.18.6) a Timeout whose cause or message says so."""
+    causes = [c for c in (exc.details or {}).get("causes") or [] if isinstance(c, dict)]
+    if any(c.get("reason") == "ResourceVersionTooLarge" for c in causes):
+        return True
+    return exc.reason == "Timeout" and (
+        any(c.get("message") == "Too large resource version" for c in causes)
+        or "Too large resource version" in exc.message)
+
+
 def unsupported_media_type(content_type: str = "", accepted: list[str] | None = None) -> APIError:
     accepted = accepted or ["application/json-patch+json", "application/merge-patch+json",
                             "application/apply-patch+yaml", "application/strategic-merge-patch+json"]

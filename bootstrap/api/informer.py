@@ -3,8 +3,10 @@
 ``run()`` lists (paginated) to fill the cache and learn a resourceVersion, then
 watches from it. A dropped stream or a server restart resumes the watch from the
 last resourceVersion seen (events and bookmarks advance it); 410 Expired (the
-revision was compacted) lists again, and the cache is reconciled against the new
-list so handlers see the adds, updates and deletes they missed.
+revision was compacted) or "Too large resource version" (etcd is behind it: restored
+from a snapshot) lists again from scratch, as client-go's reflector does, and the
+cache is reconciled against the new list so handlers see the adds, updates and
+deletes they missed.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import aiohttp
 
 from bootstrap.api.cache import Indexer, IndexFunc, meta_key
 from bootstrap.api.client import Client, ResourceRef, _resource
-from bootstrap.api.errors import APIError
+from bootstrap.api.errors import APIError, is_too_large_resource_version
 
 log = logging.getLogger(__name__)
 
@@ -219,7 +221,10 @@ class Informer:
             except asyncio.CancelledError:
                 raise
             except APIError as exc:
-                if exc.code == 410:
+                # Only a watch's: the list itself is a quorum read, so the same error
+                # from it would not go away by listing again at once.
+                if not need_list and (exc.code == 410 or is_too_large_resource_version(exc)):
+                    # Retrying the same resourceVersion would never succeed.
                     log.info("informer %s: %s; listing again", self.resource.plural,
                              exc.message)
                     need_list = True

@@ -63,12 +63,13 @@ class Registry:
         return await self.store.list(res, ns, **options)
 
     async def watch(self, res: Resource, since: int | None, visible, *,
-                    consistent: bool = False) -> Watcher:
+                    consistent: bool = False, min_rv: int = 0) -> Watcher:
         """A watcher on the resource's cache. ``since`` None: the current state first;
-        ``consistent``: only after the cache caught up with etcd's current revision."""
+        ``consistent``: only after the cache caught up with etcd's current revision
+        and with ``min_rv``."""
         cache = self.store.cache(res)
         if consistent:
-            await cache.sync_to(await self.store.etcd.current_revision())
+            await cache.sync_to(max(await self.store.etcd.current_revision(), min_rv))
         elif since is not None:
             await cache.sync_to(since)
         return cache.watch(since, visible)

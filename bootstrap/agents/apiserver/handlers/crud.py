@@ -66,15 +66,18 @@ async def get(server, request: web.Request, info: RequestInfo, user) -> web.Resp
 async def list_(server, request: web.Request, info: RequestInfo, user) -> web.Response:
     res = info.resource
     rv, match, limit = common.list_options(request, watch=False)
+    min_rv = 0
     if match == "NotOlderThan":
-        rv = None  # a quorum read is never older than any resourceVersion the client saw
+        # A quorum read, never older than a revision etcd reached; storage refuses one
+        # it has not (a client's from before an etcd restore).
+        rv, min_rv = None, int(rv or 0)
     cont = request.query.get("continue") or None
     if cont and rv:
         raise errors.bad_request("specifying resource version is not allowed when using "
                                  "continue")
     items, list_rv, token, remaining = await server.registry.list(
         res, info.namespace or None, rv=rv, limit=limit, cont=cont,
-        match=matcher(request, res))
+        match=matcher(request, res), min_rv=min_rv)
     return output.list_response(request, res, items, list_rv, token, remaining)
 
 

@@ -60,9 +60,11 @@ async def watch(server, request: web.Request, info: RequestInfo, user) -> web.St
 
     try:
         if rv is None or initial_events:
+            # sendInitialEvents at N: a snapshot not older than N, which the cache waits
+            # for and refuses as too large if etcd never reaches it (a restored etcd).
             watcher = await registry.watch(
                 res, None if rv in (None, "0") or initial_events else int(rv), visible,
-                consistent=True)
+                consistent=True, min_rv=int(rv) if initial_events and rv else 0)
         elif rv == "0":
             watcher = await registry.watch(res, None, visible)
         else:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from bootstrap.api.errors import APIError, too_old_resource_version
+from bootstrap.api.errors import APIError, too_large_resource_version, too_old_resource_version
 from bootstrap.api.resources import Resource
 
 from .etcd import PROGRESS, Compacted, Etcd, WatchEvent
@@ -219,11 +219,8 @@ class WatchCache:
                 continue
         if not fut.done():
             fut.cancel()
-            raise APIError(504, "Timeout",
-                           f"Too large resource version: {rev}, current: {self.rev}",
-                           {"causes": [{"reason": "ResourceVersionTooLarge",
-                                        "message": "Too large resource version"}],
-                            "retryAfterSeconds": 1})
+            # Upstream's watch cache asks for a retry after 1 s (resourceVersionTooHighRetrySeconds).
+            raise too_large_resource_version(rev, self.rev, retry_after=1)
 
     def list(self) -> tuple[list[dict], int]:
         return list(self.objects.values()), self.applied

@@ -17,7 +17,11 @@ from dataclasses import dataclass
 import grpc
 from aetcd import rpc
 
-from bootstrap.api.errors import APIError
+from bootstrap.api.errors import APIError, too_large_resource_version
+
+
+class FutureRevision(Exception):
+    """The revision asked for is newer than etcd's (a client's from before a restore)."""
 
 
 class Compacted(Exception):
@@ -120,10 +124,7 @@ class Etcd:
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.OUT_OF_RANGE:
                 if "future" in (exc.details() or ""):
-                    raise APIError(504, "Timeout", "Too large resource version", {
-                        "causes": [{"reason": "ResourceVersionTooLarge",
-                                    "message": "Too large resource version"}],
-                        "retryAfterSeconds": 1}) from exc
+                    raise FutureRevision() from exc
                 raise Compacted(0) from exc
             raise APIError(500, "InternalError",
                            f"etcd {op} failed: {exc.details() or exc.code().name}") from exc
@@ -144,7 +145,11 @@ class Etcd:
         p = prefix.encode()
         req = rpc.RangeRequest(key=(start or prefix).encode(), range_end=prefix_end(p),
                                revision=revision, limit=limit)
-        resp = await self._call("list", "kv", "Range", req)
+        try:
+            resp = await self._call("list", "kv", "Range", req)
+        except FutureRevision:
+            # As upstream's etcd3 store: at once, no retry period (etcd knows its revision).
+            raise too_large_resource_version(revision, await self.current_revision()) from None
         return [_kv(kv) for kv in resp.kvs], resp.header.revision, resp.more
 
     async def count(self, prefix: str) -> int:
@@ -207,8 +212,10 @@ class Etcd:
         try:
             await self._call("compact", "kv", "Compact",
                              rpc.CompactionRequest(revision=revision))
-        except (Compacted, APIError):
-            pass  # another API server compacted first; that is the same outcome
+        except (Compacted, FutureRevision, APIError):
+            # Another API server compacted first (the same outcome), or the revision is
+            # from before an etcd restore: nothing to compact yet.
+            pass
 
     async def put_with_lease(self, key: str, value: bytes, ttl: int) -> int:
         """Put ``key`` attached to a fresh lease of ``ttl`` seconds; returns the lease id."""

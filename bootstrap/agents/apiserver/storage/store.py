@@ -187,9 +187,12 @@ class Store:
 
     async def list(self, res: Resource, ns: str | None, *, rv: str | None = None,
                    limit: int = 0, cont: str | None = None,
-                   match: Callable[[dict], bool] | None = None,
+                   match: Callable[[dict], bool] | None = None, min_rv: int = 0,
                    ) -> tuple[list[dict], int, str | None, int | None]:
-        """Returns (items, list resourceVersion, continue token, remainingItemCount)."""
+        """Returns (items, list resourceVersion, continue token, remainingItemCount).
+
+        ``min_rv``: resourceVersionMatch=NotOlderThan's revision, checked against the
+        read's as upstream's validateMinimumResourceVersion."""
         prefix = res.etcd_prefix + "/" + (f"{ns}/" if res.namespaced and ns else "")
         if rv and not rv.isdigit():
             raise errors.bad_request(f"invalid resource version: {rv}")
@@ -207,8 +210,11 @@ class Store:
                      and (match is None or match(o))]
             items.sort(key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"]))
             return items, crev, None, None
-        return await self._list_etcd(res, prefix, int(rv) if rv else 0, None, limit, match,
-                                     False)
+        out = await self._list_etcd(res, prefix, int(rv) if rv else 0, None, limit, match,
+                                    False)
+        if min_rv > out[1]:
+            raise errors.too_large_resource_version(min_rv, out[1])
+        return out
 
     async def _list_etcd(self, res, prefix, revision, start, limit, match, continuing):
         decode = self.decoder(res)
