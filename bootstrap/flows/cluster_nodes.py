@@ -162,8 +162,11 @@ def run_control_plane(ctx) -> None:
                 f"{h.node_ip} --token {a.token} --skip-phases {stacked_skip}addons/kube-proxy")
 
     def join_args(h) -> str:
+        # The bind port is the joining host's own setting in kubeadm (JoinConfiguration),
+        # not in the ClusterConfiguration the cluster hands out: every API server gets it.
         return (f"join --discovery-file {REMOTE_DISCOVERY} --token {a.token} --control-plane "
-                f"--node-name {h.name} --advertise-address {h.node_ip}")
+                f"--node-name {h.name} --advertise-address {h.node_ip} "
+                f"--apiserver-bind-port {ctx.config.bind_port}")
 
     if first.name in ctx.hosts([first.name]):
         _kubeadm_play(ctx, "bootstrap init", [first.name], init_args, config=True)

@@ -52,6 +52,20 @@ def default_advertise_address() -> str:
     return addr
 
 
+def bind_port_flag(params: dict[str, Any]) -> int | None:
+    """kubeadm's --apiserver-bind-port (localAPIEndpoint.bindPort), if given."""
+    from bootstrap.config.validate import parse_port
+
+    value = params.get("apiserver_bind_port")
+    if value is None:
+        return None
+    try:
+        return parse_port(value)
+    except ValueError as exc:
+        raise UserError(f"--apiserver-bind-port: {exc}", hint="e.g. --apiserver-bind-port 6443") \
+            from None
+
+
 class InitContext:
     """What the init phases share: options, then config/node facts resolved lazily.
 
@@ -72,6 +86,7 @@ class InitContext:
         self.kubeconfig_dir = Path(params.get("kubeconfig_dir") or DEFAULT_KUBECONFIG_DIR)
         # Whatever was given explicitly is checked before any phase writes a file;
         # only the defaults that need the host (hostname, default route) stay lazy.
+        bind_port_flag(params)
         if params.get("config") or params.get("control_plane_endpoint"):
             _ = self.config
         if params.get("advertise_address"):
@@ -86,6 +101,9 @@ class InitContext:
         if endpoint:
             catalog.split_host_port(endpoint)  # validate before it lands in certificates
             cfg = dataclasses.replace(cfg, control_plane_endpoint=endpoint)
+        port = bind_port_flag(self.params)
+        if port is not None:
+            cfg = dataclasses.replace(cfg, bind_port=port)
         return cfg
 
     @cached_property
@@ -304,7 +322,7 @@ def _run_kubeconfig(ctx: InitContext) -> None:
 
 def kubeconfig_phase() -> Phase:
     flags = ("config", "cert-dir", "kubeconfig-dir", "node-name", "advertise-address",
-             "control-plane-endpoint")
+             "control-plane-endpoint", "apiserver-bind-port")
     children = [Phase("all", "Generate all kubeconfig files", run_all_siblings=True)]
     for name, d in kubeconfig.KUBECONFIGS.items():
         children.append(Phase(
@@ -330,6 +348,8 @@ INIT_FLAGS = [
          "(default: the IP of the default-route interface).", metavar="IP"),
     Flag("control-plane-endpoint", "A stable IP or DNS name (with optional port) for the "
          "control plane; overrides controlPlaneEndpoint from --config.", metavar="HOST[:PORT]"),
+    Flag("apiserver-bind-port", "Port for the API Server to bind to (default: the config's "
+         "localAPIEndpoint.bindPort, 6443); overrides --config.", metavar="PORT"),
 ]
 
 
@@ -352,7 +372,7 @@ INIT_FLAGS += [
 ]
 
 _NODE = ("config", "node-name", "advertise-address", "control-plane-endpoint", "cert-dir",
-         "kubeconfig-dir")
+         "kubeconfig-dir", "apiserver-bind-port")
 _HOST = (*_NODE, "dry-run", "diff")
 _API = (*_NODE, "dry-run")
 

@@ -51,7 +51,7 @@ def register_api_endpoint(ctx) -> None:
         return
     status = yaml.safe_load((cm.get("data") or {}).get("ClusterStatus") or "{}") or {}
     eps = status.setdefault("apiEndpoints", {})
-    want = {"advertiseAddress": ctx.advertise_address, "bindPort": node_vars.API_PORT}
+    want = {"advertiseAddress": ctx.advertise_address, "bindPort": ctx.config.bind_port}
     if eps.get(ctx.node_name) == want:
         return
     eps[ctx.node_name] = want

@@ -29,7 +29,9 @@ def run_preflight(ctx, role: str = "control-plane") -> None:
     preflight.run_checks(ctx.connection, role, ctx.params.get("ignore_preflight_errors"),
                          ctx.echo, cert_dir=str(ctx.cert_dir),
                          local_etcd=role == "control-plane" and ctx.config.etcd.local is not None
-                         and not ctx.params.get("etcd_running"))
+                         and not ctx.params.get("etcd_running"),
+                         apiserver_port=ctx.config.bind_port if role == "control-plane"
+                         else node_vars.API_PORT)
 
 
 def _etcd_vars(ctx) -> dict:
@@ -96,7 +98,7 @@ def readyz(url: str, ca_file: str, timeout: float = 3) -> tuple[bool, str]:
 
 
 def run_wait_control_plane(ctx, clock=time.monotonic, sleep=time.sleep) -> None:
-    url = f"https://{_host(ctx.advertise_address)}:{node_vars.API_PORT}"
+    url = f"https://{_host(ctx.advertise_address)}:{ctx.config.bind_port}"
     if ctx.dry_run:
         ctx.echo(f"[wait-control-plane] Would wait for {url}/readyz")
         return

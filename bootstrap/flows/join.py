@@ -26,6 +26,7 @@ from bootstrap.flows.init import (
     DEFAULT_CERT_DIR,
     DEFAULT_KUBECONFIG_DIR,
     InitContext,
+    bind_port_flag,
     certs_phase,
     kubeconfig_phase,
 )
@@ -93,7 +94,10 @@ class JoinContext(InitContext):
             # Without one, nodes use the endpoint cluster-info names.
             cfg = dataclasses.replace(cfg, control_plane_endpoint=self.discovered.server
                                       .removeprefix("https://"))
-        return cfg
+        # The port is this host's own (kubeadm's JoinConfiguration.controlPlane.
+        # localAPIEndpoint.bindPort, 6443 unless given), not in ClusterConfiguration.
+        return dataclasses.replace(cfg, bind_port=bind_port_flag(self.params)
+                                   or node_vars.API_PORT)
 
 
 # --- phases -------------------------------------------------------------------
@@ -154,7 +158,8 @@ def run_loadbalancer(ctx: JoinContext) -> None:
     if ctx.control_plane or host not in ("127.0.0.1", "localhost", "::1"):
         return
     cm = ctx.token_api.get(CONFIG_MAPS, "kubeadm-config", apiobjects.KUBE_SYSTEM)
-    servers = [{"name": n, "address": e["advertiseAddress"], "port": e.get("bindPort", 6443)}
+    servers = [{"name": n, "address": e["advertiseAddress"],
+                "port": e.get("bindPort", node_vars.API_PORT)}
                for n, e in sorted(api_endpoints(cm).items())]
     if not servers:
         raise UserError("the cluster uses a localhost load balancer but kubeadm-config lists "
@@ -275,6 +280,8 @@ JOIN_FLAGS = [
     Flag("node-name", "Name of this node (default: the hostname, lowercased).", metavar="NAME"),
     Flag("advertise-address", "(control plane) The IP address the API server will advertise; "
          "also the node IP (default: the IP of the default-route interface).", metavar="IP"),
+    Flag("apiserver-bind-port", "(control plane) Port for the API Server to bind to "
+         "(default: 6443).", metavar="PORT"),
     Flag("cert-dir", "The path where to save and store the certificates.",
          default=DEFAULT_CERT_DIR, metavar="DIR"),
     Flag("kubeconfig-dir", "The path where to save the kubeconfig files.",

@@ -105,10 +105,12 @@ CP = frozenset({"control-plane"})
 ALL = frozenset({"control-plane", "node"})
 
 
-def checks(cert_dir: str = "/etc/kubernetes/pki", local_etcd: bool = True) -> list[Check]:
+def checks(cert_dir: str = "/etc/kubernetes/pki", local_etcd: bool = True,
+           apiserver_port: int = 6443) -> list[Check]:
     rows = [
         Check("IsPrivilegedUser", True, _root, ALL),
-        Check("Port-6443", True, _port(6443, "kube-apiserver"), CP),
+        # kubeadm names the check after the API server's bindPort.
+        Check(f"Port-{apiserver_port}", True, _port(apiserver_port, "kube-apiserver"), CP),
         Check("Port-10259", True, _port(10259, "kube-scheduler"), CP),
         Check("Port-10257", True, _port(10257, "kube-controller-manager"), CP),
         Check("Port-10250", True, _port(10250, "kubelet"), ALL),
@@ -147,10 +149,11 @@ def parse_ignore(value: str | None, known: list[str]) -> set[str]:
 
 def run_checks(conn: Connection, role: str, ignore: str | None, echo: Callable[[str], None],
                *, cert_dir: str = "/etc/kubernetes/pki", local_etcd: bool = True,
-               skip: set[str] = frozenset()) -> None:
+               skip: set[str] = frozenset(), apiserver_port: int = 6443) -> None:
     """Run the checks for ``role``; raise one UserError listing every failed error check."""
-    table = [c for c in checks(cert_dir, local_etcd) if role in c.roles and c.name not in skip]
-    ignored = parse_ignore(ignore, [c.name for c in checks(cert_dir, local_etcd)])
+    rows = checks(cert_dir, local_etcd, apiserver_port)
+    table = [c for c in rows if role in c.roles and c.name not in skip]
+    ignored = parse_ignore(ignore, [c.name for c in rows])
     errors = []
     for check in table:
         problem = check.probe(conn)
