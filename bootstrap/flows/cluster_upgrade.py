@@ -32,6 +32,7 @@ from pathlib import Path
 from bootstrap.api.client import Client
 from bootstrap.config.cluster import load_cluster_config
 from bootstrap.config.inventory import load_inventory
+from bootstrap.config.kubespray_vars import effective_config
 from bootstrap.engine import Recap
 from bootstrap.errors import UserError
 from bootstrap.flows import node_vars, versions
@@ -383,6 +384,8 @@ def cluster_upgrade(inventory_path: str, opts: UpgradeOptions, *, config_path: s
         raise UserError("--serial must be at least 1")
     inventory = load_inventory(inventory_path)
     where = str(inventory.path)
+    # The API servers' port as cluster up set it (kube_apiserver_port, bindPort).
+    bind_port = effective_config(inventory, config_path).config.bind_port
     if opts.limit:
         unknown = sorted(set(opts.limit) - set(inventory.hosts))
         if unknown:
@@ -413,9 +416,9 @@ def cluster_upgrade(inventory_path: str, opts: UpgradeOptions, *, config_path: s
                               console)
         result.install_time = clock() - install_started
         if api is None:
-            endpoint = node_vars.api_endpoint(inventory)
+            endpoint = node_vars.api_endpoint(inventory, bind_port)
             servers = {} if endpoint.mode == "external-lb" else {
-                h.name: f"https://{h.node_ip}:{node_vars.API_PORT}"
+                h.name: node_vars.Endpoint("single", h.node_ip, bind_port).url
                 for h in inventory.control_plane}
             api = ClusterAPI(admin, servers)
         rollout = _Rollout(inventory, conns, api, opts, log, clock, sleep)
