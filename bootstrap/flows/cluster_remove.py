@@ -34,8 +34,8 @@ from pathlib import Path
 
 import yaml
 
-from bootstrap.config.cluster import load_cluster_config
 from bootstrap.config.inventory import load_inventory
+from bootstrap.config.kubespray_vars import effective_config
 from bootstrap.errors import UserError
 from bootstrap.flows import apiobjects, node_vars
 from bootstrap.flows.etcd_membership import EtcdAdmin, Member, find, parse_id, removal_refusal
@@ -68,7 +68,8 @@ class Removal:
 class _Cluster:
     def __init__(self, inventory_path: str, config_path: str | None, echo):
         self.inv = load_inventory(inventory_path)
-        self.config = load_cluster_config(config_path)
+        # As cluster up reads it: kubespray's variables, the --config file's fields winning.
+        self.config = effective_config(self.inv, config_path).config
         self.echo = echo
         self.admin_conf = Path(self.inv.artifacts_dir) / "admin.conf"
         if not self.admin_conf.exists():
@@ -87,7 +88,7 @@ class _Cluster:
         if any(f"//{ip}:" in server for ip in gone):
             stay = next(h for h in self.inv.control_plane if h.name not in avoid)
             doc["clusters"][0]["cluster"]["server"] = \
-                f"https://{stay.node_ip}:{node_vars.API_PORT}"
+                node_vars.Endpoint("single", stay.node_ip, self.config.bind_port).url
             path = self.admin_conf.with_name(".admin-remove-node.conf")
             path.write_text(yaml.safe_dump(doc))
             path.chmod(0o600)
@@ -262,7 +263,7 @@ def _update_balancers(c: _Cluster, conns: dict, targets: set[str], api) -> None:
 
     if not any(h.name in targets for h in c.inv.control_plane):
         return
-    endpoint = node_vars.api_endpoint(c.inv)
+    endpoint = node_vars.api_endpoint(c.inv, c.config.bind_port)
     if endpoint.mode != "localhost-lb":
         return
     cps = {h.name for h in c.inv.control_plane}
@@ -271,7 +272,8 @@ def _update_balancers(c: _Cluster, conns: dict, targets: set[str], api) -> None:
              and h.name in conns and h.name in joined]
     if not hosts:
         return
-    servers = [s for s in node_vars.lb_servers(c.inv) if s["name"] not in targets]
+    servers = [s for s in node_vars.lb_servers(c.inv, c.config.bind_port)
+               if s["name"] not in targets]
     c.echo(f"[remove-node] haproxy on {', '.join(hosts)}: {len(servers)} API server(s)")
     recap = run_play(Play(name="localhost load balancer", hosts=hosts, roles=["haproxy"],
                           vars={**cluster_vars(c.config), "lb_servers": servers,
