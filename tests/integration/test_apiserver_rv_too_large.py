@@ -112,6 +112,20 @@ def test_list_at_a_reached_resource_version_still_works(cluster):
         assert int(json.loads(body)["metadata"]["resourceVersion"]) >= now
 
 
+def test_get_at_a_future_resource_version_is_too_large(cluster):
+    req = urllib.request.Request(cluster.server.url + CM, method="POST",
+                                 data=json.dumps({"metadata": {"name": "got"}}).encode(),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, context=cluster.ctx, timeout=10) as r:
+        created = json.loads(r.read())["metadata"]["resourceVersion"]
+    now = _current(cluster)
+    code, body, _ = _get(cluster, f"{CM}/got?resourceVersion={now + AHEAD}")
+    assert code == 504, body
+    _assert_too_large(json.loads(body), now + AHEAD, now, None)
+    code, body, _ = _get(cluster, f"{CM}/got?resourceVersion={created}")
+    assert code == 200 and json.loads(body)["metadata"]["name"] == "got"
+
+
 def test_python_client_sees_too_large_on_watch_and_list(cluster):
     core = k8s.CoreV1Api(config.new_client_from_config(config_file=str(cluster.admin)))
     now = _current(cluster)

@@ -55,8 +55,8 @@ class Registry:
 
     # -- reads (handlers reach storage only through here) --------------------------
     async def get(self, res: Resource, ns: str | None, name: str, *,
-                  from_cache: bool = False) -> dict:
-        return await self.store.get(res, ns, name, from_cache=from_cache)
+                  from_cache: bool = False, min_rv: int = 0) -> dict:
+        return await self.store.get(res, ns, name, from_cache=from_cache, min_rv=min_rv)
 
     async def list(self, res: Resource, ns: str | None, **options):
         """(items, resourceVersion, continue token, remainingItemCount)."""

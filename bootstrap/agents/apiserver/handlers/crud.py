@@ -59,7 +59,7 @@ async def get(server, request: web.Request, info: RequestInfo, user) -> web.Resp
     res = info.resource
     rv = common.resource_version(request)
     obj = await server.registry.get(res, info.namespace or None, info.name,
-                                 from_cache=rv == "0")
+                                 from_cache=rv == "0", min_rv=int(rv or 0))
     return output.object_response(request, res, obj)
 
 

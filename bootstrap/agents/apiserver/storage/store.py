@@ -166,8 +166,14 @@ class Store:
 
     # -- reads ------------------------------------------------------------------
     async def get(self, res: Resource, ns: str | None, name: str, *,
-                  from_cache: bool = False) -> dict:
+                  from_cache: bool = False, min_rv: int = 0) -> dict:
+        """``min_rv``: the request's resourceVersion (not older than), refused when etcd
+        has not reached it, as upstream's validateMinimumResourceVersion."""
         key = res.key(ns, name)
+        if min_rv:
+            current = await self.etcd.current_revision()
+            if min_rv > current:
+                raise errors.too_large_resource_version(min_rv, current)
         if from_cache:
             obj = self.cache(res).get(key)
         else:
