@@ -146,6 +146,13 @@ class FakeClient:
                 entry[4] -= 1
                 raise error
 
+    def _check_reached(self, resource_version: str | None, retry_after: int = 0) -> None:
+        """A revision this fake has not reached (a caller's from before a restore, or a
+        test's) is refused as the API server refuses it."""
+        if resource_version and resource_version.isdigit() and int(resource_version) > self.rv:
+            raise errors.too_large_resource_version(int(resource_version), self.rv,
+                                                    retry_after=retry_after)
+
     def _bucket(self, res: Resource) -> dict[tuple[str, str], dict]:
         return self._store.setdefault(res.gvr, {})
 
@@ -193,6 +200,7 @@ class FakeClient:
         res = _resource(resource)
         self._record("list", res, namespace, None, label_selector=label_selector,
                      field_selector=field_selector, limit=limit)
+        self._check_reached(resource_version)
         match = _matcher(res, label_selector, field_selector)
         items = [copy.deepcopy(o) for (ns, _), o in sorted(self._bucket(res).items())
                  if (not namespace or not res.namespaced or ns == namespace) and match(o)]
@@ -228,6 +236,7 @@ class FakeClient:
                        for (ns, _), o in sorted(self._bucket(res).items())
                        if (not namespace or ns == namespace) and match(o)]
         else:
+            self._check_reached(resource_version, retry_after=1)
             since = int(resource_version)
             if since < self._oldest:
                 raise errors.gone(f"too old resource version: {since} ({self._oldest})")

@@ -64,6 +64,39 @@ async def test_too_large_resource_version_lists_again(env):
     await until(lambda: "default/c" in inf.keys())
 
 
+async def test_resource_version_ahead_of_the_fake_lists_again(env):
+    """The fake refuses a revision it has not reached, as the server does: an informer
+    holding one (from before a restore) gets the refusal on its next watch and lists."""
+    client, inf, _ = env
+    await until(lambda: client.requests_for("watch"))
+    held = client.rv
+    # The stream ends at the fake's revision, which then goes back (an etcd restore in
+    # miniature) before the informer watches again from the one it holds.
+    client.end_watches()
+    client.rv -= 1
+    await until(lambda: inf.lists == 2)
+    await until(lambda: len(client.requests_for("watch")) >= 3)
+    assert watch_rvs(client)[1:3] == [str(held), str(held - 1)]  # refused, then the list's
+    await client.create(CONFIGMAPS, cm("c"))
+    await until(lambda: "default/c" in inf.keys())
+
+
+async def test_fake_refuses_revisions_it_has_not_reached():
+    client = FakeClient()
+    client.seed(cm("a"))
+    ahead = str(client.rv + 1)
+    with pytest.raises(errors.APIError) as err:
+        await client.list(CONFIGMAPS, "default", resource_version=ahead,
+                          resource_version_match="NotOlderThan")
+    assert errors.is_too_large_resource_version(err.value)
+    with pytest.raises(errors.APIError) as err:
+        async for _ in client.watch(CONFIGMAPS, "default", resource_version=ahead):
+            pass
+    assert err.value.code == 504 and errors.is_too_large_resource_version(err.value)
+    page = await client.list(CONFIGMAPS, "default", resource_version=str(client.rv))
+    assert [o["metadata"]["name"] for o in page["items"]] == ["a"]
+
+
 async def test_other_timeouts_resume_the_watch_without_listing(env):
     client, inf, _ = env
     await until(lambda: client.requests_for("watch"))
