@@ -9,13 +9,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bootstrap.config.cluster import load_cluster_config
 from bootstrap.config.inventory import load_inventory
+from bootstrap.config.kubespray_vars import effective_config
 from bootstrap.errors import UserError
 from bootstrap.flows import etcd as ops
 from bootstrap.flows import etcd_backup as backup
 from bootstrap.flows import etcd_restore
-from bootstrap.flows.node_vars import API_PORT
 from bootstrap.flows.plan import etcd_hosts, etcd_nodes
 from bootstrap.remote.pool import close_all, connect_all, parallel_map
 
@@ -88,11 +87,13 @@ def snapshot_restore(inventory_path: str, path: str, *, config_path: str | None 
     src = Path(path)
     backup.check_checksum(src)
     backup.verify_local(src)
-    config = load_cluster_config(config_path)
+    inventory = load_inventory(inventory_path)
+    # As cluster up reads it: kubespray's variables (etcd_data_dir, kube_apiserver_port)
+    # with the --config file's fields winning.
+    config = effective_config(inventory, config_path).config
     if config.etcd.local is None:
         raise UserError("the cluster config uses an external etcd; restore it with its own tools",
                         where=config.source)
-    inventory = load_inventory(inventory_path)
     nodes = etcd_nodes(inventory, check_size=False)
     control_plane = [h.name for h in inventory.control_plane]
     stamp = datetime.now(UTC).strftime(backup.STAMP_FORMAT)
@@ -103,7 +104,7 @@ def snapshot_restore(inventory_path: str, path: str, *, config_path: str | None 
         return etcd_restore.run(
             conns, nodes, control_plane, src.read_bytes(), data_dir=config.etcd.local.data_dir,
             token=f"{config.cluster_name}-etcd-restore-{stamp}", stamp=stamp,
-            api_port=getattr(config, "bind_port", API_PORT),
+            api_port=config.bind_port,
             parallel=lambda fn, items: parallel_map(fn, items), progress=progress)
     finally:
         close_all(conns)
