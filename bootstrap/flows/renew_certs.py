@@ -21,8 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bootstrap.config.cluster import load_cluster_config
 from bootstrap.config.inventory import load_inventory
+from bootstrap.config.kubespray_vars import effective_config
 from bootstrap.engine import Play, Recap, run_play
 from bootstrap.errors import UserError
 from bootstrap.flows import cluster_pki
@@ -170,7 +170,8 @@ def renew_certs(inventory_path: str, *, config_path: str | None = None, dry_run:
     from bootstrap.remote.pool import close_all, connect_all
 
     inventory = load_inventory(inventory_path)
-    config = load_cluster_config(config_path)
+    # As cluster up reads it: kubespray's variables, the --config file's fields winning.
+    config = effective_config(inventory, config_path).config
     pki_root = cluster_pki.pki_dir(inventory)
     art = pki_root.parent
     if not (pki_root / "ca.key").exists():
@@ -192,7 +193,8 @@ def renew_certs(inventory_path: str, *, config_path: str | None = None, dry_run:
     try:
         renewed = renew_artifacts(pki_root, config, new_key)
         play = Play(name="renew certificates", hosts=[r.host for r in plan],
-                    roles=["renew-certs"], serial=1, vars=play_vars(plan, art))
+                    roles=["renew-certs"], serial=1,
+                    vars={**play_vars(plan, art), "apiserver_port": config.bind_port})
         recap = run_play(play, inventory, conns, console=console)
     finally:
         close_all(conns)
