@@ -218,7 +218,7 @@ def _run(inventory, config, workflow, selection, limit_set, state: Path, *, dry_
          effective_warnings: list[str]) -> UpResult:
     # Certificates name the API endpoint (load balancer, 127.0.0.1 for the localhost one);
     # etcd stays as configured (bootstrap's own, even when the hosts see it as external).
-    endpoint = node_vars.api_endpoint(inventory)
+    endpoint = node_vars.api_endpoint(inventory, config.bind_port)
     pki_config = dataclasses.replace(node_vars.host_config(config, inventory, endpoint),
                                      etcd=config.etcd)
     pki_root, created = ensure_cluster_pki(inventory, pki_config, state)
@@ -277,8 +277,7 @@ def _connect(connect: Callable | None, hosts: list, *, dry_run: bool
 
 # Settings effective_config reads that the hosts' units and init/join do not take yet:
 # a value other than bootstrap's is refused rather than silently not applied.
-_UNWIRED = {"localAPIEndpoint.bindPort": ("kube_apiserver_port", 6443),
-            "kubeConfigDir": ("kube_config_dir", "/etc/kubernetes")}
+_UNWIRED = {"kubeConfigDir": ("kube_config_dir", "/etc/kubernetes")}
 
 
 def _refuse_unwired(eff: EffectiveConfig) -> None:

@@ -109,7 +109,6 @@ def test_the_config_file_wins_over_the_inventory_with_a_warning(tmp_path):
 
 @pytest.mark.parametrize("extra, needle", [
     ("kube_network_plugin: calico\n", "kube_network_plugin: 'calico' is not supported"),
-    ("kube_apiserver_port: 8443\n", "kube_apiserver_port = 8443"),
     ("kube_config_dir: /srv/kube\n", "kube_config_dir = '/srv/kube'"),
 ])
 def test_settings_cluster_up_cannot_apply_are_refused_before_any_host(tmp_path, extra, needle):
