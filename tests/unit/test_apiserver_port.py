@@ -151,3 +151,25 @@ def test_preflight_checks_the_bind_port_by_kubeadm_s_name():
     # The ignore list takes the check's name.
     preflight.run_checks(conn, "control-plane", f"Port-{PORT},Clock,SystemVerification",
                          lambda _line: None, local_etcd=False, apiserver_port=PORT)
+
+
+def test_cluster_status_records_the_host_s_bind_port():
+    from types import SimpleNamespace
+
+    from bootstrap.flows import init_cluster
+
+    class API:
+        patched: dict = {}
+
+        def get(self, *_args):
+            return {"data": {"ClusterStatus": "apiEndpoints: {}\n"}}
+
+        def patch(self, _res, _name, body, *_args, **_kw):
+            API.patched = body
+
+    ctx = SimpleNamespace(api=API(), advertise_address="10.0.0.2", node_name="cp2",
+                          config=ClusterConfig(bind_port=PORT), dry_run=False, changed=0,
+                          echo=lambda _line: None)
+    init_cluster.register_api_endpoint(ctx)
+    status = yaml.safe_load(API.patched["data"]["ClusterStatus"])
+    assert status["apiEndpoints"]["cp2"] == {"advertiseAddress": "10.0.0.2", "bindPort": PORT}
