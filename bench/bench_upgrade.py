@@ -7,7 +7,7 @@ plane, 2 workers) built by `bootstrap cluster up` from this tree's version:
   same tree, its wheelhouse built before the clock starts): total time, the
   time to put the new install beside the old one on every host, and each
   host's time (its host command, plus cordon/drain/uncordon for workers);
-* during it, the two steady clients of tests/e2e/test_cluster_upgrade.py on a
+* during it, the two steady clients of tests/e2e/test_cluster_upgrade_rolling.py on a
   worker (API reads and writes through haproxy; HTTP to a 3-replica Deployment
   through its NodePort): requests served and failed;
 * the baseline: the same clients for the same duration with no upgrade.
