@@ -187,7 +187,6 @@ def cluster_up(inventory_path: str, *, config_path: str | None = None, tags: str
     inventory = load_inventory(inventory_path)
     # kubespray's variables are the configuration; the --config file's fields win.
     effective = effective_config(inventory, config_path)
-    _refuse_unwired(effective)
     config = effective.config
     workflow = up_workflow()
     selection = select_by_tags(workflow, _split(tags))  # a bad tag fails before any host
@@ -210,12 +209,12 @@ def cluster_up(inventory_path: str, *, config_path: str | None = None, tags: str
                     diff=diff, console=console, connect=connect, wait_timeout=wait_timeout,
                     result=UpResult(recap=Recap(dry_run=dry_run), pki_created=0,
                                     state_dir=state, scratch=dry_run),
-                    effective_warnings=effective.warnings)
+                    effective=effective)
 
 
 def _run(inventory, config, workflow, selection, limit_set, state: Path, *, dry_run, diff,
          console, connect, wait_timeout, result: UpResult,
-         effective_warnings: list[str]) -> UpResult:
+         effective: EffectiveConfig) -> UpResult:
     # Certificates name the API endpoint (load balancer, 127.0.0.1 for the localhost one);
     # etcd stays as configured (bootstrap's own, even when the hosts see it as external).
     endpoint = node_vars.api_endpoint(inventory, config.bind_port)
@@ -245,7 +244,8 @@ def _run(inventory, config, workflow, selection, limit_set, state: Path, *, dry_
             limit_set = {h.name for h in hosts} - set(unreachable)
         ctx = UpContext(inventory=inventory, config=config, connections=conns, pki_dir=pki_root,
                         dry_run=dry_run, diff=diff, limit=limit_set,
-                        cluster_vars=cluster_vars(config), console=console,
+                        cluster_vars=cluster_vars(config, kube_config_dir=effective.kube_config_dir),
+                        console=console,
                         recap=result.recap, unreachable=result.unreachable,
                         extra_vars={} if wait_timeout is None else {"wait_timeout": wait_timeout})
         times: dict[str, float] = {}
@@ -254,7 +254,7 @@ def _run(inventory, config, workflow, selection, limit_set, state: Path, *, dry_
         finally:
             result.recap = ctx.recap
         result.phase_times = times
-        result.warnings = [*getattr(inventory, "warnings", []), *effective_warnings]
+        result.warnings = [*getattr(inventory, "warnings", []), *effective.warnings]
         result.summary = ctx.summary
         return result
     finally:
@@ -275,24 +275,14 @@ def _connect(connect: Callable | None, hosts: list, *, dry_run: bool
             {n: c for n, c in got.items() if isinstance(c, RemoteError)})
 
 
-# Settings effective_config reads that the hosts' units and init/join do not take yet:
-# a value other than bootstrap's is refused rather than silently not applied.
-_UNWIRED = {"kubeConfigDir": ("kube_config_dir", "/etc/kubernetes")}
-
-
-def _refuse_unwired(eff: EffectiveConfig) -> None:
-    for path, (var, supported) in _UNWIRED.items():
-        setting = eff.sources.get(path)
-        if setting is not None and setting.value != supported:
-            raise UserError(f"{var} = {setting.value!r}: cluster up supports only {supported!r}",
-                            where=setting.source, hint=f"remove {var} or set it to {supported}")
-
-
-def cluster_vars(config) -> dict:
+def cluster_vars(config, *, kube_config_dir: str = "/etc/kubernetes") -> dict:
     """Vars every role sees, from the cluster config (above inventory vars)."""
+    # kube_config_dir (kubespray's): the prepare role links it to /etc/kubernetes,
+    # where kubeadm's layout (and so bootstrap) keeps kubeconfigs and units' files.
     # kube_cert_dir (kubespray's, e.g. /etc/kubernetes/ssl): the pki role links it to
     # kubeadm's /etc/kubernetes/pki, where bootstrap keeps the files.
-    out = {"cluster_name": config.cluster_name, "kube_cert_dir": config.certificates_dir}
+    out = {"cluster_name": config.cluster_name, "kube_cert_dir": config.certificates_dir,
+           "kube_config_dir": kube_config_dir}
     if config.etcd.local is not None:
         out["etcd_data_dir"] = config.etcd.local.data_dir
         out["etcd_extra_args"] = dict(config.etcd.local.extra_args)

@@ -109,7 +109,6 @@ def test_the_config_file_wins_over_the_inventory_with_a_warning(tmp_path):
 
 @pytest.mark.parametrize("extra, needle", [
     ("kube_network_plugin: calico\n", "kube_network_plugin: 'calico' is not supported"),
-    ("kube_config_dir: /srv/kube\n", "kube_config_dir = '/srv/kube'"),
 ])
 def test_settings_cluster_up_cannot_apply_are_refused_before_any_host(tmp_path, extra, needle):
     inv = write_inventory(tmp_path, extra)
@@ -128,3 +127,19 @@ def test_without_kubespray_variables_the_defaults_hold(tmp_path):
     sans = apiserver_sans(tmp_path / "artifacts")
     assert {"10.96.0.1", "kubernetes.default.svc.cluster.local"} <= sans
     assert ipaddress.ip_address("10.96.0.1")
+
+
+def test_kube_config_dir_elsewhere_is_a_link_to_etc_kubernetes(tmp_path):
+    inv = write_inventory(tmp_path, "kube_config_dir: /srv/kube\n")
+    connect = Connector()
+    cu.cluster_up(str(inv), tags="kube-config-dir", connect=connect)
+    for conn in connect.conns.values():
+        assert any("ln -sfn -- /etc/kubernetes /srv/kube" in c for c in conn.commands), conn.commands
+
+
+def test_kube_config_dir_at_the_default_adds_no_link(tmp_path):
+    inv = write_inventory(tmp_path)
+    connect = Connector()
+    cu.cluster_up(str(inv), tags="kube-config-dir", connect=connect)
+    for conn in connect.conns.values():
+        assert not any("ln -sfn -- /etc/kubernetes " in c for c in conn.commands)
