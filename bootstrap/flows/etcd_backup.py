@@ -143,8 +143,19 @@ def verify_local(path: Path) -> dict | None:
                        capture_output=True, text=True, env={**os.environ, "ETCDCTL_API": "3"})
     if r.returncode != 0:
         raise UserError("snapshot fails its integrity check (etcdctl snapshot status: "
-                        f"{r.stderr.strip()[-200:]})", where=str(path))
+                        f"{error_summary(r.stderr)})", where=str(path))
     return json.loads(r.stdout)
+
+
+def error_summary(stderr: str) -> str:
+    """One line out of etcdctl's stderr: its ``Error:`` or Go ``panic:`` line (bbolt
+    panics on some damaged pages, and the stack trace after it says nothing to a
+    user), else the last line."""
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    for ln in lines:
+        if ln.startswith(("panic:", "Error:")):
+            return ln[:300]
+    return lines[-1][:300] if lines else "no output"
 
 
 def check_checksum(path: Path) -> str:

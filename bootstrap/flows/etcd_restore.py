@@ -39,8 +39,9 @@ from dataclasses import dataclass, field
 
 from bootstrap.errors import UserError
 from bootstrap.flows import etcd as ops
+from bootstrap.flows.etcd_backup import error_summary
 from bootstrap.flows.plan import EtcdNode
-from bootstrap.remote import Connection
+from bootstrap.remote import Connection, RemoteCommandError
 
 CONTROL_PLANE_UNITS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
 REMOTE_SNAPSHOT = "/var/tmp/bootstrap-etcd-restore.db"
@@ -241,7 +242,10 @@ def run(conns: dict[str, Connection], nodes: list[EtcdNode], control_plane: list
             if i == 0:  # the check: nothing has stopped yet
                 parallel(lambda n: conns[n.host].run(f"rm -rf {REMOTE_SNAPSHOT} {CHECK_DIR}",
                                                      check=False), nodes)
-                raise UserError("snapshot fails its integrity check: " + exc.line(),
+                # etcd's own words (its Error: or panic: line), not a stack trace's tail.
+                why = (f"host {exc.host}: {error_summary(exc.result.stderr or exc.result.stdout)}"
+                       if isinstance(exc, RemoteCommandError) else exc.line())
+                raise UserError("snapshot fails its integrity check: " + why,
                                 hint="nothing was stopped; restore another snapshot") from exc
             raise
         if step.wait == READ_REVISION:

@@ -420,3 +420,22 @@ def test_backup_timer_off_by_default_changes_nothing_on_a_clean_host():
     recap = _role_run(host, {})
     assert recap.changed == 0
     assert not host.files
+
+
+def test_a_damaged_snapshot_that_panics_etcdctl_is_one_line(tmp_path, monkeypatch):
+    # bbolt panics on some damaged pages: etcdctl's stderr is a Go stack trace,
+    # which must not reach the user as a multi-line error.
+    import subprocess
+
+    stack = ("panic: page 3 already freed\n\ngoroutine 7 [running]:\n"
+             "go.etcd.io/bbolt.(*freelist).free(...)\n\tgo.etcd.io/bbolt/freelist.go:175 +0x2ba\n"
+             "created by go.etcd.io/bbolt.(*Tx).Check\n\tgo.etcd.io/bbolt/tx.go:413 +0x85\n")
+    monkeypatch.setattr(backup.shutil, "which", lambda name: "/usr/bin/etcdctl")
+    monkeypatch.setattr(backup.subprocess, "run",
+                        lambda *a, **k: subprocess.CompletedProcess(a, 2, "", stack))
+    snap = tmp_path / "bad.db"
+    snap.write_bytes(b"x")
+    with pytest.raises(UserError) as ei:
+        backup.verify_local(snap)
+    line = ei.value.line()
+    assert "\n" not in line and "integrity" in line and "panic: page 3 already freed" in line, line
