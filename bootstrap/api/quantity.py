@@ -131,3 +131,19 @@ def to_string(d: Decimal, fmt: str = DECIMAL_SI) -> str:
 def canonical(value) -> str:
     """The text Go's API server writes back for a quantity it decoded."""
     return to_string(parse(value), format_of(value))
+
+
+def parse_or_none(value) -> Decimal | None:
+    """``parse`` for checks that report a bad quantity elsewhere (validation does)."""
+    try:
+        return parse(value)
+    except QuantityError:
+        return None
+
+
+def canonical_or_text(value) -> str:
+    """``canonical`` for messages: an unparsable value is shown as given."""
+    try:
+        return canonical(value)
+    except QuantityError:
+        return str(value)

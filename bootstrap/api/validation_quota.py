@@ -4,8 +4,6 @@ when the body was decoded; these are the semantic rules, after defaulting."""
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 from bootstrap.api import quantity, quota
 from bootstrap.api.errors import FieldError, duplicate, forbidden_field, invalid_value, required
 
@@ -35,18 +33,6 @@ def _hugepages(name: str) -> bool:
     return name.startswith(("hugepages-", "requests.hugepages-"))
 
 
-def _value(v) -> Decimal | None:
-    try:
-        return quantity.parse(v)
-    except quantity.QuantityError:
-        return None
-
-
-def _text(v) -> str:
-    try:
-        return quantity.canonical(v)
-    except quantity.QuantityError:
-        return str(v)
 
 
 def _quota_list(raw, path: str, out: list[FieldError]) -> None:
@@ -54,13 +40,13 @@ def _quota_list(raw, path: str, out: list[FieldError]) -> None:
         p = f"{path}[{name}]"
         if "/" not in name and name not in _STANDARD_QUOTA and not _hugepages(name):
             out.append(invalid_value(p, name, "must be a standard resource for quota"))
-        q = _value(v)
+        q = quantity.parse_or_none(v)
         if q is None:
             continue
         if q < 0:
-            out.append(invalid_value(p, _text(v), "must be greater than or equal to 0"))
+            out.append(invalid_value(p, quantity.canonical_or_text(v), "must be greater than or equal to 0"))
         if (name in _INTEGER or quota._extended(name)) and (q * 1000) % 1000:
-            out.append(invalid_value(p, _text(v), "must be an integer"))
+            out.append(invalid_value(p, quantity.canonical_or_text(v), "must be an integer"))
 
 
 def _scopes_text(scopes: list) -> str:
@@ -139,35 +125,35 @@ def limit_range(obj: dict) -> list[FieldError]:
         names = sorted(set().union(*(set(v) for v in lists.values())))
         for name in names:
             q = {k: lists[k][name] for k in lists if name in lists[k] and
-                 _value(lists[k][name]) is not None}
+                 quantity.parse_or_none(lists[k][name]) is not None}
             mn, mx, df, dr, ratio = (q.get(k) for k in ("min", "max", "default",
                                                         "defaultRequest",
                                                         "maxLimitRequestRatio"))
 
             def bad(field: str, shown, message: str, base=base, name=name) -> None:
-                out.append(invalid_value(f"{base}.{field}[{name}]", _text(shown), message))
-            if mn is not None and mx is not None and _value(mn) > _value(mx):
-                bad("min", mn, f"min value {_text(mn)} is greater than max value {_text(mx)}")
-            if dr is not None and mn is not None and _value(mn) > _value(dr):
-                bad("defaultRequest", dr, f"min value {_text(mn)} is greater than default "
-                    f"request value {_text(dr)}")
-            if dr is not None and mx is not None and _value(dr) > _value(mx):
-                bad("defaultRequest", dr, f"default request value {_text(dr)} is greater "
-                    f"than max value {_text(mx)}")
-            if dr is not None and df is not None and _value(dr) > _value(df):
-                bad("defaultRequest", dr, f"default request value {_text(dr)} is greater "
-                    f"than default limit value {_text(df)}")
-            if df is not None and mn is not None and _value(mn) > _value(df):
-                bad("default", mn, f"min value {_text(mn)} is greater than default value "
-                    f"{_text(df)}")
-            if df is not None and mx is not None and _value(df) > _value(mx):
-                bad("default", mx, f"default value {_text(df)} is greater than max value "
-                    f"{_text(mx)}")
-            if ratio is not None and _value(ratio) < 1:
-                bad("maxLimitRequestRatio", ratio, f"ratio {_text(ratio)} is less than 1")
+                out.append(invalid_value(f"{base}.{field}[{name}]", quantity.canonical_or_text(shown), message))
+            if mn is not None and mx is not None and quantity.parse_or_none(mn) > quantity.parse_or_none(mx):
+                bad("min", mn, f"min value {quantity.canonical_or_text(mn)} is greater than max value {quantity.canonical_or_text(mx)}")
+            if dr is not None and mn is not None and quantity.parse_or_none(mn) > quantity.parse_or_none(dr):
+                bad("defaultRequest", dr, f"min value {quantity.canonical_or_text(mn)} is greater than default "
+                    f"request value {quantity.canonical_or_text(dr)}")
+            if dr is not None and mx is not None and quantity.parse_or_none(dr) > quantity.parse_or_none(mx):
+                bad("defaultRequest", dr, f"default request value {quantity.canonical_or_text(dr)} is greater "
+                    f"than max value {quantity.canonical_or_text(mx)}")
+            if dr is not None and df is not None and quantity.parse_or_none(dr) > quantity.parse_or_none(df):
+                bad("defaultRequest", dr, f"default request value {quantity.canonical_or_text(dr)} is greater "
+                    f"than default limit value {quantity.canonical_or_text(df)}")
+            if df is not None and mn is not None and quantity.parse_or_none(mn) > quantity.parse_or_none(df):
+                bad("default", mn, f"min value {quantity.canonical_or_text(mn)} is greater than default value "
+                    f"{quantity.canonical_or_text(df)}")
+            if df is not None and mx is not None and quantity.parse_or_none(df) > quantity.parse_or_none(mx):
+                bad("default", mx, f"default value {quantity.canonical_or_text(df)} is greater than max value "
+                    f"{quantity.canonical_or_text(mx)}")
+            if ratio is not None and quantity.parse_or_none(ratio) < 1:
+                bad("maxLimitRequestRatio", ratio, f"ratio {quantity.canonical_or_text(ratio)} is less than 1")
             if ratio is not None and mn is not None and mx is not None and _milli(mn) > 0:
                 limit = _milli(mx) / _milli(mn)
                 if _milli(ratio) / 1000 > limit:
-                    bad("maxLimitRequestRatio", ratio, f"ratio {_text(ratio)} is greater "
+                    bad("maxLimitRequestRatio", ratio, f"ratio {quantity.canonical_or_text(ratio)} is greater "
                         f"than max/min = {limit:f}")
     return out

@@ -97,72 +97,60 @@ async def mutate(a) -> dict | None:
 
 # -- constraints ----------------------------------------------------------------------
 
-def _value(v) -> Decimal | None:
-    try:
-        return quantity.parse(v)
-    except quantity.QuantityError:
-        return None
-
-
-def _text(v) -> str:
-    try:
-        return quantity.canonical(v)
-    except quantity.QuantityError:
-        return str(v)
 
 
 def _min(kind: str, name: str, enforced, requests: dict, limits: dict) -> str | None:
-    bound = _value(enforced)
+    bound = quantity.parse_or_none(enforced)
     if name not in requests:
-        return f"minimum {name} usage per {kind} is {_text(enforced)}.  No request is specified"
-    req, lim = _value(requests[name]), _value(limits.get(name))
+        return f"minimum {name} usage per {kind} is {quantity.canonical_or_text(enforced)}.  No request is specified"
+    req, lim = quantity.parse_or_none(requests[name]), quantity.parse_or_none(limits.get(name))
     if req is not None and bound is not None and req < bound:
-        return f"minimum {name} usage per {kind} is {_text(enforced)}, but request is " \
-               f"{_text(requests[name])}"
+        return f"minimum {name} usage per {kind} is {quantity.canonical_or_text(enforced)}, but request is " \
+               f"{quantity.canonical_or_text(requests[name])}"
     if lim is not None and bound is not None and lim < bound:
-        return f"minimum {name} usage per {kind} is {_text(enforced)}, but limit is " \
-               f"{_text(limits[name])}"
+        return f"minimum {name} usage per {kind} is {quantity.canonical_or_text(enforced)}, but limit is " \
+               f"{quantity.canonical_or_text(limits[name])}"
     return None
 
 
 def _max(kind: str, name: str, enforced, requests: dict, limits: dict) -> str | None:
-    bound = _value(enforced)
+    bound = quantity.parse_or_none(enforced)
     if name not in limits:
-        return f"maximum {name} usage per {kind} is {_text(enforced)}.  No limit is specified"
-    req, lim = _value(requests.get(name)), _value(limits[name])
+        return f"maximum {name} usage per {kind} is {quantity.canonical_or_text(enforced)}.  No limit is specified"
+    req, lim = quantity.parse_or_none(requests.get(name)), quantity.parse_or_none(limits[name])
     if lim is not None and bound is not None and lim > bound:
-        return f"maximum {name} usage per {kind} is {_text(enforced)}, but limit is " \
-               f"{_text(limits[name])}"
+        return f"maximum {name} usage per {kind} is {quantity.canonical_or_text(enforced)}, but limit is " \
+               f"{quantity.canonical_or_text(limits[name])}"
     if req is not None and bound is not None and req > bound:
-        return f"maximum {name} usage per {kind} is {_text(enforced)}, but request is " \
-               f"{_text(requests[name])}"
+        return f"maximum {name} usage per {kind} is {quantity.canonical_or_text(enforced)}, but request is " \
+               f"{quantity.canonical_or_text(requests[name])}"
     return None
 
 
 def _max_request(kind: str, name: str, enforced, requests: dict) -> str | None:
-    bound = _value(enforced)
+    bound = quantity.parse_or_none(enforced)
     if name not in requests:
-        return f"maximum {name} usage per {kind} is {_text(enforced)}.  No request is specified"
-    req = _value(requests[name])
+        return f"maximum {name} usage per {kind} is {quantity.canonical_or_text(enforced)}.  No request is specified"
+    req = quantity.parse_or_none(requests[name])
     if req is not None and bound is not None and req > bound:
-        return f"maximum {name} usage per {kind} is {_text(enforced)}, but request is " \
-               f"{_text(requests[name])}"
+        return f"maximum {name} usage per {kind} is {quantity.canonical_or_text(enforced)}, but request is " \
+               f"{quantity.canonical_or_text(requests[name])}"
     return None
 
 
 def _ratio(kind: str, name: str, enforced, requests: dict, limits: dict) -> str | None:
-    req, lim = _value(requests.get(name)), _value(limits.get(name))
+    req, lim = quantity.parse_or_none(requests.get(name)), quantity.parse_or_none(limits.get(name))
     if not req:
-        return f"{name} max limit to request ratio per {kind} is {_text(enforced)}, but no " \
+        return f"{name} max limit to request ratio per {kind} is {quantity.canonical_or_text(enforced)}, but no " \
                f"request is specified or request is 0"
     if not lim:
-        return f"{name} max limit to request ratio per {kind} is {_text(enforced)}, but no " \
+        return f"{name} max limit to request ratio per {kind} is {quantity.canonical_or_text(enforced)}, but no " \
                f"limit is specified or limit is 0"
     # Upstream compares milli-values and prints the ratio with %f.
     observed = Decimal(quantity.milli_value(limits[name])) / \
         Decimal(quantity.milli_value(requests[name]))
     if observed * 1000 > quantity.milli_value(enforced):
-        return f"{name} max limit to request ratio per {kind} is {_text(enforced)}, but " \
+        return f"{name} max limit to request ratio per {kind} is {quantity.canonical_or_text(enforced)}, but " \
                f"provided ratio is {float(observed):f}"
     return None
 
