@@ -99,6 +99,19 @@ def _milli(v) -> int:
     return quantity.milli_value(v)
 
 
+_LIMIT_ORDER = (
+    ("min", "max", "min", "min", "min value {lo} is greater than max value {hi}"),
+    ("min", "defaultRequest", "defaultRequest", "defaultRequest",
+     "min value {lo} is greater than default request value {hi}"),
+    ("defaultRequest", "max", "defaultRequest", "defaultRequest",
+     "default request value {lo} is greater than max value {hi}"),
+    ("defaultRequest", "default", "defaultRequest", "defaultRequest",
+     "default request value {lo} is greater than default limit value {hi}"),
+    ("min", "default", "default", "min", "min value {lo} is greater than default value {hi}"),
+    ("default", "max", "default", "max", "default value {lo} is greater than max value {hi}"),
+)
+
+
 def limit_range(obj: dict) -> list[FieldError]:
     out: list[FieldError] = []
     seen: set[str] = set()
@@ -126,34 +139,20 @@ def limit_range(obj: dict) -> list[FieldError]:
         for name in names:
             q = {k: lists[k][name] for k in lists if name in lists[k] and
                  quantity.parse_or_none(lists[k][name]) is not None}
-            mn, mx, df, dr, ratio = (q.get(k) for k in ("min", "max", "default",
-                                                        "defaultRequest",
-                                                        "maxLimitRequestRatio"))
+            mn, mx, ratio = q.get("min"), q.get("max"), q.get("maxLimitRequestRatio")
 
             def bad(field: str, shown, message: str, base=base, name=name) -> None:
                 out.append(invalid_value(f"{base}.{field}[{name}]", quantity.canonical_or_text(shown), message))
-            if mn is not None and mx is not None and quantity.parse_or_none(mn) > quantity.parse_or_none(mx):
-                bad("min", mn, f"min value {quantity.canonical_or_text(mn)} is greater than max value {quantity.canonical_or_text(mx)}")
-            if dr is not None and mn is not None and quantity.parse_or_none(mn) > quantity.parse_or_none(dr):
-                bad("defaultRequest", dr, f"min value {quantity.canonical_or_text(mn)} is greater than default "
-                    f"request value {quantity.canonical_or_text(dr)}")
-            if dr is not None and mx is not None and quantity.parse_or_none(dr) > quantity.parse_or_none(mx):
-                bad("defaultRequest", dr, f"default request value {quantity.canonical_or_text(dr)} is greater "
-                    f"than max value {quantity.canonical_or_text(mx)}")
-            if dr is not None and df is not None and quantity.parse_or_none(dr) > quantity.parse_or_none(df):
-                bad("defaultRequest", dr, f"default request value {quantity.canonical_or_text(dr)} is greater "
-                    f"than default limit value {quantity.canonical_or_text(df)}")
-            if df is not None and mn is not None and quantity.parse_or_none(mn) > quantity.parse_or_none(df):
-                bad("default", mn, f"min value {quantity.canonical_or_text(mn)} is greater than default value "
-                    f"{quantity.canonical_or_text(df)}")
-            if df is not None and mx is not None and quantity.parse_or_none(df) > quantity.parse_or_none(mx):
-                bad("default", mx, f"default value {quantity.canonical_or_text(df)} is greater than max value "
-                    f"{quantity.canonical_or_text(mx)}")
-            if ratio is not None and quantity.parse_or_none(ratio) < 1:
-                bad("maxLimitRequestRatio", ratio, f"ratio {quantity.canonical_or_text(ratio)} is less than 1")
+            text = {k: quantity.canonical_or_text(v) for k, v in q.items()}
+            # (smaller, larger, field reported, value shown, message): upstream's order.
+            for lo, hi, field, shown, msg in _LIMIT_ORDER:
+                if lo in q and hi in q and quantity.parse(q[lo]) > quantity.parse(q[hi]):
+                    bad(field, q[shown], msg.format(**{"lo": text[lo], "hi": text[hi]}))
+            if ratio is not None and quantity.parse(ratio) < 1:
+                bad("maxLimitRequestRatio", ratio, f"ratio {text['maxLimitRequestRatio']} is less than 1")
             if ratio is not None and mn is not None and mx is not None and _milli(mn) > 0:
                 limit = _milli(mx) / _milli(mn)
                 if _milli(ratio) / 1000 > limit:
-                    bad("maxLimitRequestRatio", ratio, f"ratio {quantity.canonical_or_text(ratio)} is greater "
-                        f"than max/min = {limit:f}")
+                    bad("maxLimitRequestRatio", ratio,
+                        f"ratio {text['maxLimitRequestRatio']} is greater than max/min = {limit:f}")
     return out

@@ -349,3 +349,25 @@ def test_limit_range_validation():
         in errs
     assert "spec.limits[3].limits: Required value: either minimum or maximum storage value " \
            "is required, but neither was provided" in errs
+
+
+@pytest.mark.parametrize("item, want", [
+    ({"min": {"cpu": "2"}, "defaultRequest": {"cpu": "1"}},
+     'defaultRequest[cpu]: Invalid value: "1": min value 2 is greater than default request value 1'),
+    ({"max": {"cpu": "1"}, "defaultRequest": {"cpu": "2"}},
+     'defaultRequest[cpu]: Invalid value: "2": default request value 2 is greater than max value 1'),
+    ({"default": {"cpu": "1"}, "defaultRequest": {"cpu": "2"}},
+     'defaultRequest[cpu]: Invalid value: "2": default request value 2 is greater than default '
+     'limit value 1'),
+    ({"min": {"cpu": "2"}, "default": {"cpu": "1"}, "defaultRequest": {"cpu": "3"}},
+     'default[cpu]: Invalid value: "2": min value 2 is greater than default value 1'),
+    ({"max": {"cpu": "1"}, "default": {"cpu": "2"}, "defaultRequest": {"cpu": "500m"}},
+     'default[cpu]: Invalid value: "1": default value 2 is greater than max value 1'),
+    ({"min": {"cpu": "1"}, "max": {"cpu": "2"}, "maxLimitRequestRatio": {"cpu": "3"}},
+     'maxLimitRequestRatio[cpu]: Invalid value: "3": ratio 3 is greater than max/min = 2.000000'),
+])
+def test_limit_range_ordering_messages(item, want):
+    from bootstrap.api import validation_quota as v
+    lr = {"kind": "LimitRange", "spec": {"limits": [{"type": "Container", **item}]}}
+    errs = [f"{e.field}: {e.body}" for e in v.limit_range(lr)]
+    assert "spec.limits[0]." + want in errs, errs
