@@ -239,6 +239,9 @@ def effective_config(inv: Inventory, config_path: str | None = None) -> Effectiv
     kube_config_dir = str(kv.get("kube_config_dir", ("/etc/kubernetes", ""))[0])
     if not kube_config_dir.startswith("/"):
         raise fail("kube_config_dir", f"{kube_config_dir!r} is not an absolute path")
+    # It becomes a link to /etc/kubernetes: one inside it would point at itself.
+    if kube_config_dir.rstrip("/").startswith("/etc/kubernetes/"):
+        raise fail("kube_config_dir", f"{kube_config_dir!r} is inside /etc/kubernetes")
     localhost_lb = lb is None
     if "loadbalancer_apiserver_localhost" in kv:
         raw = kv["loadbalancer_apiserver_localhost"][0]

@@ -109,6 +109,7 @@ def test_the_config_file_wins_over_the_inventory_with_a_warning(tmp_path):
 
 @pytest.mark.parametrize("extra, needle", [
     ("kube_network_plugin: calico\n", "kube_network_plugin: 'calico' is not supported"),
+    ("kube_config_dir: /etc/kubernetes/conf\n", "'/etc/kubernetes/conf' is inside /etc/kubernetes"),
 ])
 def test_settings_cluster_up_cannot_apply_are_refused_before_any_host(tmp_path, extra, needle):
     inv = write_inventory(tmp_path, extra)
