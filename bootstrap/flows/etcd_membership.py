@@ -11,6 +11,7 @@ that remain must be a majority of the members that remain.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 
 from bootstrap.errors import UserError
@@ -93,6 +94,11 @@ def removal_refusal(members: list[Member], healthy: set[int], target: Member) ->
     return None
 
 
+# etcd's own health interval is 5 s; a member back from a restart counts after it.
+# 15 tries 2 s apart give it half a minute.
+RECONFIG_ATTEMPTS = 15
+
+
 class EtcdAdmin:
     """etcdctl on one host (its own client pair), against the given endpoints."""
 
@@ -129,8 +135,16 @@ class EtcdAdmin:
     def remove(self, member: Member, via: list[Member]) -> None:
         """``member remove`` sent to the other members (never the one leaving)."""
         endpoints = [m.client_urls[0] for m in via if m.started and m.id != member.id]
-        r = self.conn.run(self._cmd(f"member remove {member.hex_id}", endpoints or None),
-                          check=False, timeout=60)
+        for attempt in range(RECONFIG_ATTEMPTS):
+            if attempt:
+                time.sleep(2)
+            r = self.conn.run(self._cmd(f"member remove {member.hex_id}", endpoints or None),
+                              check=False, timeout=60)
+            # etcd's strict reconfiguration check answers "unhealthy cluster" until every
+            # member that would remain has been connected to the leader for a few seconds
+            # (after a restart or a leader change): wait that out rather than fail.
+            if r.ok or "unhealthy cluster" not in (r.stderr + r.stdout):
+                break
         if not r.ok and "member not found" not in (r.stderr + r.stdout):
             raise UserError(f"etcd member remove {member.label()} failed: "
                             f"{tail(r.stderr) or tail(r.stdout)}", where=f"host {self.conn.host}")

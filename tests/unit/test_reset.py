@@ -329,3 +329,31 @@ def test_cli_bad_config_is_one_line():
     assert "Traceback" not in r.output
     r = CliRunner().invoke(main, ["reset", "--skip-phases", "nosuch", "--dry-run"])
     assert r.exit_code == 2 and "unknown phase 'nosuch'" in r.output
+
+
+UNHEALTHY = Result(1, "", "{\"level\":\"warn\"} | Error: etcdserver: unhealthy cluster\n")
+
+
+def test_a_transiently_unhealthy_cluster_is_waited_for_then_the_member_removed(monkeypatch):
+    # etcd refuses a reconfiguration (strict reconfig check) until every member that would
+    # remain has been connected for a few seconds, e.g. just after a member restarted.
+    monkeypatch.setattr(em.time, "sleep", lambda s: None)
+    conn = FakeConnection("cp1")
+    answers = iter([UNHEALTHY, UNHEALTHY, Result(0, "Member c3 removed\n", "")])
+    conn.respond(r"member remove", lambda cmd: next(answers))
+    admin = em.EtcdAdmin(conn, ["https://10.0.0.1:2379"])
+    listed = em.parse_members(THREE)
+    admin.remove(listed[2], listed)
+    assert sum("member remove c3" in c for c in conn.commands) == 3
+
+
+def test_a_cluster_that_stays_unhealthy_fails_in_one_line(monkeypatch):
+    monkeypatch.setattr(em.time, "sleep", lambda s: None)
+    conn = FakeConnection("cp1")
+    conn.respond(r"member remove", UNHEALTHY)
+    admin = em.EtcdAdmin(conn, ["https://10.0.0.1:2379"])
+    listed = em.parse_members(THREE)
+    with pytest.raises(UserError, match="unhealthy cluster") as exc:
+        admin.remove(listed[2], listed)
+    assert "\n" not in str(exc.value)
+    assert 1 < sum("member remove" in c for c in conn.commands) <= 20
