@@ -248,9 +248,19 @@ def test_serving_certificate_from_the_cluster_ca(env):
     ctx = ssl.create_default_context(cafile=env.cluster.pki.path("ca.crt"))
     ctx.check_hostname = False  # the IP is checked below from the certificate itself
     import socket
-    with socket.create_connection((env.host_ip, 10250), timeout=10) as sock:
-        with ctx.wrap_socket(sock) as tls:
-            der = tls.getpeercert(binary_form=True)
+
+    def handshake():
+        # A Ready node may still be waiting for its serving CSR to be signed; until then
+        # every handshake fails, as upstream's "no serving certificate available".
+        try:
+            with socket.create_connection((env.host_ip, 10250), timeout=10) as sock:
+                with ctx.wrap_socket(sock) as tls:
+                    return tls.getpeercert(binary_form=True)
+        except (ssl.SSLError, OSError):
+            return None
+
+    der = eventually(handshake, timeout=60)
+    assert der, "the kubelet never served a certificate the cluster CA signed"
     cert = x509.load_der_x509_certificate(der)
     sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert env.host_ip in [str(i) for i in sans.get_values_for_type(x509.IPAddress)]
