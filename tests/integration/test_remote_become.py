@@ -87,7 +87,12 @@ def sshd():
     made_users: list[str] = []
     procs: list[subprocess.Popen] = []
     sudoers = Path(f"/etc/sudoers.d/{SUDO_USER}-bootstrap-test")
+    # sshd needs its privilege separation dir, which only its own unit's start makes: on a
+    # machine booted without sshd running (as setup.sh installs it), /run has none.
+    privsep = Path("/run/sshd")
+    made_privsep = not privsep.exists()
     try:
+        privsep.mkdir(mode=0o755, exist_ok=True)
         for name in ("host_key", "client_key"):
             subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / name)],
                            check=True)
@@ -113,6 +118,8 @@ def sshd():
         for user in made_users:
             subprocess.run(["userdel", "-f", user], capture_output=True)
         shutil.rmtree(d, ignore_errors=True)
+        if made_privsep:
+            shutil.rmtree(privsep, ignore_errors=True)
 
 
 def _conn(sshd, tmp_path, **kw) -> SSHConnection:
