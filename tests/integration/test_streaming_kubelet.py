@@ -279,9 +279,18 @@ def _read_until(fd: int, marker: bytes, limit: int = 1 << 16) -> bytes:
 def test_exec_it_shell_over_a_tty(env):
     proc, fd = _pty_kubectl(env, "exec", "-it", "web", "-c", "web", "--", "sh")
     try:
-        os.write(fd, b"echo $((6*7)) $(stty size)\r")
+        _read_until(fd, b"# ")  # the shell's prompt: it runs and reads our terminal
+        # The size travels on its own resize stream, as upstream's, and may land a moment
+        # after the shell started (then `stty size` fails once): ask again, a few times.
+        seen = b""
+        for _ in range(5):
+            os.write(fd, b"echo $((6*7)) $(stty size)\r")
+            seen = _read_until(fd, b"# ")
+            if b"42 24 80" in seen:
+                break
+            time.sleep(0.5)
         # The shell ran it, and the container's TTY has the size of ours.
-        assert b"42 24 80" in _read_until(fd, b"42 24 80")
+        assert b"42 24 80" in seen, seen
         os.write(fd, b"exit 0\r")
         assert proc.wait(30) == 0
     finally:
