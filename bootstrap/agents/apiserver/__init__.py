@@ -23,12 +23,22 @@ def main(argv: list[str] | None = None) -> None:
     if cfg.processes > 1:
         primary, children = _fork_workers(cfg.processes - 1)
     try:
-        asyncio.run(_serve(cfg, primary, children))
+        # After the fork: every process makes its own loop.
+        with asyncio.Runner(loop_factory=loop_factory(cfg.event_loop)) as runner:
+            runner.run(_serve(cfg, primary, children))
     except _StartupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
     finally:
         _stop_workers(children)
+
+
+def loop_factory(event_loop: str):
+    """The new-loop callable for asyncio.Runner: None is asyncio's default loop."""
+    if event_loop == "uvloop":
+        import uvloop
+        return uvloop.new_event_loop
+    return None
 
 
 def _fork_workers(count: int) -> tuple[bool, list[int]]:

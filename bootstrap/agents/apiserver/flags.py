@@ -64,6 +64,7 @@ class Config:
     idle_connection_timeout: float = 90.0
     shutdown_delay_duration: float = 0.0
     processes: int = 1
+    event_loop: str = "asyncio"
     admission_plugins: frozenset = frozenset()
     admission_warnings: tuple[str, ...] = ()
     # Front proxy (aggregation layer): who may assert users in headers, and which.
@@ -76,6 +77,29 @@ class Config:
     # The client pair this server presents to extension API servers (checked at start).
     proxy_client_cert_file: str | None = None
     proxy_client_key_file: str | None = None
+
+
+EVENT_LOOPS = ("auto", "asyncio", "uvloop")
+DEFAULT_EVENT_LOOP = "asyncio"
+
+
+def _uvloop_available() -> bool:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def event_loop(requested: str) -> str:
+    """The loop --event-loop names: "asyncio" or "uvloop"; "auto" is uvloop when the
+    package imports, else asyncio. An explicit uvloop that does not import is an error."""
+    if requested == "asyncio":
+        return "asyncio"
+    available = _uvloop_available()
+    if requested == "uvloop" and not available:
+        raise FlagError("--event-loop=uvloop: the uvloop package is not installed")
+    return "uvloop" if available else "asyncio"
 
 
 def _bool(v: str) -> bool:
@@ -134,6 +158,10 @@ def _parser() -> argparse.ArgumentParser:
     # Not a kube-apiserver flag: Python serves one core per process, so several worker
     # processes share the secure port (SO_REUSEPORT). All state lives in etcd.
     a("--processes", type=int, default=1, help="worker processes sharing the secure port")
+    # Not a kube-apiserver flag: the asyncio event loop each process runs on. "uvloop"
+    # (libuv) needs the uvloop package; "auto" takes it when importable.
+    a("--event-loop", choices=EVENT_LOOPS, default=DEFAULT_EVENT_LOOP,
+      help="event loop of every process: asyncio, uvloop, or auto (uvloop when installed)")
     a("--profiling", nargs="?", const="true", default="true", type=_bool)
     a("--kubelet-client-certificate")
     a("--kubelet-client-key")
@@ -249,6 +277,7 @@ def parse(argv: list[str]) -> Config:
         raise FlagError("--shutdown-delay-duration: must not be negative")
     if not 1 <= ns.processes <= 64:
         raise FlagError("--processes: must be between 1 and 64")
+    loop = event_loop(ns.event_loop)
     for flag in ("audit_log_maxage", "audit_log_maxbackup", "audit_log_maxsize"):
         if getattr(ns, flag) < 0:
             raise FlagError(f"--{flag.replace('_', '-')}: must not be negative")
@@ -287,7 +316,7 @@ def parse(argv: list[str]) -> Config:
         audit_log_maxage=ns.audit_log_maxage, audit_log_maxbackup=ns.audit_log_maxbackup,
         audit_log_maxsize=ns.audit_log_maxsize, request_timeout=durations["request_timeout"],
         idle_connection_timeout=durations["idle_connection_timeout"], processes=ns.processes,
-        shutdown_delay_duration=durations["shutdown_delay_duration"],
+        event_loop=loop, shutdown_delay_duration=durations["shutdown_delay_duration"],
         admission_plugins=plugins, admission_warnings=tuple(plugin_warnings), **front_proxy)
 
 
