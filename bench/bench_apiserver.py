@@ -5,7 +5,10 @@
 Starts a real etcd and one API server on loopback (tests/integration/cluster.py),
 then measures creates/s and GETs/s at concurrency 1 and 64, a LIST of 5,000 pods,
 watch fan-out (100 watchers, 1,000 events) and mutating latency at a fixed
-200 req/s, each beside raw etcd puts/gets through aetcd's gRPC stubs.
+200 req/s, each beside raw etcd puts/gets through aetcd's gRPC stubs. Last, creates at
+concurrency 1 and 64 for 1 and 2 processes on --event-loop=asyncio and =uvloop, in
+interleaved rounds (--loops-only runs just that table; --rounds N, default 3). The
+client (this process) always runs on asyncio, on the same cores as the server.
 """
 
 from __future__ import annotations
@@ -87,7 +90,7 @@ def _pod(name: str) -> dict:
             "spec": {"containers": [{"name": "c", "image": "busybox:1.36"}]}}
 
 
-async def bench(cluster: Cluster, quick: bool) -> None:
+async def bench(cluster: Cluster, quick: bool, loops_only: bool, rounds: int) -> None:
     p = cluster.pki
     etcd = Etcd([cluster.etcd.url], Path(p.path("etcd/ca.crt")).read_bytes(),
                 Path(p.path("apiserver-etcd-client.crt")).read_bytes(),
@@ -95,11 +98,15 @@ async def bench(cluster: Cluster, quick: bool) -> None:
     await etcd.connect()
     api = API(cluster)
     n1, n64 = (200, 2000) if not quick else (50, 300)
+    loops = ((500, 2000) if not quick else (50, 300)) + (rounds,)
     value = orjson.dumps(_cm("x"))
     try:
         await api.req("POST", "/api/v1/namespaces", {"metadata": {"name": "bench"}})
         await api.req("POST", "/api/v1/namespaces/bench/serviceaccounts",
                       {"metadata": {"name": "default"}})
+        if loops_only:
+            await _loops(cluster, etcd, *loops)
+            return
         print(f"{'metric':38s} {'apiserver':>10s} {'raw etcd':>10s} {'ratio':>7s}  unit")
         for conc, n in ((1, n1), (64, n64)):
             raw = await _run_concurrent(n, conc, lambda i, c=conc: etcd.create(
@@ -131,33 +138,66 @@ async def bench(cluster: Cluster, quick: bool) -> None:
             raw = (time.perf_counter() - start) * 1000
             _row(f"{label}: {got}", ours, raw, "ms")
 
-        await _multiprocess(cluster, etcd, n64)
         await _fanout(api, 100 if not quick else 20, 1000 if not quick else 200)
         await _latency(api, etcd, 200, 1000 if not quick else 200)
+        await _loops(cluster, etcd, *loops)
     finally:
         await api.session.close()
         await etcd.close()
 
 
-async def _multiprocess(cluster: Cluster, etcd: Etcd, n: int) -> None:
-    """Creates at concurrency 64 against 1 and 2 API server processes on the same etcd,
-    each beside raw etcd puts measured right before it."""
+def _uvloop_installed() -> bool:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+async def _loops(cluster: Cluster, etcd: Etcd, n1: int, n64: int, rounds: int) -> None:
+    """Creates at concurrency 1 and 64 on --event-loop=asyncio and =uvloop, with 1 and 2
+    processes, beside raw etcd puts measured right before each run. One server runs at a
+    time (an idle one would still apply every event to its watch caches) and the
+    configurations take turns round by round (A, B, A, B), so drift hits all alike.
+    Prints the median of the rounds and their range."""
     from tests.integration.cluster import APIServer
+    cluster.server.stop()  # its watch caches would follow these creates too
+    loops = ["asyncio"] + (["uvloop"] if _uvloop_installed() else [])
+    configs = [(procs, loop) for procs in (1, 2) for loop in loops]
     value = orjson.dumps(_cm("x"))
-    for procs in (1, 2):
-        server = APIServer(cluster.base / f"mp{procs}", cluster.pki, cluster.etcd,
-                           list(cluster.extra) + [f"--processes={procs}"])
-        server.start()
-        try:
+    ours: dict[tuple, list[float]] = {}
+    raw: dict[tuple, list[float]] = {}
+    for r in range(rounds):
+        for procs, loop in configs:
+            server = APIServer(cluster.base / f"loop-{procs}-{loop}", cluster.pki, cluster.etcd,
+                               list(cluster.extra) + [f"--processes={procs}",
+                                                      f"--event-loop={loop}"])
+            server.start()
             api = API(cluster, server.url)
-            raw = await _run_concurrent(n, 64, lambda i, p=procs: etcd.create(
-                f"/bench/mp-{p}-{i}", value))
-            ours = await _run_concurrent(n, 64, lambda i, p=procs, a=api: a.req(
-                "POST", "/api/v1/namespaces/bench/configmaps", _cm(f"mp{p}-{i}")))
-            _row(f"creates/s conc 64, {procs} process(es)", ours, raw, "ops/s")
-            await api.session.close()
-        finally:
-            server.stop()
+            try:
+                for conc, n in ((1, n1), (64, n64)):
+                    key = (procs, loop, conc)
+                    tag = f"{procs}{loop}{conc}-{r}"
+                    raw.setdefault(key, []).append(await _run_concurrent(
+                        n, conc, lambda i, t=tag: etcd.create(f"/bench/loop-{t}-{i}", value)))
+                    ours.setdefault(key, []).append(await _run_concurrent(
+                        n, conc, lambda i, t=tag, a=api: a.req(
+                            "POST", "/api/v1/namespaces/bench/configmaps", _cm(f"l{t}-{i}"))))
+            finally:
+                await api.session.close()
+                server.stop()
+    print(f"\ncreates/s by processes x event loop x concurrency, median of {rounds} "
+          f"interleaved rounds [min-max]; raw etcd puts measured before each run")
+    print(f"{'procs':>5s} {'loop':8s} {'conc':>4s} {'apiserver':>10s} {'range':>13s} "
+          f"{'raw etcd':>10s} {'ratio':>6s} {'vs asyncio':>10s}")
+    for procs, loop in configs:
+        for conc in (1, 64):
+            o, w = ours[(procs, loop, conc)], raw[(procs, loop, conc)]
+            base = statistics.median(ours[(procs, "asyncio", conc)])
+            m = statistics.median(o)
+            print(f"{procs:5d} {loop:8s} {conc:4d} {m:10.1f} "
+                  f"{f'[{min(o):.0f}-{max(o):.0f}]':>13s} {statistics.median(w):10.1f} "
+                  f"{m / statistics.median(w):5.2f}x {m / base:9.2f}x")
 
 
 async def _fanout(api: API, watchers: int, events: int) -> None:
@@ -226,11 +266,15 @@ async def _latency(api: API, etcd: Etcd, rate: int, n: int) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="smaller counts for a smoke run")
+    ap.add_argument("--loops-only", action="store_true",
+                    help="only the processes x event loop creates table")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="interleaved rounds of the processes x event loop table")
     args = ap.parse_args()
     cluster = Cluster()
     cluster.start()
     try:
-        asyncio.run(bench(cluster, args.quick))
+        asyncio.run(bench(cluster, args.quick, args.loops_only, args.rounds))
     finally:
         cluster.stop()
 
