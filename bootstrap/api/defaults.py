@@ -62,15 +62,19 @@ def pod_spec(spec: dict) -> None:
         for c in spec.get(key) or []:
             _container(c)
     for v in spec.get("volumes") or []:
-        for kind in ("secret", "configMap"):
-            if kind in v:
-                v[kind].setdefault("defaultMode", 0o644)
-        if "projected" in v:
-            v["projected"].setdefault("defaultMode", 0o644)
-        if "hostPath" in v:
-            v["hostPath"].setdefault("type", "")
-        if "emptyDir" in v and v["emptyDir"] is None:
+        if not isinstance(v, dict):
+            continue
+        # SetDefaults_Volume: a volume naming no source (absent or null, both nil in
+        # Go) is an emptyDir; the nulls are dropped as Go's encoder omits nil sources.
+        if all(v[k] is None for k in v if k != "name"):
+            for k in [k for k in v if k != "name"]:
+                del v[k]
             v["emptyDir"] = {}
+        for kind in ("secret", "configMap", "projected"):
+            if isinstance(v.get(kind), dict):
+                v[kind].setdefault("defaultMode", 0o644)
+        if isinstance(v.get("hostPath"), dict):
+            v["hostPath"].setdefault("type", "")
     for t in spec.get("tolerations") or []:
         if t.get("key") and "operator" not in t:
             t["operator"] = "Equal"

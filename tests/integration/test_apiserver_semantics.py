@@ -71,6 +71,21 @@ def test_dry_run_eviction_keeps_the_pod(cluster):
     assert _req(cluster, "GET", "/api/v1/namespaces/default/pods/evictee")[0] == 200
 
 
+def test_volume_without_source_reads_back_as_empty_dir(cluster):
+    """SetDefaults_Volume through the real server; a named source stays as it was."""
+    _req(cluster, "POST", "/api/v1/namespaces/default/serviceaccounts",
+         {"metadata": {"name": "default"}})
+    code, out = _req(cluster, "POST", "/api/v1/namespaces/default/pods", {
+        "metadata": {"name": "bare-volume"},
+        "spec": {"containers": [{"name": "c", "image": "busybox"}],
+                 "volumes": [{"name": "scratch"}, {"name": "cm", "configMap": {"name": "x"}}]}})
+    assert code == 201, out
+    code, out = _req(cluster, "GET", "/api/v1/namespaces/default/pods/bare-volume")
+    assert json.loads(out)["spec"]["volumes"][:2] == [
+        {"name": "scratch", "emptyDir": {}},
+        {"name": "cm", "configMap": {"name": "x", "defaultMode": 420}}]
+
+
 def test_json_ends_with_newline_and_errors_too(cluster):
     code, body = _req(cluster, "GET", CM)
     assert code == 200 and body.endswith(b"}\n")

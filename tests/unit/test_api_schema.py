@@ -220,6 +220,36 @@ def test_pod_defaults():
     assert again == p
 
 
+def test_volume_without_source_defaults_to_empty_dir():
+    """SetDefaults_Volume: a volume naming no source (or only null ones) is an emptyDir,
+    in pods and in every workload's pod template; a named source is left alone."""
+    named = [{"name": "s", "secret": {"secretName": "s"}}, {"name": "c", "configMap": {"name": "c"}},
+             {"name": "h", "hostPath": {"path": "/x"}}, {"name": "d", "downwardAPI": {}},
+             {"name": "pvc", "persistentVolumeClaim": {"claimName": "p"}},
+             {"name": "n", "nfs": {"server": "a", "path": "/"}}, {"name": "e", "emptyDir": {"medium": "Memory"}}]
+    vols = [{"name": "bare"}, {"name": "nulls", "emptyDir": None, "secret": None}] + named
+    p = pod()
+    p["spec"]["volumes"] = copy.deepcopy(vols)
+    defaults.apply_defaults(p, POD)
+    got = p["spec"]["volumes"]
+    assert got[0] == {"name": "bare", "emptyDir": {}}
+    assert got[1] == {"name": "nulls", "emptyDir": {}}
+    assert got[2] == {"name": "s", "secret": {"secretName": "s", "defaultMode": 0o644}}
+    assert got[4] == {"name": "h", "hostPath": {"path": "/x", "type": ""}}
+    assert all("emptyDir" not in v for v in got[2:-1])
+    assert got[6:] == named[4:]
+    assert defaults.apply_defaults(copy.deepcopy(p), POD) == p
+    d = deployment()
+    d["spec"]["template"]["spec"]["volumes"] = [{"name": "bare"}]
+    defaults.apply_defaults(d, DEPLOY)
+    assert d["spec"]["template"]["spec"]["volumes"] == [{"name": "bare", "emptyDir": {}}]
+    cj = {"spec": {"jobTemplate": {"spec": {"template": {"spec": {
+        "containers": [{"name": "c", "image": "a"}], "volumes": [{"name": "bare"}]}}}}}}
+    defaults.apply_defaults(cj, ("batch", "v1", "CronJob"))
+    assert cj["spec"]["jobTemplate"]["spec"]["template"]["spec"]["volumes"] == [
+        {"name": "bare", "emptyDir": {}}]
+
+
 @pytest.mark.parametrize("image,policy", [
     ("nginx", "Always"), ("nginx:latest", "Always"), ("nginx:1.25", "IfNotPresent"),
     ("registry:5000/app", "Always"), ("registry:5000/app:v1", "IfNotPresent"),
