@@ -15,8 +15,6 @@ import json
 import signal
 import subprocess
 import sys
-import threading
-import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -29,6 +27,7 @@ from cryptography.x509.oid import NameOID
 
 from bootstrap.pki.tokens import detached_jws_valid
 
+from .agents import LeaseRenewer
 from .cluster import ROOT, eventually, free_port, running_cluster
 
 pytestmark = pytest.mark.timeout(300)
@@ -189,31 +188,6 @@ def test_namespace_deletion_empties_and_removes_it(env):
     kubectl(kc, "create", "secret", "generic", "hush", "-n", "doomed", "--from-literal=k=v")
     kubectl(kc, "delete", "namespace", "doomed", "--wait=true", "--timeout=60s")
     assert get(kc, "namespace", "doomed") is None
-
-
-class LeaseRenewer:
-    """Plays the kubelet's node lease loop until stopped."""
-
-    def __init__(self, cluster, node):
-        self.url = (f"{cluster.server.url}/apis/coordination.k8s.io/v1/namespaces/"
-                    f"kube-node-lease/leases/{node}")
-        self.ctx = cluster.ssl_context()
-        self.done = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self):
-        while not self.done.wait(0.5):
-            body = json.dumps({"spec": {"renewTime": now(micro=True)}}).encode()
-            req = urllib.request.Request(self.url, data=body, method="PATCH", headers={
-                "Content-Type": "application/merge-patch+json"})
-            try:
-                urllib.request.urlopen(req, context=self.ctx, timeout=5).close()
-            except OSError:
-                pass
-
-    def stop(self):
-        self.done.set()
-        self.thread.join(10)
 
 
 def add_node(kc, name):

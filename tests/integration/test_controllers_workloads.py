@@ -11,9 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import subprocess
-import sys
 import threading
 import time
 from datetime import UTC, datetime
@@ -23,7 +21,8 @@ import pytest
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-from .cluster import ROOT, eventually, free_port, running_cluster
+from .agents import ControllerManager
+from .cluster import eventually, running_cluster
 
 pytestmark = pytest.mark.timeout(300)
 NS = "wl"
@@ -155,38 +154,6 @@ class Kubelet:
                                   for c in pod.spec.containers]}})
 
 
-class Manager:
-    def __init__(self, cluster):
-        self.cluster = cluster
-        self.log = cluster.base / "workloads-cm.log"
-        self.proc = None
-
-    def start(self):
-        kc = self.cluster.kubeconfig("system:kube-controller-manager")
-        out = open(self.log, "wb")
-        self.proc = subprocess.Popen([
-            sys.executable, "-m", "bootstrap.agents.controllers", f"--kubeconfig={kc}",
-            f"--controllers={CONTROLLERS}", "--use-service-account-credentials=true",
-            "--bind-address=127.0.0.1", f"--secure-port={free_port()}",
-            "--leader-elect=false"], stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
-        ok = eventually(lambda: "starting controllers" in self.text() or
-                        self.proc.poll() is not None, 60)
-        assert ok and self.proc.poll() is None, self.text()[-4000:]
-        return self
-
-    def text(self):
-        return self.log.read_text(errors="replace")
-
-    def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-
-
 @pytest.fixture(scope="module")
 def env():
     with running_cluster() as cluster:
@@ -199,7 +166,7 @@ def env():
                        "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
                        "spec": {"taints": taints}})
         api = config.new_client_from_config(config_file=str(kc))
-        manager = Manager(cluster).start()
+        manager = ControllerManager(cluster, CONTROLLERS, "workloads-cm").start()
         kubelet = Kubelet(api).start()
         cluster.api, cluster.kubelet, cluster.manager = api, kubelet, manager
         try:

@@ -5,20 +5,18 @@ written by the test, as no kubelet runs here."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import ssl
 import subprocess
 import sys
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 import yaml
 
+from .agents import Scheduler, start_scheduler
 from .cluster import ROOT, eventually, free_port
 
 pytestmark = pytest.mark.timeout(300)
@@ -85,45 +83,6 @@ NODES = [node("cp", labels={"node-role.kubernetes.io/control-plane": ""}, taints
          node("w2", labels={"zone": "a"}),
          node("w3", cpu="8", labels={"zone": "b"}),
          node("tiny", cpu="1", labels={"pool": "tiny"}, taints=[TINY_TAINT])]
-
-
-@dataclass
-class Scheduler:
-    proc: subprocess.Popen
-    log: Path
-    port: int
-
-    def readyz(self) -> int:
-        ctx = ssl.create_default_context()
-        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE  # its self-signed cert
-        try:
-            with urllib.request.urlopen(f"https://127.0.0.1:{self.port}/readyz", context=ctx,
-                                        timeout=2) as r:
-                return r.status
-        except urllib.error.HTTPError as exc:
-            return exc.code
-        except OSError:
-            return 0
-
-    def stop(self, sig=signal.SIGTERM) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-
-
-def start_scheduler(cluster, kubeconfig, *extra: str) -> Scheduler:
-    port = free_port()
-    log = cluster.base / f"scheduler-{port}.log"
-    proc = subprocess.Popen([sys.executable, "-m", "bootstrap.agents.scheduler",
-                             f"--kubeconfig={kubeconfig}", "--bind-address=127.0.0.1",
-                             f"--secure-port={port}", *extra],
-                            stdout=open(log, "wb"), stderr=subprocess.STDOUT, cwd=ROOT,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    return Scheduler(proc, log, port)
 
 
 def lease_holder(kc) -> str:
