@@ -31,12 +31,13 @@ from bootstrap.config import _yaml
 from bootstrap.config.cluster import dump_cluster_config, load_cluster_config, parse_document
 from bootstrap.config.inventory import Inventory
 from bootstrap.config.model import ClusterConfig
+from bootstrap.config.serial import DEFAULT_SERIAL, KUBESPRAY_DEFAULT, Serial, parse_serial
 from bootstrap.config.validate import is_dns_name, is_ip, parse_port
 from bootstrap.errors import UserError
 
 __all__ = ["KUBESPRAY_VARS", "EffectiveConfig", "Setting", "artifacts_dir", "effective_config"]
 
-# variable -> the configuration field it sets (our YAML path; the last three
+# variable -> the configuration field it sets (our YAML path; the last four
 # are not in the YAML file: they exist only as kubespray settings).
 KUBESPRAY_VARS = {
     "cluster_name": "clusterName",
@@ -53,6 +54,7 @@ KUBESPRAY_VARS = {
     "kube_config_dir": "kubeConfigDir",
     "loadbalancer_apiserver_localhost": "localhostLoadBalancer",
     "kube_network_plugin": "networkPlugin",
+    "serial": "upgradeSerial",  # upgrade-cluster.yml's workers; `cluster upgrade --serial`
 }
 NETWORK_PLUGINS = ("cni",)  # the standard bridge plugin, configured by our kubelet
 DEFAULT_LB_DOMAIN = "lb-apiserver.kubernetes.local"  # kubespray's default
@@ -74,6 +76,9 @@ class EffectiveConfig:
     # every node in front of all API servers (true unless an external LB is named).
     localhost_load_balancer: bool = True
     network_plugin: str = "cni"
+    # kubespray's serial (upgrade-cluster.yml's workers per batch); `cluster upgrade
+    # --serial` wins. Our default is 1 host, kubespray's 20%.
+    upgrade_serial: Serial = DEFAULT_SERIAL
     sources: dict[str, Setting] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
@@ -245,7 +250,14 @@ def effective_config(inv: Inventory, config_path: str | None = None) -> Effectiv
     localhost_lb = lb is None
     if "loadbalancer_apiserver_localhost" in kv:
         raw = kv["loadbalancer_apiserver_localhost"][0]
-        localhost_lb = raw if isinstance(raw, bool) else str(raw).lower() in ("true", "yes", "1")
+        localhost_lb = _bool(raw)
+    serial = DEFAULT_SERIAL
+    if "serial" in kv:
+        try:
+            serial = parse_serial(kv["serial"][0])
+        except ValueError as exc:
+            raise fail("serial", str(exc), hint=f"e.g. serial: 2, or serial: {KUBESPRAY_DEFAULT} "
+                       "as kubespray's default") from None
 
     sources: dict[str, Setting] = {}
     flat = _paths(merged)
@@ -263,7 +275,8 @@ def effective_config(inv: Inventory, config_path: str | None = None) -> Effectiv
             ("localAPIEndpoint.bindPort", "kube_apiserver_port", bind_port, 6443),
             ("kubeConfigDir", "kube_config_dir", kube_config_dir, "/etc/kubernetes"),
             ("localhostLoadBalancer", "loadbalancer_apiserver_localhost", localhost_lb, True),
-            ("networkPlugin", "kube_network_plugin", plugin, "cni")):
+            ("networkPlugin", "kube_network_plugin", plugin, "cni"),
+            ("upgradeSerial", "serial", str(serial), str(DEFAULT_SERIAL))):
         origin = _origin(var, kv[var][1]) if var in kv else "default"
         if path == "localAPIEndpoint.bindPort" and bind_origin:
             origin = bind_origin
@@ -272,7 +285,12 @@ def effective_config(inv: Inventory, config_path: str | None = None) -> Effectiv
         sources[path] = Setting(value if origin != "default" else default, origin)
     return EffectiveConfig(config=cfg, kube_config_dir=kube_config_dir,
                            localhost_load_balancer=localhost_lb, network_plugin=plugin,
-                           sources=sources, warnings=warnings)
+                           upgrade_serial=serial, sources=sources, warnings=warnings)
+
+
+def _bool(raw: Any) -> bool:
+    """An Ansible boolean as YAML or INI gives it (true, "yes", "1", ...)."""
+    return raw if isinstance(raw, bool) else str(raw).lower() in ("true", "yes", "1")
 
 
 def _cluster_doc(path: str, cfg: ClusterConfig) -> dict:
