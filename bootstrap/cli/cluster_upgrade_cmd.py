@@ -28,8 +28,10 @@ from bootstrap.flows.drain import DrainOptions
               help="cluster configuration (kubeadm-style YAML); defaults otherwise")
 @click.option("--limit", help="comma-separated host names to upgrade (continue a stopped "
               "upgrade); the control plane still goes first")
-@click.option("--serial", type=click.IntRange(min=1), default=1, show_default=True,
-              help="workers upgraded at once")
+@click.option("--serial", metavar="N|N%", default=None,
+              help="workers upgraded at once: a number of hosts, or a percentage of the "
+                   "workers to upgrade (rounded down, at least 1; kubespray's default is "
+                   "20%)  [default: the inventory's serial, else 1]")
 @click.option("--drain-timeout", type=click.FloatRange(min=0), default=DEFAULT_DRAIN_TIMEOUT,
               show_default=True, help="seconds a worker's drain may take (0: no limit)")
 @click.option("--grace-period", type=int, default=-1, show_default=True,
@@ -44,7 +46,8 @@ from bootstrap.flows.drain import DrainOptions
               help="seconds each component may take to become healthy on a host "
                    "(passed to `bootstrap upgrade apply|node`)")
 @click.option("--dry-run", is_flag=True, help="print the plan, change nothing")
-def upgrade(inventory: str, to: str, config_path: str | None, limit: str | None, serial: int,
+def upgrade(inventory: str, to: str, config_path: str | None, limit: str | None,
+            serial: str | None,
             drain_timeout: float, grace_period: int, force: bool, delete_emptydir_data: bool,
             node_timeout: float, health_timeout: float | None, dry_run: bool) -> None:
     console = Console(stderr=False)

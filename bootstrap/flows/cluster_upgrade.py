@@ -9,8 +9,9 @@ would (bootstrap.flows.upgrade's contract):
 2. control-plane hosts one at a time: ``upgrade apply VERSION`` on the first
    one, ``upgrade node`` on the others, each followed by a wait until its Node
    is Ready on the new kubelet;
-3. workers in batches of ``--serial``: each cordoned and drained through the
-   Eviction API (PodDisruptionBudgets hold; kubectl's filters, drain timeout
+3. workers in batches of ``--serial`` (else the inventory's ``serial``, else 1;
+   a number of hosts or a percentage of the workers this run upgrades, as
+   Ansible's ``serial``): each cordoned and drained through the Eviction API (PodDisruptionBudgets hold; kubectl's filters, drain timeout
    and ``--force``), upgraded, and uncordoned once its Node is Ready again.
 
 A host is done when ``/opt/bootstrap/current`` names the target (the host
@@ -33,6 +34,7 @@ from bootstrap.api.client import Client
 from bootstrap.config.cluster import load_cluster_config
 from bootstrap.config.inventory import load_inventory
 from bootstrap.config.kubespray_vars import effective_config
+from bootstrap.config.serial import KUBESPRAY_DEFAULT, Serial, parse_serial
 from bootstrap.engine import Recap
 from bootstrap.errors import UserError
 from bootstrap.flows import node_vars, versions
@@ -58,7 +60,9 @@ class UpgradeStopped(UserError):
 @dataclass(frozen=True)
 class UpgradeOptions:
     to: str
-    serial: int = 1
+    # Workers per batch: hosts (2, "2") or a percentage ("20%"); None: the inventory's
+    # `serial`, else 1.
+    serial: int | str | Serial | None = None
     limit: frozenset[str] | None = None
     dry_run: bool = False
     drain: DrainOptions = DrainOptions(timeout=DEFAULT_DRAIN_TIMEOUT)
@@ -98,6 +102,7 @@ class UpgradeResult:
     host_times: dict[str, float] = field(default_factory=dict)
     install_time: float = 0.0
     total_time: float = 0.0
+    batch_size: int = 1  # workers upgraded at once
 
 
 # --- the plan ------------------------------------------------------------------
@@ -111,9 +116,9 @@ def read_current(conn) -> str | None:
     return target.rstrip("/").rsplit("/", 1)[-1]
 
 
-def make_plan(inventory, currents: dict[str, str | None], target: str, serial: int
-              ) -> list[HostStep]:
-    """Every Kubernetes host in upgrade order (the skip decision is in HostStep.done)."""
+def make_plan(inventory, currents: dict[str, str | None], target: str) -> list[HostStep]:
+    """Every Kubernetes host in upgrade order (the skip decision is in HostStep.done;
+    the workers' batches are set by batch_workers)."""
     cps = list(inventory.control_plane)
     cp_names = {h.name for h in cps}
     steps: list[HostStep] = []
@@ -123,10 +128,19 @@ def make_plan(inventory, currents: dict[str, str | None], target: str, serial: i
         steps.append(HostStep(h.name, "control plane", currents.get(h.name),
                               "apply" if i == 0 else "node"))
     workers = [h for h in inventory.workers if h.name not in cp_names]
-    for i, h in enumerate(workers):
-        steps.append(HostStep(h.name, "worker", currents.get(h.name), "node",
-                              batch=i // max(serial, 1) + 1))
+    for h in workers:
+        steps.append(HostStep(h.name, "worker", currents.get(h.name), "node"))
     return steps
+
+
+def batch_workers(todo: list[HostStep], serial: Serial) -> int:
+    """Number the batches of the workers this run upgrades, in order; returns the batch
+    size (a percentage is of these workers: rounded down, at least 1, as Ansible)."""
+    workers = [s for s in todo if s.kind == "worker"]
+    size = serial.batch_size(len(workers))
+    for i, step in enumerate(workers):
+        step.batch = i // size + 1
+    return size
 
 
 def check_plan(steps: list[HostStep], target: str, limit: frozenset[str] | None,
@@ -161,7 +175,7 @@ def plan_text(steps: list[HostStep], chosen: list[HostStep], target: str) -> str
     n = 0
     for s in steps:
         kind = s.kind + (" (first)" if s.command == "apply" else "") + \
-            (f" (batch {s.batch})" if s.kind == "worker" else "")
+            (f" (batch {s.batch})" if s.batch else "")
         if s not in chosen:
             lines.append(f"   -  {s.host:<{width}}  {kind:<24} {s.current or '-':>8}"
                          f"            not in --limit")
@@ -380,12 +394,15 @@ def cluster_upgrade(inventory_path: str, opts: UpgradeOptions, *, config_path: s
     started = clock()
     target = _target(opts.to)
     opts = UpgradeOptions(**{**opts.__dict__, "to": target})
-    if opts.serial < 1:
-        raise UserError("--serial must be at least 1")
+    flag = _serial_flag(opts.serial)
     inventory = load_inventory(inventory_path)
     where = str(inventory.path)
+    effective = effective_config(inventory, config_path)
     # The API servers' port as cluster up set it (kube_apiserver_port, bindPort).
-    bind_port = effective_config(inventory, config_path).config.bind_port
+    bind_port = effective.config.bind_port
+    # --serial > the inventory's `serial` > 1.
+    serial, serial_from = (flag, "--serial") if flag is not None else (
+        effective.upgrade_serial, effective.sources["upgradeSerial"].source)
     if opts.limit:
         unknown = sorted(set(opts.limit) - set(inventory.hosts))
         if unknown:
@@ -402,12 +419,17 @@ def cluster_upgrade(inventory_path: str, opts: UpgradeOptions, *, config_path: s
         currents = dict(zip([h.name for h in hosts],
                             parallel_map(lambda h: read_current(conns[h.name]), hosts),
                             strict=True))
-        steps = make_plan(inventory, currents, target, opts.serial)
+        steps = make_plan(inventory, currents, target)
         chosen = check_plan(steps, target, opts.limit, where)
         todo = [s for s in chosen if not s.done(target)]
+        size = batch_workers(todo, serial)
         result = UpgradeResult(target, steps, planned=[s.host for s in todo],
-                               skipped=[s.host for s in chosen if s.done(target)])
+                               skipped=[s.host for s in chosen if s.done(target)],
+                               batch_size=size)
         log(plan_text(steps, chosen, target))
+        workers = sum(s.kind == "worker" for s in todo)
+        if workers:
+            log(f"workers: {size} at a time ({_serial_text(serial, serial_from, workers)})")
         if opts.dry_run or not todo:
             result.total_time = clock() - started
             return result
@@ -439,6 +461,27 @@ def _target(text: str) -> str:
         raise UserError(f"--to {text!r} is not a version (MAJOR.MINOR.PATCH)",
                         hint="e.g. bootstrap cluster upgrade -i inventory.ini --to 0.2.0")
     return str(v)
+
+
+def _serial_text(serial: Serial, source: str, workers: int) -> str:
+    """Where the batch size came from: "--serial 20% of 10 workers", "serial: 2 (FILE:LINE)",
+    "default"."""
+    if source == "default":
+        return "default"
+    of = f" of {workers} worker{'s' if workers > 1 else ''}" if serial.percent else ""
+    if source == "--serial":
+        return f"--serial {serial}{of}"
+    return f"serial: {serial}{of}, {source.removeprefix('serial (').removesuffix(')')}"
+
+
+def _serial_flag(value: int | str | Serial | None) -> Serial | None:
+    if value is None:
+        return None
+    try:
+        return parse_serial(value)
+    except ValueError as exc:
+        raise UserError(f"--serial {exc}", hint=f"e.g. --serial 2, or --serial "
+                        f"{KUBESPRAY_DEFAULT} as kubespray's default") from None
 
 
 def _install(inventory, conns, hosts: list[str], target: str, config_path, console) -> None:

@@ -10,11 +10,13 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
+from test_cluster_upgrade import NEW, OLD, World
 
 from bootstrap.config.inventory import load_inventory
 from bootstrap.config.kubespray_vars import effective_config
 from bootstrap.config.serial import DEFAULT_SERIAL, Serial, parse_serial
 from bootstrap.errors import UserError
+from bootstrap.flows import cluster_upgrade as cu
 
 WORKERS = [f"w{i}" for i in range(1, 11)]
 HOSTS = ["cp1", *WORKERS]
@@ -128,3 +130,124 @@ def test_serial_must_be_the_same_on_every_cluster_host(tmp_path):
     (tmp_path / "host_vars" / "w3.yml").write_text("serial: 5\n")
     with pytest.raises(UserError, match="serial is 5 for host w3 but 2 for cp1"):
         effective_config(load_inventory(str(inv)))
+
+
+# --- cluster upgrade: batches and precedence ----------------------------------------
+
+class Hosts(World):
+    def __init__(self, current=None):
+        self.current = {h: OLD for h in HOSTS} | (current or {})
+        self.fail = self.drain_fails = self.never_ready = None
+        self.events, self.installed, self.conns, self.cordoned = [], [], {}, set()
+
+
+def plan(inventory: Path, world: World | None = None, **kwargs) -> cu.UpgradeResult:
+    lines: list[str] = []
+
+    class Console:
+        def print(self, line, **_):
+            lines.append(line)
+
+    world = world or Hosts()
+    result = cu.cluster_upgrade(str(inventory), cu.UpgradeOptions(to=NEW, **kwargs),
+                                console=Console(), connect=world.connect, api=world,
+                                install=world.install)
+    result.lines = lines  # type: ignore[attr-defined]
+    return result
+
+
+def batches(result) -> dict[str, int]:
+    return {s.host: s.batch for s in result.plan if s.kind == "worker"}
+
+
+def test_a_percentage_of_the_workers_makes_the_batches(tmp_path):
+    result = plan(write(tmp_path), dry_run=True, serial="20%")
+    assert result.batch_size == 2
+    assert batches(result) == {w: i // 2 + 1 for i, w in enumerate(WORKERS)}
+    text = "\n".join(result.lines)
+    assert re.search(r"w10 +worker \(batch 5\) +0\.1\.0 -> 0\.2\.0", text)
+    assert "workers: 2 at a time (--serial 20% of 10 workers)" in text
+
+
+def test_the_percentage_is_of_the_workers_this_run_upgrades(tmp_path):
+    # w1..w5 are done: 20% of the 5 left is 1 (a fraction rounds down, at least 1).
+    world = Hosts(current={"cp1": NEW, **{w: NEW for w in WORKERS[:5]}})
+    result = plan(write(tmp_path), world, dry_run=True, serial="20%")
+    assert result.batch_size == 1
+    assert batches(result) == {**{w: 0 for w in WORKERS[:5]},
+                               **{w: i + 1 for i, w in enumerate(WORKERS[5:])}}
+    text = "\n".join(result.lines)
+    assert re.search(r"w1 +worker +0\.2\.0 +skip: already on 0\.2\.0", text)
+    assert "workers: 1 at a time (--serial 20% of 5 workers)" in text
+    # --limit too: 50% of the 3 chosen is 1.
+    result = plan(write(tmp_path), Hosts(current={"cp1": NEW}), dry_run=True, serial="50%",
+                  limit=frozenset({"w2", "w4", "w6"}))
+    assert result.batch_size == 1 and result.planned == ["w2", "w4", "w6"]
+
+
+def test_batches_run_together_in_order(tmp_path):
+    world = Hosts(current={"cp1": NEW})
+    result = plan(write(tmp_path, "all", "serial: 50%\n"), world)
+    assert result.batch_size == 5 and result.upgraded == WORKERS
+    drains = [e for e in world.events if e.startswith("drain")]
+    # Every worker of batch 1 is drained before any of batch 2.
+    assert set(drains[:5]) == {f"drain {w}" for w in WORKERS[:5]}
+    assert set(drains[5:]) == {f"drain {w}" for w in WORKERS[5:]}
+
+
+@pytest.mark.parametrize("flag, inventory, size, said", [
+    (None, None, 1, "workers: 1 at a time (default)"),
+    (None, "serial: 30%\n", 3,
+     "workers: 3 at a time (serial: 30% of 10 workers, group_vars/all/vars.yml:1)"),
+    (None, "serial: 4\n", 4, "workers: 4 at a time (serial: 4, group_vars/all/vars.yml:1)"),
+    ("2", "serial: 30%\n", 2, "workers: 2 at a time (--serial 2)"),
+    (5, "serial: 1\n", 5, "workers: 5 at a time (--serial 5)"),
+    ("10%", "serial: 4\n", 1, "workers: 1 at a time (--serial 10% of 10 workers)"),
+])
+def test_the_flag_wins_over_the_inventory_which_wins_over_the_default(
+        tmp_path, flag, inventory, size, said):
+    inv = write(tmp_path, "all" if inventory else None, inventory or "")
+    result = plan(inv, dry_run=True, serial=flag)
+    assert result.batch_size == size
+    assert said in result.lines
+
+
+@pytest.mark.parametrize("value", [v for v in BAD if v is not None])  # None: not given
+def test_a_bad_serial_option_is_refused_before_any_host(tmp_path, value):
+    world = Hosts()
+    with pytest.raises(UserError) as ei:
+        plan(write(tmp_path), world, serial=value)
+    line = ei.value.line()
+    assert line.startswith("--serial ") and "is not a number of hosts" in line, line
+    assert "e.g. --serial 2, or --serial 20% as kubespray's default" in line
+    assert world.conns == {} and ei.value.exit_code == 2
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "abc", "150%", "0%", "2.5", ""])
+def test_the_cli_says_a_bad_serial_in_one_line_and_exits_2(tmp_path, value):
+    from bootstrap.cli import main
+
+    out = CliRunner().invoke(main, ["cluster", "upgrade", "-i", str(write(tmp_path)),
+                                    "--to", NEW, "--serial", value])
+    assert out.exit_code == 2
+    lines = out.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: --serial "), out.output
+    assert "Traceback" not in out.output and "Usage" not in out.output
+
+
+def test_the_cli_passes_the_serial_through(tmp_path, monkeypatch):
+    from bootstrap.cli import cluster_upgrade_cmd, main
+
+    seen = []
+
+    def fake(inventory, opts, **_):
+        seen.append(opts.serial)
+        return cu.UpgradeResult(NEW, [], planned=[])
+
+    monkeypatch.setattr(cluster_upgrade_cmd, "cluster_upgrade", fake)
+    inv = str(write(tmp_path))
+    for args in (["--serial", "20%"], []):
+        out = CliRunner().invoke(main, ["cluster", "upgrade", "-i", inv, "--to", NEW,
+                                        "--dry-run", *args])
+        assert out.exit_code == 0, out.output
+    assert seen == ["20%", None]  # None: the inventory's serial, else 1
