@@ -43,7 +43,7 @@ def up(inventory: str, config_path: str | None, tags: str | None, limit: str | N
                         wait_timeout=wait_timeout)
     recap = result.recap
     for warning in result.warnings:
-        console.print(f"[yellow]warning:[/] {warning}")
+        console.print(f"[yellow]warning:[/] {warning}", soft_wrap=True)  # one line each
     if result.scratch:
         # Said on every dry run: nothing was kept, and the real run makes its own.
         console.print(f"pki: dry run: {result.pki_created} certificate/key file(s) would be "

@@ -56,6 +56,15 @@ KUBESPRAY_VARS = {
     "kube_network_plugin": "networkPlugin",
     "serial": "upgradeSerial",  # upgrade-cluster.yml's workers; `cluster upgrade --serial`
 }
+# kubespray variables bootstrap reads only to say what it does instead (one note each,
+# in the warnings `cluster up` and `inventory check` print): var -> (applies, note).
+NOTED_VARS = {
+    # kubespray's cluster.yml upgrades with it; ours never does.
+    "upgrade_cluster_setup": (
+        lambda value: _bool(value),
+        "is true: cluster up does not upgrade; upgrades are done by "
+        "`bootstrap cluster upgrade -i {inventory} --to VERSION`"),
+}
 NETWORK_PLUGINS = ("cni",)  # the standard bridge plugin, configured by our kubelet
 DEFAULT_LB_DOMAIN = "lb-apiserver.kubernetes.local"  # kubespray's default
 
@@ -259,6 +268,8 @@ def effective_config(inv: Inventory, config_path: str | None = None) -> Effectiv
             raise fail("serial", str(exc), hint=f"e.g. serial: 2, or serial: {KUBESPRAY_DEFAULT} "
                        "as kubespray's default") from None
 
+    warnings += _notes(inv)
+
     sources: dict[str, Setting] = {}
     flat = _paths(merged)
     defaults = _paths(_default_doc())
@@ -286,6 +297,18 @@ def effective_config(inv: Inventory, config_path: str | None = None) -> Effectiv
     return EffectiveConfig(config=cfg, kube_config_dir=kube_config_dir,
                            localhost_load_balancer=localhost_lb, network_plugin=plugin,
                            upgrade_serial=serial, sources=sources, warnings=warnings)
+
+
+def _notes(inv: Inventory) -> list[str]:
+    """One line for each NOTED_VARS variable the cluster sets (first control-plane host)."""
+    hosts = [h.name for h in inv.control_plane] or list(inv.hosts)
+    if not hosts:
+        return []
+    values, where = inv.vars_for(hosts[0]), inv.vars_where(hosts[0])
+    return [f"{var} ({where.get(var, inv.path)}) "
+            + note.format(inventory=inv.path)
+            for var, (applies, note) in NOTED_VARS.items()
+            if var in values and applies(values[var])]
 
 
 def _bool(raw: Any) -> bool:

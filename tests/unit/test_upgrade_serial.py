@@ -10,12 +10,14 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
+from test_cluster_up_flow import Connector
 from test_cluster_upgrade import NEW, OLD, World
 
 from bootstrap.config.inventory import load_inventory
 from bootstrap.config.kubespray_vars import effective_config
 from bootstrap.config.serial import DEFAULT_SERIAL, Serial, parse_serial
 from bootstrap.errors import UserError
+from bootstrap.flows import cluster_up as cup
 from bootstrap.flows import cluster_upgrade as cu
 
 WORKERS = [f"w{i}" for i in range(1, 11)]
@@ -251,3 +253,42 @@ def test_the_cli_passes_the_serial_through(tmp_path, monkeypatch):
                                         "--dry-run", *args])
         assert out.exit_code == 0, out.output
     assert seen == ["20%", None]  # None: the inventory's serial, else 1
+
+
+# --- upgrade_cluster_setup -----------------------------------------------------
+
+NOTE = ("upgrade_cluster_setup (group_vars/k8s_cluster/vars.yml:1) is true: cluster up does "
+        "not upgrade; upgrades are done by `bootstrap cluster upgrade -i {inv} --to VERSION`")
+
+
+@pytest.mark.parametrize("value", ["true", "yes", "'true'", "True"])
+def test_upgrade_cluster_setup_gets_one_note_from_cluster_up(tmp_path, value):
+    inv = write(tmp_path, "k8s_cluster", f"upgrade_cluster_setup: {value}\n")
+    result = cup.cluster_up(str(inv), tags="kube-config-dir", connect=Connector())
+    assert not result.recap.failed
+    notes = [w for w in result.warnings if "upgrade_cluster_setup" in w]
+    assert notes == [NOTE.format(inv=load_inventory(str(inv)).path)]
+
+
+@pytest.mark.parametrize("text", ["upgrade_cluster_setup: false\n", "x: 1\n"])
+def test_no_note_without_upgrade_cluster_setup(tmp_path, text):
+    inv = write(tmp_path, "k8s_cluster", text)
+    result = cup.cluster_up(str(inv), tags="kube-config-dir", connect=Connector())
+    assert not [w for w in result.warnings if "upgrade_cluster_setup" in w]
+
+
+def test_cluster_up_prints_the_note_and_succeeds(tmp_path, monkeypatch):
+    from bootstrap.cli import cluster_cmd, main
+
+    real = cluster_cmd.cluster_up
+    monkeypatch.setattr(cluster_cmd, "cluster_up",
+                        lambda *a, **kw: real(*a, **{**kw, "tags": "kube-config-dir"},
+                                              connect=Connector()))
+    inv = write(tmp_path, "k8s_cluster", "upgrade_cluster_setup: true\n")
+    out = CliRunner().invoke(main, ["cluster", "up", "-i", str(inv)])
+    assert out.exit_code == 0, out.output
+    lines = [ln for ln in out.output.splitlines() if "upgrade_cluster_setup" in ln]
+    assert len(lines) == 1, out.output
+    assert lines[0].startswith("warning: upgrade_cluster_setup (")
+    assert lines[0].endswith(f"`bootstrap cluster upgrade -i {load_inventory(str(inv)).path} "
+                             "--to VERSION`")
