@@ -100,6 +100,36 @@ def test_bad_body(cluster, what, method, path, body, code, message):
     assert status["kind"] == "Status" and message in status["message"]
 
 
+NS = "/api/v1/namespaces"
+
+
+@pytest.mark.parametrize("path,body,ctype,message", [
+    (NS, b'{"apiVersion": "v1", "kind": "Namespace", oops}', "application/json",
+     "the object provided is unrecognized (must be of type Namespace): couldn't get "
+     "version/kind; json parse error: invalid character 'o' looking for beginning of object "
+     'key string ({"apiVersion": "v1", "kind": " ...)'),
+    (NS, b"", "application/json",
+     "the object provided is unrecognized (must be of type Namespace): couldn't get "
+     "version/kind; json parse error: unexpected end of JSON input (<empty>)"),
+    (PODS, b"[1]", "application/json",
+     "the object provided is unrecognized (must be of type Pod): couldn't get version/kind; "
+     "json parse error: json: cannot unmarshal array into Go value of type struct { "
+     'APIVersion string "json:\\"apiVersion,omitempty\\""; Kind string '
+     '"json:\\"kind,omitempty\\"" } (5b315d)'),
+    (NS, b'{"apiVersion":"v1","kind":"Pod","metadata":{"name":"a"}}', "application/json",
+     'Pod in version "v1" cannot be handled as a Namespace: converting (v1.Pod) to '
+     "(core.Namespace): unknown conversion"),
+    (PODS, b'{"apiVersion":"v1","kind":"Pod","metadata":{"name":"a"},"spec":{"containers":"x"}}',
+     "application/json",
+     'Pod in version "v1" cannot be handled as a Pod: json: cannot unmarshal string into Go '
+     "struct field PodSpec.spec.containers of type []v1.Container"),
+])
+def test_decode_errors_read_as_upstream(cluster, path, body, ctype, message):
+    got, status = _send(cluster, "POST", path, body, ctype)
+    assert got == 400 and status["reason"] == "BadRequest", status
+    assert status["message"] == message
+
+
 @pytest.mark.parametrize("query,code,message", [
     ("resourceVersion=18446744073709551616", 400, "value out of range"),
     ("resourceVersion=abc", 400, "invalid resource version"),

@@ -6,7 +6,7 @@ import orjson
 import yaml
 from aiohttp import web
 
-from bootstrap.api import errors
+from bootstrap.api import errors, gojson, resources
 from bootstrap.api.resources import Resource
 
 from . import protobuf
@@ -96,24 +96,102 @@ def check_depth(value) -> None:
             stack.extend((x, d + 1) for x in v)
 
 
-async def read_body(request: web.Request) -> dict:
+def summarize_data(data: bytes, max_length: int = 30) -> str:
+    """upstream's summarizeData: a JSON object's first bytes as text, anything else
+    in hex."""
+    if not data:
+        return "<empty>"
+    cut = data[:max_length]
+    more = " ..." if len(data) > max_length else ""
+    if data[:1] == b"{":
+        return cut.decode("utf-8", "replace") + more
+    return cut.hex() + more
+
+
+# The struct encoding/json first reads a body into (the serializer's
+# SimpleMetaFactory.Interpret), as reflect prints its type.
+_FIND_KIND = ('struct { APIVersion string "json:\\"apiVersion,omitempty\\""; '
+              'Kind string "json:\\"kind,omitempty\\"" }')
+
+
+def _json_kind(value) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)):
+        return "number"
+    return {str: "string", list: "array", dict: "object"}.get(type(value), "value")
+
+
+def unrecognized(kind: str, err: str, raw: bytes) -> errors.APIError:
+    """transformDecodeError for a body that named no kind (or could not be read)."""
+    return errors.bad_request(f"the object provided is unrecognized (must be of type {kind}): "
+                              f"{err} ({summarize_data(raw)})")
+
+
+def decode_body(raw: bytes, kind: str, yaml_body: bool = False) -> dict:
+    """A JSON or YAML body as upstream's serializer decodes it into `kind`, or 400 in
+    transformDecodeError's words."""
+    if yaml_body:
+        try:
+            value = loads(raw, yaml_body=True) if raw else None
+        except ValueError as exc:
+            raise unrecognized(kind, f"error converting YAML to JSON: {exc}", raw) from None
+    else:
+        try:
+            value = loads(raw)
+        except ValueError as exc:
+            # Go's checkValid words the error when it also refuses the body; what only
+            # we refuse (our depth bound, invalid UTF-8) keeps our parser's words.
+            syntax = gojson.syntax_error(raw)
+            err = f"couldn't get version/kind; json parse error: {syntax}" if syntax else str(exc)
+            raise unrecognized(kind, err, raw) from None
+    if value is None:
+        return {}  # null decodes into the zero object, as in Go
+    if not isinstance(value, dict):
+        raise unrecognized(kind, "couldn't get version/kind; json parse error: json: cannot "
+                                 f"unmarshal {_json_kind(value)} into Go value of type "
+                                 f"{_FIND_KIND}", raw)
+    for key in value:
+        if key in ("apiVersion", "kind") and value[key] is not None \
+                and not isinstance(value[key], str):
+            raise unrecognized(kind, "couldn't get version/kind; json parse error: json: "
+                                     f"cannot unmarshal {_json_kind(value[key])} into Go "
+                                     f"struct field .{key} of type string", raw)
+    return value
+
+
+async def read_body(request: web.Request, kind: str) -> dict:
+    """The body decoded for an endpoint whose objects are `kind` (the kind upstream's
+    errors name as the one the body must be of)."""
     raw = await read_raw(request)
-    if not raw:
-        raise errors.bad_request("the body of the request was empty")
     # No Content-Type at all means JSON, as upstream's negotiation defaults to it
     # (aiohttp would report application/octet-stream).
     ctype = (request.content_type if "Content-Type" in request.headers else JSON).lower()
     if ctype == protobuf.CONTENT_TYPE:
+        if not raw:
+            raise unrecognized(kind, "empty body", raw)
         return protobuf.decode(raw)
     if ctype not in (JSON, "application/yaml"):
         raise errors.unsupported_media_type(ctype, BODY_TYPES)
-    try:
-        body = loads(raw, yaml_body="yaml" in ctype)
-    except ValueError as exc:
-        raise errors.bad_request(f"the object provided is unrecognized: {exc}") from None
-    if not isinstance(body, dict):
-        raise errors.bad_request("the object provided is unrecognized: expected an object")
-    return body
+    return decode_body(raw, kind, yaml_body="yaml" in ctype)
+
+
+# The scheme built-in kinds are registered in, as upstream's errors name it.
+SCHEME = "pkg/api/legacyscheme/scheme.go:30"
+# Kinds every group version registers besides its resources' (metav1.AddToGroupVersion).
+_META_KINDS = frozenset({"Status", "WatchEvent", "ListOptions", "GetOptions", "DeleteOptions",
+                         "CreateOptions", "UpdateOptions", "PatchOptions"})
+
+
+def _registered(api_version: str, kind: str) -> bool:
+    if kind in _META_KINDS or resources.by_api_version(api_version, kind) is not None:
+        return True
+    return kind.endswith("List") and resources.by_api_version(api_version, kind[:-4]) is not None
+
+
+def _internal_package(group: str) -> str:
+    """The Go package of a group's internal types (pkg/apis/<name>)."""
+    return "core" if group in ("", "events.k8s.io") else group.split(".")[0]
 
 
 def check_type(body: dict, res: Resource, kind: str | None = None,
@@ -121,6 +199,16 @@ def check_type(body: dict, res: Resource, kind: str | None = None,
     """A body's apiVersion/kind must name the endpoint's kind (or be empty)."""
     want_kind, want_gv = kind or res.kind, api_version or res.gv
     got_kind, got_gv = body.get("kind"), body.get("apiVersion")
+    if got_kind and got_kind != want_kind and res.custom is None:
+        # The codec makes the body's own kind (its apiVersion defaulted to the
+        # endpoint's) and cannot convert it into the endpoint's internal type.
+        gv = got_gv or want_gv
+        version = gv.rpartition("/")[2]
+        base = (f"converting ({version}.{got_kind}) to ({_internal_package(res.group)}."
+                f"{want_kind}): unknown conversion" if _registered(gv, got_kind) else
+                f'no kind "{got_kind}" is registered for version "{gv}" in scheme "{SCHEME}"')
+        raise errors.bad_request(f'{got_kind} in version "{version}" cannot be handled as a '
+                                 f"{want_kind}: {base}")
     if got_kind and got_kind != want_kind or got_gv and got_gv != want_gv:
         raise errors.bad_request(
             f"the API version in the data ({got_gv}) does not match the expected API version "

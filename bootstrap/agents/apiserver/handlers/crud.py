@@ -83,7 +83,7 @@ async def list_(server, request: web.Request, info: RequestInfo, user) -> web.Re
 
 async def create(server, request: web.Request, info: RequestInfo, user) -> web.Response:
     res = info.resource
-    body = await common.read_body(request)
+    body = await common.read_body(request, res.kind)
     common.check_type(body, res)
     ctx = ctx_for(request, user)
     obj = await server.registry.create(res, info.namespace or None, body, ctx)
@@ -92,7 +92,7 @@ async def create(server, request: web.Request, info: RequestInfo, user) -> web.R
 
 async def update(server, request: web.Request, info: RequestInfo, user) -> web.Response:
     res = info.resource
-    body = await common.read_body(request)
+    body = await common.read_body(request, res.kind)
     common.check_type(body, res)
     ctx = ctx_for(request, user, info.subresource)
     rv = (body.get("metadata") or {}).get("resourceVersion") or None

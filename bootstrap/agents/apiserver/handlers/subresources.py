@@ -37,7 +37,7 @@ async def dispatch(server, request: web.Request, info: RequestInfo, user) -> web
         if verb == "patch":
             return await _patch_scale(server, request, info, user)
     elif sub == "binding" and verb == "create":
-        body = await common.read_body(request)
+        body = await common.read_body(request, "Binding")
         return await bind(server, request, info.namespace, info.name, body, user)
     elif sub == "eviction" and verb == "create":
         return await evict(server, request, info, user)
@@ -55,7 +55,7 @@ async def dispatch(server, request: web.Request, info: RequestInfo, user) -> web
 
 
 async def _update_scale(server, request, info, user):
-    body = await common.read_body(request)
+    body = await common.read_body(request, "Scale")
     replicas = (body.get("spec") or {}).get("replicas")
     return await _set_replicas(server, request, info, user, replicas,
                                (body.get("metadata") or {}).get("resourceVersion"))
@@ -132,7 +132,7 @@ async def evict(server, request, info, user):
     or already terminating go at once; otherwise the one PDB selecting the pod must
     allow a disruption, which is taken (disruptionsAllowed-1, the pod recorded in
     disruptedPods for the disruption controller) before the pod is deleted."""
-    body = await common.read_body(request)
+    body = await common.read_body(request, "Eviction")
     pods = info.resource
     pod = await server.registry.get(pods, info.namespace, info.name)
     options = body.get("deleteOptions") or {}
@@ -254,7 +254,7 @@ async def pod_log(server, request, info):
 
 async def token(server, request, info, user):
     from .. import admission, serviceaccount
-    body = await common.read_body(request)
+    body = await common.read_body(request, "TokenRequest")
     sa = await server.registry.get(info.resource, info.namespace, info.name)
     # NodeRestriction decides which pods a kubelet may mint tokens for.
     await admission.admit("CREATE", info.resource, body, None, user, server.auth_store,
@@ -269,7 +269,7 @@ async def token(server, request, info, user):
 
 async def finalize(server, request, info, user):
     """namespaces/<n>/finalize: the only way to change spec.finalizers."""
-    body = await common.read_body(request)
+    body = await common.read_body(request, "Namespace")
     ctx = crud.ctx_for(request, user, "finalize")
     wanted = copy.deepcopy((body.get("spec") or {}).get("finalizers") or [])
 
@@ -284,7 +284,7 @@ async def finalize(server, request, info, user):
 async def review(server, request: web.Request, info: RequestInfo, user) -> web.Response:
     """POST of a virtual review resource."""
     from ..auth import reviews
-    body = await common.read_body(request)
+    body = await common.read_body(request, info.resource.kind)
     plural = info.resource.plural
     if plural == "selfsubjectaccessreviews":
         out = await reviews.self_subject_access_review(body, user, server.authorizer)
