@@ -70,7 +70,7 @@ def pod_spec(spec: dict) -> None:
             for k in [k for k in v if k != "name"]:
                 del v[k]
             v["emptyDir"] = {}
-        for kind in ("secret", "configMap", "projected"):
+        for kind in ("secret", "configMap", "projected", "downwardAPI"):
             if isinstance(v.get(kind), dict):
                 v[kind].setdefault("defaultMode", 0o644)
         if isinstance(v.get("hostPath"), dict):
@@ -341,6 +341,8 @@ def _limitrange(obj: dict) -> None:
 _BY_KIND: dict[str, Callable[[dict], None]] = {
     "LimitRange": _limitrange,
     "ReplicationController": _replicationcontroller,
+    # SetDefaults_PodTemplate: the pod defaults on its top-level .template.
+    "PodTemplate": _template,
     "PersistentVolume": _persistentvolume,
     "StorageClass": _storageclass,
     "HorizontalPodAutoscaler": _hpa,

@@ -324,3 +324,18 @@ def test_type_error_reads_like_go_decoder():
         schema.validate(d, DEPLOY)
     assert ei.value.message.endswith("Go struct field ContainerPort.spec.template.spec.containers.ports"
                                      ".containerPort of type int32")
+
+
+def test_pod_template_and_downward_api_volumes_are_defaulted():
+    # SetDefaults_PodTemplate runs the pod defaults on .template.spec, and
+    # SetDefaults_DownwardAPIVolumeSource gives defaultMode 0644 as for secrets.
+    pt = {"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": "t"},
+          "template": {"spec": {"containers": [{"name": "c", "image": "a:1"}],
+                                "volumes": [{"name": "bare"}, {"name": "d", "downwardAPI": {}}]}}}
+    defaults.apply_defaults(pt, ("", "v1", "PodTemplate"))
+    spec = pt["template"]["spec"]
+    assert spec["restartPolicy"] == "Always" and spec["dnsPolicy"] == "ClusterFirst"
+    assert spec["containers"][0]["imagePullPolicy"] == "IfNotPresent"
+    assert spec["volumes"] == [{"name": "bare", "emptyDir": {}},
+                               {"name": "d", "downwardAPI": {"defaultMode": 0o644}}]
+    assert defaults.apply_defaults(copy.deepcopy(pt), ("", "v1", "PodTemplate")) == pt
