@@ -146,6 +146,13 @@ async def bench(cluster: Cluster, quick: bool, loops_only: bool, rounds: int) ->
         await etcd.close()
 
 
+def _host_cpu() -> tuple[int, int]:
+    """(busy, total) jiffies of all cores, from /proc/stat."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return sum(v) - v[3] - v[4], sum(v)
+
+
 def _uvloop_installed() -> bool:
     try:
         import uvloop  # noqa: F401
@@ -167,6 +174,10 @@ async def _loops(cluster: Cluster, etcd: Etcd, n1: int, n64: int, rounds: int) -
     value = orjson.dumps(_cm("x"))
     ours: dict[tuple, list[float]] = {}
     raw: dict[tuple, list[float]] = {}
+    # CPU during the apiserver run: this process's (one core = 100%) and all cores' busy
+    # share (100% = every core), to tell a saturated host from a server-side limit.
+    client: dict[tuple, list[float]] = {}
+    hostcpu: dict[tuple, list[float]] = {}
     for r in range(rounds):
         for procs, loop in configs:
             server = APIServer(cluster.base / f"loop-{procs}-{loop}", cluster.pki, cluster.etcd,
@@ -175,21 +186,31 @@ async def _loops(cluster: Cluster, etcd: Etcd, n1: int, n64: int, rounds: int) -
             server.start()
             api = API(cluster, server.url)
             try:
+                # Ready is not settled: let the workers come up and the OpenAPI documents
+                # build (a thread), then warm every process's connections and caches.
+                await asyncio.sleep(3)
+                await _run_concurrent(256, 64, lambda i, t=f"{procs}{loop}-{r}", a=api: a.req(
+                    "POST", "/api/v1/namespaces/bench/configmaps", _cm(f"w{t}-{i}")))
                 for conc, n in ((1, n1), (64, n64)):
                     key = (procs, loop, conc)
                     tag = f"{procs}{loop}{conc}-{r}"
                     raw.setdefault(key, []).append(await _run_concurrent(
                         n, conc, lambda i, t=tag: etcd.create(f"/bench/loop-{t}-{i}", value)))
+                    cpu, wall, host = time.process_time(), time.perf_counter(), _host_cpu()
                     ours.setdefault(key, []).append(await _run_concurrent(
                         n, conc, lambda i, t=tag, a=api: a.req(
                             "POST", "/api/v1/namespaces/bench/configmaps", _cm(f"l{t}-{i}"))))
+                    client.setdefault(key, []).append(
+                        (time.process_time() - cpu) / (time.perf_counter() - wall))
+                    busy, total = (b - a for a, b in zip(host, _host_cpu(), strict=True))
+                    hostcpu.setdefault(key, []).append(busy / max(total, 1))
             finally:
                 await api.session.close()
                 server.stop()
     print(f"\ncreates/s by processes x event loop x concurrency, median of {rounds} "
           f"interleaved rounds [min-max]; raw etcd puts measured before each run")
     print(f"{'procs':>5s} {'loop':8s} {'conc':>4s} {'apiserver':>10s} {'range':>13s} "
-          f"{'raw etcd':>10s} {'ratio':>6s} {'vs asyncio':>10s}")
+          f"{'raw etcd':>10s} {'ratio':>6s} {'vs asyncio':>10s} {'client cpu':>10s} {'host cpu':>8s}")
     for procs, loop in configs:
         for conc in (1, 64):
             o, w = ours[(procs, loop, conc)], raw[(procs, loop, conc)]
@@ -197,7 +218,9 @@ async def _loops(cluster: Cluster, etcd: Etcd, n1: int, n64: int, rounds: int) -
             m = statistics.median(o)
             print(f"{procs:5d} {loop:8s} {conc:4d} {m:10.1f} "
                   f"{f'[{min(o):.0f}-{max(o):.0f}]':>13s} {statistics.median(w):10.1f} "
-                  f"{m / statistics.median(w):5.2f}x {m / base:9.2f}x")
+                  f"{m / statistics.median(w):5.2f}x {m / base:9.2f}x "
+                  f"{statistics.median(client[(procs, loop, conc)]):9.0%} "
+                  f"{statistics.median(hostcpu[(procs, loop, conc)]):8.0%}")
 
 
 async def _fanout(api: API, watchers: int, events: int) -> None:
