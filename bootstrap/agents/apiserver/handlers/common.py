@@ -114,7 +114,8 @@ _FIND_KIND = ('struct { APIVersion string "json:\\"apiVersion,omitempty\\""; '
               'Kind string "json:\\"kind,omitempty\\"" }')
 
 
-def _json_kind(value) -> str:
+def json_kind(value) -> str:
+    """A decoded JSON value's kind as encoding/json's UnmarshalTypeError names it."""
     if isinstance(value, bool):
         return "bool"
     if isinstance(value, (int, float)):
@@ -149,13 +150,13 @@ def decode_body(raw: bytes, kind: str, yaml_body: bool = False) -> dict:
         return {}  # null decodes into the zero object, as in Go
     if not isinstance(value, dict):
         raise unrecognized(kind, "couldn't get version/kind; json parse error: json: cannot "
-                                 f"unmarshal {_json_kind(value)} into Go value of type "
+                                 f"unmarshal {json_kind(value)} into Go value of type "
                                  f"{_FIND_KIND}", raw)
     for key in value:
         if key in ("apiVersion", "kind") and value[key] is not None \
                 and not isinstance(value[key], str):
             raise unrecognized(kind, "couldn't get version/kind; json parse error: json: "
-                                     f"cannot unmarshal {_json_kind(value[key])} into Go "
+                                     f"cannot unmarshal {json_kind(value[key])} into Go "
                                      f"struct field .{key} of type string", raw)
     return value
 

@@ -236,27 +236,19 @@ def _check_delete_options(options: dict) -> None:
             continue
         ok = isinstance(value, want) and not (want is int and isinstance(value, bool))
         if not ok:
-            raise errors.bad_request(f"json: cannot unmarshal {_json_kind(value)} into Go "
+            raise errors.bad_request(f"json: cannot unmarshal {common.json_kind(value)} into Go "
                                      f"struct field DeleteOptions.{key} of type "
                                      f"{_GO_TYPES[want]}")
     pre = options.get("preconditions") or {}
     for key in ("uid", "resourceVersion"):
         if pre.get(key) is not None and not isinstance(pre[key], str):
-            raise errors.bad_request(f"json: cannot unmarshal {_json_kind(pre[key])} into Go "
+            raise errors.bad_request(f"json: cannot unmarshal {common.json_kind(pre[key])} into Go "
                                      f"struct field Preconditions.preconditions.{key} of "
                                      f"type string")
 
 
 _GO_TYPES = {int: "int64", str: "string", bool: "bool", list: "[]string",
              dict: "v1.Preconditions"}
-
-
-def _json_kind(value) -> str:
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, (int, float)):
-        return "number"
-    return {str: "string", list: "array", dict: "object"}.get(type(value), "value")
 
 
 async def delete_collection(server, request: web.Request, info: RequestInfo,
